@@ -1,0 +1,105 @@
+"""The chain rules a log's records obey, checked in order as they are read.
+
+- line 1 is the `log_created` header (seq 1, stream `$log`), naming the log id;
+- `seq` is contiguous from 1 (so a record's line number is its seq);
+- per stream, `sv` is contiguous from 1 and `prev` is the `h` of the stream's previous
+  record (the first chains to `genesis(log_id, stream)`);
+- `v` is a schema version this asup reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import msgspec
+
+from events.payloads import LogCreated
+from events.record import HEADER_STREAM, LOG_SCHEMA, SCHEMA_VERSION, Record, genesis
+
+
+class StreamHead(msgspec.Struct, gc=False):
+    sv: int
+    h: str
+
+
+class Position(msgspec.Struct, frozen=True, gc=False):
+    """Where an appended event landed."""
+
+    seq: int
+    stream: str
+    sv: int
+
+
+class ChainState:
+    """The heads of a log as read so far, plus a bounded window of recent ids per stream."""
+
+    def __init__(self, id_window: int = 64) -> None:
+        self.log_id: str | None = None
+        self.last_seq = 0
+        self.last_h = ""
+        self.streams: dict[str, StreamHead] = {}
+        self.recent: dict[str, deque[tuple[str, int, int]]] = {}
+        self.id_window = id_window
+
+    def version(self, stream: str) -> int:
+        head = self.streams.get(stream)
+        return head.sv if head else 0
+
+    def prev_of(self, stream: str) -> str:
+        head = self.streams.get(stream)
+        if head is not None:
+            return head.h
+        assert self.log_id is not None, "the header sets the log id first"
+        return genesis(self.log_id, stream)
+
+    def find_recent(self, stream: str, event_id: str) -> Position | None:
+        for recent_id, seq, sv in self.recent.get(stream, ()):
+            if recent_id == event_id:
+                return Position(seq, stream, sv)
+        return None
+
+    def problem(self, record: Record) -> str | None:
+        """Why `record` cannot follow the records admitted so far, or None."""
+        if record.v != SCHEMA_VERSION:
+            return f"schema version {record.v} is not {SCHEMA_VERSION}"
+        if record.seq != self.last_seq + 1:
+            return f"seq {record.seq} follows seq {self.last_seq} (expected {self.last_seq + 1}): a record is missing, repeated or out of order"
+        if self.log_id is None:
+            return self._header_problem(record)
+        head = self.streams.get(record.stream)
+        expected_sv = head.sv + 1 if head else 1
+        if record.sv != expected_sv:
+            return f"stream {record.stream!r} version {record.sv}, expected {expected_sv}"
+        if record.prev != self.prev_of(record.stream):
+            return f"prev of stream {record.stream!r} does not match its previous record (edited, spliced or reordered)"
+        return None
+
+    def _header_problem(self, record: Record) -> str | None:
+        data = record.data
+        if not isinstance(data, LogCreated) or record.stream != HEADER_STREAM:
+            return "the first record is not the log_created header"
+        if data.schema != LOG_SCHEMA:
+            return f"log schema {data.schema!r} is not {LOG_SCHEMA!r}"
+        if record.prev != genesis(data.log_id, HEADER_STREAM) or record.sv != 1:
+            return "header does not chain to its log's genesis"
+        return None
+
+    def admit(self, record: Record) -> None:
+        """Advance the heads past `record` (already checked by `problem`)."""
+        if self.log_id is None and isinstance(record.data, LogCreated):
+            self.log_id = record.data.log_id
+        self.last_seq = record.seq
+        self.last_h = record.h
+        self.remember(record.stream, record.sv, record.h, record.id, record.seq)
+
+    def remember(self, stream: str, sv: int, h: str, event_id: str, seq: int) -> None:
+        head = self.streams.get(stream)
+        if head is None:
+            self.streams[stream] = StreamHead(sv, h)
+        else:
+            head.sv = sv
+            head.h = h
+        window = self.recent.get(stream)
+        if window is None:
+            window = self.recent[stream] = deque(maxlen=self.id_window)
+        window.append((event_id, seq, sv))

@@ -1,0 +1,86 @@
+"""The head index: a small side file so opening a large log for append needs no rescan.
+
+`LOG.head.json` holds the heads as of byte `size` (last seq and digest, per-stream
+version and digest, the recent-id windows). On open it is trusted only if the log's
+record ending at `size` carries `last_h`; then only the bytes after `size` are scanned.
+Anything else (missing, unreadable, log truncated or rewritten) rebuilds it from a full
+scan. It is a cache: losing it costs time, never data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+
+import msgspec
+
+from events.chain import ChainState, StreamHead
+from events.record import TRAILER_LEN
+
+FORMAT = 1
+
+
+class HeadIndex(msgspec.Struct, forbid_unknown_fields=True):
+    format: int
+    log_id: str
+    size: int
+    last_seq: int
+    last_h: str
+    streams: dict[str, tuple[int, str]]
+    recent: dict[str, list[tuple[str, int, int]]]
+
+
+def index_path(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + ".head.json")
+
+
+def save(log_path: Path, chain: ChainState, size: int) -> None:
+    assert chain.log_id is not None
+    index = HeadIndex(
+        format=FORMAT,
+        log_id=chain.log_id,
+        size=size,
+        last_seq=chain.last_seq,
+        last_h=chain.last_h,
+        streams={name: (head.sv, head.h) for name, head in chain.streams.items()},
+        recent={name: list(window) for name, window in chain.recent.items()},
+    )
+    target = index_path(log_path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(msgspec.json.encode(index))
+    os.replace(tmp, target)
+
+
+def load(log_path: Path, id_window: int) -> tuple[ChainState, int] | None:
+    """The chain state and the offset to scan from, or None when the index can't be trusted."""
+    try:
+        index = msgspec.json.decode(index_path(log_path).read_bytes(), type=HeadIndex)
+    except (OSError, msgspec.MsgspecError):
+        return None
+    if index.format != FORMAT or not _matches_tail(log_path, index):
+        return None
+    chain = ChainState(id_window)
+    chain.log_id = index.log_id
+    chain.last_seq = index.last_seq
+    chain.last_h = index.last_h
+    chain.streams = {name: StreamHead(sv, h) for name, (sv, h) in index.streams.items()}
+    chain.recent = {
+        name: deque((tuple(item) for item in window), maxlen=id_window)  # type: ignore[misc]
+        for name, window in index.recent.items()
+    }
+    return chain, index.size
+
+
+def _matches_tail(log_path: Path, index: HeadIndex) -> bool:
+    if index.size < TRAILER_LEN + 1:
+        return False
+    try:
+        with log_path.open("rb") as fh:
+            if fh.seek(0, 2) < index.size:
+                return False
+            fh.seek(index.size - 67)
+            tail = fh.read(67)
+    except OSError:
+        return False
+    return tail == index.last_h.removeprefix("blake3:").encode() + b'"}\n'

@@ -1,0 +1,226 @@
+"""The JSONL file log: the embedded default store.
+
+Write path (one writer, holding the flock): plan the batch in memory, one `os.write`
+loop on an O_APPEND descriptor, fsync as the durability setting says, and only then
+commit the heads and return (the ack). A failed write is cut back to where the batch
+began and fences the writer; a failed fsync fences it too and is never retried (after
+fsyncgate, a retried fsync can report success for lost pages).
+
+Open path: take the lock, trust the head index if it matches the tail (else scan the
+whole file), scan what follows it, and repair a torn tail: the torn bytes are copied to
+`LOG.torn-<offset>` (fsynced) before the file is cut, and a `log_repaired` event records
+it. Corruption anywhere else refuses the open.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+from events import head_index
+from events.batch import plan
+from events.chain import ChainState, Position
+from events.clock import Clock, SystemClock, format_ts
+from events.digest import digest_bytes
+from events.errors import AsupError, ErrorCode
+from events.follow import follow_path
+from events.lock import WriterLock
+from events.payloads import Event, LogCreated, LogRepaired
+from events.record import HEADER_STREAM, LOG_SCHEMA, Record
+from events.scan import Problem, read_records, scan
+from events.store import Pending, pending_for
+from events.vocabulary import Durability
+
+INDEX_EVERY = 64 << 20  # bytes appended between head-index saves
+
+
+class JsonlLog:
+    """A JSONL log opened for append. Use `JsonlLog.open(path)`; close it (or `with`)."""
+
+    def __init__(self, path: Path, chain: ChainState, fd: int, lock: WriterLock, durability: Durability, clock: Clock) -> None:
+        self.path = path
+        self._chain = chain
+        self._fd = fd
+        self._lock = lock
+        self._durability = durability
+        self._clock = clock
+        self._size = os.fstat(fd).st_size
+        self._indexed_at = 0
+        self._fenced: str | None = None
+        self.repaired: LogRepaired | None = None
+
+    # --- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        log_id: str | None = None,
+        durability: Durability = Durability.BATCH,
+        clock: Clock | None = None,
+        lock_timeout: float = 0.0,
+        id_window: int = 64,
+    ) -> JsonlLog:
+        path = Path(path)
+        lock = WriterLock(path)
+        lock.acquire(lock_timeout)
+        try:
+            chain, torn = _recover(path, id_window)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except BaseException:
+            lock.release()
+            raise
+        log = cls(path, chain, fd, lock, durability, clock or SystemClock())
+        if chain.log_id is None:
+            chain.log_id = log_id or path.stem
+            log._append([Pending(HEADER_STREAM, LogCreated(log_id=chain.log_id, schema=LOG_SCHEMA))])
+            _fsync_dir(path)
+        if torn is not None:
+            log.repaired = torn
+            log._append([Pending(HEADER_STREAM, torn)])
+        return log
+
+    # --- the store interface ---------------------------------------------------------
+
+    def append_batch(self, items: Sequence[Pending]) -> list[Position]:
+        return self._append(items)
+
+    def append(self, stream: str, events: Sequence[Event], expected_version: int | None = None) -> list[Position]:
+        return self._append(pending_for(stream, events, expected_version))
+
+    def read(self, from_seq: int = 1) -> Iterator[Record]:
+        return read_records(self.path, from_seq)
+
+    def read_stream(self, stream: str) -> Iterator[Record]:
+        return (record for record in read_records(self.path) if record.stream == stream)
+
+    def last_position(self) -> tuple[int, str]:
+        return self._chain.last_seq, self._chain.last_h
+
+    def stream_version(self, stream: str) -> int:
+        return self._chain.version(stream)
+
+    def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
+        return follow_path(self.path, from_seq)
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if self._fenced is None:
+                if self._durability is not Durability.NONE:
+                    os.fsync(self._fd)
+                head_index.save(self.path, self._chain, self._size)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+            self._lock.release()
+
+    def __enter__(self) -> JsonlLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the write path --------------------------------------------------------------
+
+    def _append(self, items: Sequence[Pending]) -> list[Position]:
+        if self._fd < 0:
+            raise AsupError(ErrorCode.WRITER_CLOSED, "the log is closed", file=str(self.path))
+        if self._fenced is not None:
+            raise AsupError(ErrorCode.IO_FAILED, f"writer fenced after {self._fenced}; reopen the log", file=str(self.path))
+        batch = plan(self._chain, items, format_ts(self._clock.now_ns()))
+        if batch.data:
+            self._write(batch.data, batch.line_ends)
+            batch.commit(self._chain)
+            if self._size - self._indexed_at >= INDEX_EVERY:
+                head_index.save(self.path, self._chain, self._size)
+                self._indexed_at = self._size
+        return batch.positions
+
+    def _write(self, data: bytearray, line_ends: list[int]) -> None:
+        start = self._size
+        try:
+            if self._durability is Durability.ALWAYS:
+                begin = 0
+                for end in line_ends:
+                    _write_all(self._fd, memoryview(data)[begin:end])
+                    os.fsync(self._fd)
+                    begin = end
+            else:
+                _write_all(self._fd, memoryview(data))
+                if self._durability is Durability.BATCH:
+                    os.fsync(self._fd)
+        except OSError as exc:
+            self._fence(start, f"{exc.strerror or exc}")
+            raise AsupError(ErrorCode.IO_FAILED, f"append failed ({exc}); nothing acknowledged", file=str(self.path)) from exc
+        self._size = start + len(data)
+
+    def _fence(self, start: int, why: str) -> None:
+        self._fenced = why
+        try:
+            os.ftruncate(self._fd, start)
+        except OSError:
+            pass  # the reopen's scan finds and quarantines whatever is left
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _recover(path: Path, id_window: int) -> tuple[ChainState, LogRepaired | None]:
+    """The heads of an existing log (or a fresh chain), with a torn tail quarantined."""
+    if not path.exists() or path.stat().st_size == 0:
+        return ChainState(id_window), None
+    loaded = head_index.load(path, id_window)
+    chain, offset = loaded if loaded is not None else (ChainState(id_window), 0)
+    result = scan(path, chain, offset=offset)
+    problem = result.problem
+    if problem is None:
+        return chain, None
+    if problem.kind != "torn_tail":
+        raise problem.error(str(path))
+    return chain, _quarantine(path, problem)
+
+
+def _quarantine(path: Path, problem: Problem) -> LogRepaired:
+    with path.open("rb") as fh:
+        fh.seek(problem.offset)
+        torn = fh.read()
+    target = path.with_name(f"{path.name}.torn-{problem.offset}")
+    suffix = 0
+    while target.exists() and target.read_bytes() != torn:
+        suffix += 1
+        target = path.with_name(f"{path.name}.torn-{problem.offset}.{suffix}")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, memoryview(torn))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(target)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, problem.offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return LogRepaired(
+        offset=problem.offset,
+        length=len(torn),
+        torn_digest=digest_bytes(torn),
+        quarantine=target.name,
+        reason=problem.reason,
+    )

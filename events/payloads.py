@@ -1,0 +1,86 @@
+"""Event payloads: frozen msgspec Structs, one per event type.
+
+Each type is registered under its snake_case tag with `@event_type`; the tag is the
+record's `type` field. Schema evolution rules: a new field gets a default; a field is
+never retyped or renamed; tags are forever (tests pin them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
+import msgspec
+
+from events.vocabulary import Mode, ReasonCode, State, Trigger
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
+    """Base of every payload; `TYPE` is set by `@event_type`."""
+
+    TYPE: ClassVar[str] = ""
+
+
+E = TypeVar("E", bound=type[Event])
+
+REGISTRY: dict[str, type[Event]] = {}
+
+
+def event_type(tag: str) -> Callable[[E], E]:
+    """Register a payload class under `tag` (snake_case, unique, forever)."""
+
+    def register(cls: E) -> E:
+        if not tag or not tag.replace("_", "").isalnum() or tag != tag.lower():
+            raise ValueError(f"event tag {tag!r} is not snake_case")
+        if tag in REGISTRY:
+            raise ValueError(f"event tag {tag!r} registered twice")
+        cls.TYPE = tag
+        REGISTRY[tag] = cls
+        return cls
+
+    return register
+
+
+# --- log maintenance ---------------------------------------------------------------
+
+
+@event_type("log_created")
+class LogCreated(Event, frozen=True):
+    """The header record: first line of every log, names the log and its schema."""
+
+    log_id: str
+    schema: str
+
+
+@event_type("log_repaired")
+class LogRepaired(Event, frozen=True):
+    """A torn final line was moved to a quarantine file and cut from the log."""
+
+    offset: int  # byte offset where the torn bytes began
+    length: int
+    torn_digest: str  # blake3 of the quarantined bytes
+    quarantine: str  # file name, relative to the log's directory
+    reason: str  # no_newline | digest_mismatch | undecodable | too_long
+
+
+# --- adapter ---------------------------------------------------------------------
+
+
+@event_type("transition")
+class Transition(Event, frozen=True):
+    """One state change of a transfer: the reference's transition record + telemetry."""
+
+    transfer_id: str
+    from_state: State
+    trigger: Trigger
+    to_state: State
+    attempt: int
+    committed_cursor: int
+    reason_code: ReasonCode | None = None
+    artifact_id: str = ""
+    artifact_class: str = ""
+    mode: Mode = Mode.STRICT
+    seed: int = 0
+    replay_command: str = ""
+    env_fingerprint: str = ""
+    duration_ms: float = 0.0

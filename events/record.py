@@ -1,0 +1,196 @@
+"""The record: one event in the log, one line of UTF-8 JSON with a digest trailer.
+
+    {"type":"transition","v":1,"seq":7,"stream":"t-1","sv":3,"id":"e-…","ts":"…Z",
+     "data":{…},"prev":"blake3:…","h":"blake3:<64 hex>"}\\n
+
+`type` comes first because it is the msgspec tag of the record class; `h` comes last and
+is the BLAKE3 of every byte before `,"h":` — a fixed 80-byte trailer, so verifying a line
+needs no re-serialisation. `prev` is `h` of the stream's previous record (the first record
+of a stream chains to a genesis digest bound to the log id), so an edit, a deletion, a
+reordering or a line pasted from another log breaks the chain.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Union
+
+import msgspec
+from blake3 import blake3
+
+from events.catalog import REGISTRY
+from events.errors import AsupError, ErrorCode
+from events.payloads import Event
+
+SCHEMA_VERSION = 1
+LOG_SCHEMA = "asup.log/1"
+HEADER_STREAM = "$log"
+MAX_LINE = 1 << 20  # a longer line is not a record asup writes
+
+_TRAILER_HEAD = b',"h":"blake3:'
+TRAILER_LEN = len(_TRAILER_HEAD) + 64 + len(b'"}')  # 79, the newline not counted
+_EMPTY_H = b',"h":""}'
+
+
+class Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag_field="type"):
+    """The envelope. Subclasses (one per event type, built below) narrow `data`."""
+
+    v: int
+    seq: int
+    stream: str
+    sv: int
+    id: str
+    ts: str
+    data: Event
+    prev: str
+    h: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.data.TYPE
+
+
+def _record_class(tag: str, payload: type[Event]) -> type[Record]:
+    cls = msgspec.defstruct(
+        f"{payload.__name__}Record",
+        [("data", payload)],
+        bases=(Record,),
+        tag=tag,
+        frozen=True,
+        forbid_unknown_fields=True,
+        gc=False,
+        module=__name__,
+    )
+    return cls
+
+
+RECORD_CLASSES: dict[type[Event], type[Record]] = {
+    payload: _record_class(tag, payload) for tag, payload in REGISTRY.items()
+}
+_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+    Union[tuple(RECORD_CLASSES.values())]  # type: ignore[misc]  # a runtime-built union
+)
+_ENCODER = msgspec.json.Encoder()
+
+
+def genesis(log_id: str, stream: str) -> str:
+    """The `prev` of a stream's first record: binds the stream to its log."""
+    return "blake3:" + blake3(f"asup-genesis\x00{log_id}\x00{stream}".encode()).hexdigest()
+
+
+def derive_event_id(log_id: str, stream: str, sv: int) -> str:
+    """Deterministic event id from (log id, stream, stream version): no uuid4."""
+    return "e-" + blake3(f"{log_id}\x00{stream}\x00{sv}".encode()).hexdigest()[:24]
+
+
+def encode_into(
+    buf: bytearray,
+    *,
+    seq: int,
+    stream: str,
+    sv: int,
+    event_id: str,
+    ts: str,
+    data: Event,
+    prev: str,
+) -> str:
+    """Append one complete line to `buf`; return its digest `h`."""
+    cls = RECORD_CLASSES.get(type(data))
+    if cls is None:
+        raise AsupError(ErrorCode.BAD_INPUT, f"{type(data).__name__} is not a registered event type")
+    body = _ENCODER.encode(
+        cls(v=SCHEMA_VERSION, seq=seq, stream=stream, sv=sv, id=event_id, ts=ts, data=data, prev=prev)
+    )
+    prefix = memoryview(body)[: -len(_EMPTY_H)]
+    hexdigest = blake3(prefix).hexdigest()
+    buf += prefix
+    buf += _TRAILER_HEAD
+    buf += hexdigest.encode()
+    buf += b'"}\n'
+    return "blake3:" + hexdigest
+
+
+class LineFault(msgspec.Struct, frozen=True):
+    """Why a line is not a valid record. `torn` faults may be a crash's cut tail."""
+
+    reason: str  # no_newline | too_long | digest_mismatch | undecodable | schema_unsupported
+    message: str
+    field: str | None = None
+
+    @property
+    def torn(self) -> bool:
+        return self.reason in ("no_newline", "too_long", "digest_mismatch")
+
+
+_AT = re.compile(r" - at `([^`]*)`$")
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
+
+
+def _field_of(message: str) -> str | None:
+    at = _AT.search(message)
+    unknown = _UNKNOWN.search(message)
+    path = at.group(1) if at else None
+    if unknown:
+        return f"{path or '$'}.{unknown.group(1)}"
+    return path
+
+
+def check_line(body: bytes, complete: bool = True) -> LineFault | None:
+    """Framing and digest of one line (`body` without its newline); None when both hold."""
+    if len(body) >= MAX_LINE:
+        return LineFault("too_long", f"line exceeds the {MAX_LINE}-byte limit")
+    if not complete:
+        return LineFault("no_newline", "line has no terminating newline (cut by a crash?)")
+    if len(body) <= TRAILER_LEN or body[-TRAILER_LEN : -TRAILER_LEN + 13] != _TRAILER_HEAD or body[-2:] != b'"}':
+        return LineFault("digest_mismatch", "line does not end in a digest trailer", "$.h")
+    if blake3(memoryview(body)[:-TRAILER_LEN]).hexdigest().encode() != body[-66:-2]:
+        return LineFault("digest_mismatch", "digest does not match the line's bytes", "$.h")
+    return None
+
+
+def decode_line(body: bytes, complete: bool = True) -> Record | LineFault:
+    """A checked line's record, or why it is not one (its bytes are never trusted)."""
+    fault = check_line(body, complete)
+    if fault is not None:
+        return fault
+    try:
+        record: Record = _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        return _validation_fault(body, str(exc))
+    except msgspec.DecodeError as exc:
+        return LineFault("undecodable", f"not JSON: {exc}")
+    return record
+
+
+def _validation_fault(line: bytes, message: str) -> LineFault:
+    version = _peek_version(line)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        return LineFault(
+            "schema_unsupported",
+            f"record schema v{version} is newer than this asup reads (v{SCHEMA_VERSION}): upgrade asup",
+            "$.v",
+        )
+    if "Invalid value" in message and "$.type" in message:
+        message = f"{message} (unknown event type; known: {', '.join(sorted(REGISTRY))})"
+    return LineFault("undecodable", message, _field_of(message))
+
+
+def _peek_version(line: bytes) -> object:
+    try:
+        return msgspec.json.decode(line, type=dict[str, Any]).get("v")
+    except msgspec.MsgspecError:
+        return None
+
+
+def record_to_builtins(record: Record) -> dict[str, Any]:
+    """The record as plain JSON types, in file key order (for --json output)."""
+    out: dict[str, Any] = msgspec.to_builtins(record)
+    return out
+
+
+def fault_error(fault: LineFault, *, file: str, line: int, seq: int | None = None) -> AsupError:
+    code = {
+        "schema_unsupported": ErrorCode.SCHEMA_UNSUPPORTED,
+        "undecodable": ErrorCode.CORRUPT_RECORD,
+    }.get(fault.reason, ErrorCode.CORRUPT_RECORD)
+    return AsupError(code, fault.message, file=file, line=line, field=fault.field, seq=seq)

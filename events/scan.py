@@ -1,0 +1,158 @@
+"""Streaming, verifying reads of a JSONL log.
+
+The file is read in blocks, never whole; each complete line is checked (framing, digest,
+typed decode, chain). The first bad line decides the outcome: if no later line carries a
+valid digest, the bad bytes are a torn tail (a crash cut the last write; repairable);
+otherwise, or if the bad line had a valid digest, it is corruption (never skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from events.chain import ChainState
+from events.errors import AsupError, ErrorCode
+from events.record import MAX_LINE, LineFault, Record, check_line, decode_line
+
+BLOCK = 1 << 20
+
+
+class Line(msgspec.Struct, frozen=True, gc=False):
+    number: int
+    offset: int
+    body: bytes  # without the newline
+    complete: bool  # False: the file ended (or MAX_LINE ran out) before a newline
+
+
+def iter_lines(fh: BinaryIO, offset: int, first_number: int) -> Iterator[Line]:
+    """Lines from byte `offset`; memory stays within BLOCK + MAX_LINE."""
+    fh.seek(offset)
+    number = first_number
+    carry = b""
+    while block := fh.read(BLOCK):
+        data = carry + block if carry else block
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            yield Line(number, offset + start, data[start:end], True)
+            number += 1
+            start = end + 1
+        offset += start
+        carry = data[start:]
+        if len(carry) >= MAX_LINE:
+            yield Line(number, offset, carry[:MAX_LINE], False)
+            return  # nothing after an over-long line is read as a record
+    if carry:
+        yield Line(number, offset, carry, False)
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """The first thing wrong with a log."""
+
+    kind: str  # torn_tail | corrupt
+    line: int
+    offset: int
+    reason: str
+    message: str
+    field: str | None = None
+    seq: int | None = None
+    tail_bytes: int = 0  # for a torn tail: bytes from offset to the end of the file
+
+    def error(self, file: str) -> AsupError:
+        code = ErrorCode.TORN_TAIL if self.kind == "torn_tail" else ErrorCode.CORRUPT_RECORD
+        if self.reason == "schema_unsupported":
+            code = ErrorCode.SCHEMA_UNSUPPORTED
+        message = self.message
+        if self.kind == "torn_tail":
+            message += f"; {self.tail_bytes} torn bytes at the tail: run `asup log repair {file}`"
+        return AsupError(code, message, file=file, line=self.line, field=self.field, seq=self.seq)
+
+
+class ScanResult(msgspec.Struct):
+    records: int
+    valid_size: int  # bytes up to the end of the last valid record
+    problem: Problem | None
+
+
+Opener = Callable[[], BinaryIO]
+
+
+def _file_opener(path: Path) -> Opener:
+    return lambda: path.open("rb")
+
+
+class Scanner:
+    """Iterates the verified records of a log from `offset` (where `chain` left off).
+
+    After iteration, `problem` holds the first thing wrong (or None), `records` the count
+    read and `valid_size` the byte offset just past the last valid record.
+    """
+
+    def __init__(self, source: Path | Opener, chain: ChainState, offset: int = 0) -> None:
+        self._open: Opener = _file_opener(source) if isinstance(source, Path) else source
+        self.chain = chain
+        self.offset = offset
+        self.records = 0
+        self.valid_size = offset
+        self.problem: Problem | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        chain = self.chain
+        with self._open() as fh:
+            lines = iter_lines(fh, self.offset, chain.last_seq + 1)
+            for line in lines:
+                outcome = decode_line(line.body, line.complete)
+                if isinstance(outcome, LineFault):
+                    self.problem = _classify(line, outcome, lines, fh)
+                    return
+                issue = chain.problem(outcome)
+                if issue is not None:
+                    self.problem = Problem("corrupt", line.number, line.offset, "chain", issue, seq=outcome.seq)
+                    return
+                chain.admit(outcome)
+                self.records += 1
+                self.valid_size = line.offset + len(line.body) + 1
+                yield outcome
+
+    def result(self) -> ScanResult:
+        return ScanResult(self.records, self.valid_size, self.problem)
+
+
+def scan(path: Path, chain: ChainState, *, offset: int = 0, on_record: Callable[[Record], None] | None = None) -> ScanResult:
+    """Verify from `offset`, calling `on_record` for each record; never raises on damage."""
+    scanner = Scanner(path, chain, offset)
+    for record in scanner:
+        if on_record is not None:
+            on_record(record)
+    return scanner.result()
+
+
+def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO) -> Problem:
+    if fault.torn and not any(later.complete and check_line(later.body) is None for later in rest):
+        size = fh.seek(0, 2)
+        return Problem("torn_tail", first.number, first.offset, fault.reason, fault.message, fault.field, tail_bytes=size - first.offset)
+    if fault.torn:
+        message = f"{fault.message}, and valid records follow it: corruption, not a torn tail"
+    else:
+        message = fault.message
+    return Problem("corrupt", first.number, first.offset, fault.reason, message, fault.field)
+
+
+def read_records(path: Path, from_seq: int = 1, *, tolerate_torn_tail: bool = True) -> Iterator[Record]:
+    """Every verified record with seq >= from_seq, streaming; fails closed on corruption.
+
+    A torn tail ends the iteration quietly when `tolerate_torn_tail` (a writer may be
+    mid-append; verify reports it); corruption always raises.
+    """
+    if not path.exists():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log", file=str(path))
+    scanner = Scanner(path, ChainState())
+    for record in scanner:
+        if record.seq >= from_seq:
+            yield record
+    problem = scanner.problem
+    if problem is not None and not (problem.kind == "torn_tail" and tolerate_torn_tail):
+        raise problem.error(str(path))

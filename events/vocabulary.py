@@ -1,0 +1,66 @@
+"""The adapter vocabulary: states, triggers, reason codes and modes.
+
+Names are the reference contract's (asupersync_adapter_state_machine_v1) plus the routes
+DESIGN.md adds. They are forever: add members, never rename or remove one
+(tests/events/test_vocabulary_pins.py holds the pin).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    IDLE = "idle"
+    CAPABILITY_CHECK = "capability_check"
+    SYNCING = "syncing"
+    VERIFYING_CHECKSUM = "verifying_checksum"
+    COMPLETED = "completed"
+    FAILED_CLOSED = "failed_closed"
+
+
+TERMINAL_STATES: frozenset[State] = frozenset({State.COMPLETED, State.FAILED_CLOSED})
+
+
+class Trigger(StrEnum):
+    START = "start"
+    CAPABILITY_ACCEPTED = "capability_accepted"
+    CAPABILITY_REJECTED = "capability_rejected"
+    CHUNK_COMMITTED = "chunk_committed"
+    RESUME_APPLIED = "resume_applied"
+    TRANSPORT_INTERRUPTED = "transport_interrupted"
+    CHECKSUM_VERIFICATION_STARTED = "checksum_verification_started"
+    CHECKSUM_VALIDATED = "checksum_validated"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    CONFLICT_DETECTED = "conflict_detected"
+    RETRY_BUDGET_EXCEEDED = "retry_budget_exceeded"
+    # Routes beyond the reference table (DESIGN.md "Adapter").
+    PRECHECK_FAILED = "precheck_failed"
+    RESUME_REQUESTED = "resume_requested"
+    RESUME_REJECTED = "resume_rejected"
+    TRIGGER_REJECTED = "trigger_rejected"
+
+
+class ReasonCode(StrEnum):
+    UNSUPPORTED_CAPABILITY = "unsupported_capability"
+    CAPABILITY_MISMATCH = "capability_mismatch"
+    INTEGRITY_PRECHECK_FAILED = "integrity_precheck_failed"
+    CONFLICT_DETECTED = "conflict_detected"
+    RETRY_EXHAUSTED = "retry_exhausted"
+    INVALID_TRANSITION = "invalid_transition"
+    RESUME_CURSOR_AHEAD = "resume_cursor_ahead"
+    RESUME_TRANSFER_MISMATCH = "resume_transfer_mismatch"
+    RESUME_SEED_MISMATCH = "resume_seed_mismatch"
+
+
+class Mode(StrEnum):
+    STRICT = "strict"
+    HARDENED = "hardened"
+
+
+class Durability(StrEnum):
+    """How hard an append pushes its bytes to disk before it returns."""
+
+    NONE = "none"  # no fsync: fastest, loses the page cache on a crash
+    BATCH = "batch"  # one fsync per appended batch: the default, loses no acknowledged event
+    ALWAYS = "always"  # one fsync per record

@@ -1,0 +1,52 @@
+"""The `asup` command line.
+
+Exit codes: 0 ok; 1 a check failed (damage, divergence, gate, stale expectation);
+2 usage or unreadable input; 3 the log is held by another writer; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+from importlib.metadata import version
+
+import typer
+
+from events.record import LOG_SCHEMA, SCHEMA_VERSION
+from runbook import log_commands
+
+app = typer.Typer(
+    name="asup",
+    help=__doc__,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+app.add_typer(log_commands.app, name="log")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"asup {version('asup')} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print versions and exit."),
+) -> None:
+    """asup: event-sourced sync adapters and the asupersync runbook's operator tooling.
+
+    Exit codes: 0 ok; 1 a check failed (damage, divergence, gate, stale expectation);
+    2 usage or unreadable input; 3 the log is held by another writer; 130 interrupted.
+
+    Example: asup log verify artifacts/demo/demo_log.jsonl
+    """
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean path as Ctrl-C: writers close, logs stay valid
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    app()

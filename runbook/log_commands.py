@@ -1,0 +1,197 @@
+"""`asup log …`: verify, repair, stats, cat and demo for a JSONL log."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from events.chain import ChainState
+from events.errors import AsupError, ErrorCode
+from events.jsonl_log import JsonlLog
+from events.lock import is_locked
+from events.record import Record, record_to_builtins
+from events.scan import Scanner
+from runbook.demo import write_demo_log
+from runbook.output import console, emit_json, reports_errors
+
+app = typer.Typer(help="Verify, repair, inspect and print an append-only JSONL log.", no_args_is_help=True)
+
+LOG_ARG = typer.Argument(..., help="Path of the JSONL log.", show_default=False)
+JSON_OPT = typer.Option(False, "--json", help="Machine-readable output (one JSON document).")
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(path))
+    return path
+
+
+@app.command()
+@reports_errors
+def verify(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
+    """Check every record: framing, BLAKE3 digest, typed decode, seq and per-stream chain.
+
+    Exit 0 when the whole log verifies; 1 with the first problem (file, line, seq, what is
+    wrong), naming `asup log repair` when it is a torn tail.
+
+    Example: asup log verify artifacts/demo/demo_log.jsonl
+    """
+    scanner = Scanner(_existing(path), ChainState())
+    for _ in scanner:
+        pass
+    chain, problem = scanner.chain, scanner.problem
+    summary: dict[str, Any] = {
+        "log": str(path),
+        "log_id": chain.log_id,
+        "records": scanner.records,
+        "streams": len(chain.streams),
+        "last_seq": chain.last_seq,
+        "ok": problem is None,
+        "problem": None,
+    }
+    if problem is not None:
+        summary["problem"] = {
+            "kind": problem.kind,
+            "line": problem.line,
+            "offset": problem.offset,
+            "reason": problem.reason,
+            "message": problem.error(str(path)).one_line(),
+            "writer_active": is_locked(path),
+        }
+    if as_json:
+        emit_json(summary)
+    else:
+        out = console()
+        verdict = "[green]ok[/green]" if problem is None else "[red]DAMAGED[/red]"
+        out.print(f"{path}: {verdict} — {scanner.records} records, {len(chain.streams)} streams, last seq {chain.last_seq}")
+        if problem is not None:
+            out.print(f"  first problem: {summary['problem']['message']}", markup=False)
+            if summary["problem"]["writer_active"]:
+                out.print("  (a writer holds the log: a partial last line may be an append in flight)")
+    if problem is not None:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def repair(path: Path = LOG_ARG, as_json: bool = JSON_OPT, lock_timeout: float = typer.Option(0.0, help="Seconds to wait for the writer lock.")) -> None:
+    """Quarantine a torn final line: its bytes are copied to LOG.torn-<offset>, the log is cut
+    back to its last valid record and a `log_repaired` event is appended. Corruption
+    before the tail is never repaired (exit 1).
+
+    Example: asup log repair artifacts/demo/demo_log.jsonl
+    """
+    with JsonlLog.open(_existing(path), lock_timeout=lock_timeout) as log:
+        repaired = log.repaired
+        seq, _ = log.last_position()
+    result: dict[str, Any] = {"log": str(path), "repaired": repaired is not None, "last_seq": seq}
+    if repaired is not None:
+        result.update(offset=repaired.offset, length=repaired.length, quarantine=repaired.quarantine, reason=repaired.reason)
+    if as_json:
+        emit_json(result)
+    elif repaired is None:
+        console().print(f"{path}: nothing to repair (last seq {seq})")
+    else:
+        console().print(
+            f"{path}: moved {repaired.length} torn bytes ({repaired.reason}) from offset {repaired.offset} "
+            f"to {repaired.quarantine}; log_repaired recorded at seq {seq}",
+            markup=False,
+        )
+
+
+@app.command()
+@reports_errors
+def stats(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
+    """Count records by type, stream and reason code (the whole log is verified on the way).
+
+    Example: asup log stats artifacts/demo/demo_log.jsonl --json
+    """
+    by_type: Counter[str] = Counter()
+    by_stream: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    scanner = Scanner(_existing(path), ChainState())
+    for record in scanner:
+        by_type[record.type] += 1
+        by_stream[record.stream] += 1
+        reason = getattr(record.data, "reason_code", None)
+        if reason is not None:
+            by_reason[str(reason)] += 1
+    counts = {"types": dict(sorted(by_type.items())), "streams": dict(sorted(by_stream.items())), "reason_codes": dict(sorted(by_reason.items()))}
+    if as_json:
+        emit_json({"log": str(path), "records": scanner.records, **counts})
+    else:
+        out = console()
+        out.print(f"{path}: {scanner.records} records")
+        for title, counter in (("type", by_type), ("reason code", by_reason), ("stream", by_stream)):
+            table = Table(title=f"by {title}", title_justify="left")
+            table.add_column(title)
+            table.add_column("records", justify="right")
+            for key, count in sorted(counter.items()):
+                table.add_row(key, str(count))
+            out.print(table)
+    _raise_problem(scanner, path)
+
+
+@app.command()
+@reports_errors
+def cat(
+    path: Path = LOG_ARG,
+    stream: str | None = typer.Option(None, "--stream", help="Only this stream (e.g. a transfer id)."),
+    type_: str | None = typer.Option(None, "--type", help="Only this event type (e.g. transition)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per record, as stored minus nothing."),
+) -> None:
+    """Print records, verified, optionally filtered by stream and type.
+
+    Example: asup log cat artifacts/demo/demo_log.jsonl --stream demo-retry --type transition
+    """
+    scanner = Scanner(_existing(path), ChainState())
+    out = console()
+    for record in scanner:
+        if (stream is not None and record.stream != stream) or (type_ is not None and record.type != type_):
+            continue
+        if as_json:
+            emit_json_line(record)
+        else:
+            out.print(_human(record), markup=False, soft_wrap=True)
+    _raise_problem(scanner, path)
+
+
+@app.command()
+@reports_errors
+def demo(
+    path: Path = typer.Argument(Path("artifacts/demo/demo_log.jsonl"), help="Where to write the demo log."),
+    seed: int = typer.Option(7, help="Seed of the demo's transfers."),
+) -> None:
+    """Write a seeded, deterministic demo log (an earlier file at PATH is kept as PATH.<n>).
+
+    Example: asup log demo /tmp/demo.jsonl --seed 7
+    """
+    kept = write_demo_log(path, seed)
+    if kept is not None:
+        console().print(f"kept the earlier log as {kept}", markup=False)
+    console().print(f"wrote {path}", markup=False)
+
+
+def emit_json_line(record: Record) -> None:
+    import orjson
+    import sys
+
+    sys.stdout.buffer.write(orjson.dumps(record_to_builtins(record), option=orjson.OPT_APPEND_NEWLINE))
+
+
+def _human(record: Record) -> str:
+    data = record.data
+    detail = " ".join(f"{k}={v}" for k, v in record_to_builtins(record)["data"].items() if v not in ("", None, 0, 0.0))
+    if record.type == "transition":
+        reason = getattr(data, "reason_code", None)
+        detail = f"{getattr(data, 'from_state')} -{getattr(data, 'trigger')}-> {getattr(data, 'to_state')}" + (f" [{reason}]" if reason else "")
+    return f"{record.seq:>8} {record.ts} {record.stream}#{record.sv} {record.type} {detail}"
+
+
+def _raise_problem(scanner: Scanner, path: Path) -> None:
+    if scanner.problem is not None:
+        raise scanner.problem.error(str(path))

@@ -1,0 +1,52 @@
+"""Rendering for the CLI: rich on a terminal, JSON (with a schema version) for machines,
+and the one-line error form."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from events.errors import AsupError, ExitCode
+
+JSON_SCHEMA = "asup.cli/1"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    body = {"schema": JSON_SCHEMA, **payload}
+    sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.flush()
+
+
+def fail(error: AsupError) -> typer.Exit:
+    """Print `error` as one line on stderr; return the Exit to raise with its code."""
+    console(stderr=True).print(f"asup: {error.one_line()}", markup=False, soft_wrap=True)
+    return typer.Exit(int(error.exit_code))
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn AsupError into its one-line message and exit code; Ctrl-C into 130."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except AsupError as error:
+            raise fail(error) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+    return run
