@@ -63,7 +63,10 @@ class ChainState:
         if record.v != SCHEMA_VERSION:
             return f"schema version {record.v} is not {SCHEMA_VERSION}"
         if record.seq != self.last_seq + 1:
-            return f"seq {record.seq} follows seq {self.last_seq} (expected {self.last_seq + 1}): a record is missing, repeated or out of order"
+            return (
+                f"seq {record.seq} follows seq {self.last_seq} (expected {self.last_seq + 1}): "
+                "a record is missing, repeated or out of order"
+            )
         if self.log_id is None:
             return self._header_problem(record)
         head = self.streams.get(record.stream)

@@ -9,7 +9,6 @@ scan. It is a cache: losing it costs time, never data.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def save(log_path: Path, chain: ChainState, size: int) -> None:
     target = index_path(log_path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_bytes(msgspec.json.encode(index))
-    os.replace(tmp, target)
+    tmp.replace(target)
 
 
 def load(log_path: Path, id_window: int) -> tuple[ChainState, int] | None:

@@ -14,6 +14,7 @@ it. Corruption anywhere else refuses the open.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -160,10 +161,8 @@ class JsonlLog:
 
     def _fence(self, start: int, why: str) -> None:
         self._fenced = why
-        try:
+        with contextlib.suppress(OSError):  # the reopen's scan quarantines whatever is left
             os.ftruncate(self._fd, start)
-        except OSError:
-            pass  # the reopen's scan finds and quarantines whatever is left
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -12,8 +12,10 @@ reordering or a line pasted from another log breaks the chain.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
-from typing import Any, Union
+from typing import Any, cast
 
 import msgspec
 from blake3 import blake3
@@ -61,15 +63,11 @@ def _record_class(tag: str, payload: type[Event]) -> type[Record]:
         gc=False,
         module=__name__,
     )
-    return cls
+    return cast(type[Record], cls)
 
 
-RECORD_CLASSES: dict[type[Event], type[Record]] = {
-    payload: _record_class(tag, payload) for tag, payload in REGISTRY.items()
-}
-_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-    Union[tuple(RECORD_CLASSES.values())]  # type: ignore[misc]  # a runtime-built union
-)
+RECORD_CLASSES: dict[type[Event], type[Record]] = {payload: _record_class(tag, payload) for tag, payload in REGISTRY.items()}
+_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(functools.reduce(operator.or_, RECORD_CLASSES.values()))
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -98,9 +96,7 @@ def encode_into(
     cls = RECORD_CLASSES.get(type(data))
     if cls is None:
         raise AsupError(ErrorCode.BAD_INPUT, f"{type(data).__name__} is not a registered event type")
-    body = _ENCODER.encode(
-        cls(v=SCHEMA_VERSION, seq=seq, stream=stream, sv=sv, id=event_id, ts=ts, data=data, prev=prev)
-    )
+    body = _ENCODER.encode(cls(v=SCHEMA_VERSION, seq=seq, stream=stream, sv=sv, id=event_id, ts=ts, data=data, prev=prev))
     prefix = memoryview(body)[: -len(_EMPTY_H)]
     hexdigest = blake3(prefix).hexdigest()
     buf += prefix

@@ -134,10 +134,7 @@ def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO)
     if fault.torn and not any(later.complete and check_line(later.body) is None for later in rest):
         size = fh.seek(0, 2)
         return Problem("torn_tail", first.number, first.offset, fault.reason, fault.message, fault.field, tail_bytes=size - first.offset)
-    if fault.torn:
-        message = f"{fault.message}, and valid records follow it: corruption, not a torn tail"
-    else:
-        message = fault.message
+    message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
     return Problem("corrupt", first.number, first.offset, fault.reason, message, fault.field)
 
 

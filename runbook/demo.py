@@ -14,7 +14,10 @@ S, T = State, Trigger
 
 
 def _route(rng: random.Random, fail: bool) -> list[tuple[State, Trigger, State, ReasonCode | None]]:
-    steps = [(S.IDLE, T.START, S.CAPABILITY_CHECK, None), (S.CAPABILITY_CHECK, T.CAPABILITY_ACCEPTED, S.SYNCING, None)]
+    steps: list[tuple[State, Trigger, State, ReasonCode | None]] = [
+        (S.IDLE, T.START, S.CAPABILITY_CHECK, None),
+        (S.CAPABILITY_CHECK, T.CAPABILITY_ACCEPTED, S.SYNCING, None),
+    ]
     steps += [(S.SYNCING, T.CHUNK_COMMITTED, S.SYNCING, None)] * rng.randint(2, 5)
     if fail:
         steps += [(S.SYNCING, T.TRANSPORT_INTERRUPTED, S.SYNCING, None)] * 3
@@ -53,9 +56,17 @@ def write_demo_log(path: Path, seed: int) -> Path | None:
                 cursor += trigger is T.CHUNK_COMMITTED
                 events.append(
                     Transition(
-                        transfer_id=name, from_state=from_state, trigger=trigger, to_state=to_state, attempt=attempt,
-                        committed_cursor=cursor, reason_code=reason, artifact_id=f"{name}-artifact",
-                        artifact_class="conformance_fixture_bundle", mode=Mode.HARDENED, seed=seed,
+                        transfer_id=name,
+                        from_state=from_state,
+                        trigger=trigger,
+                        to_state=to_state,
+                        attempt=attempt,
+                        committed_cursor=cursor,
+                        reason_code=reason,
+                        artifact_id=f"{name}-artifact",
+                        artifact_class="conformance_fixture_bundle",
+                        mode=Mode.HARDENED,
+                        seed=seed,
                         replay_command=f"asup log demo --seed {seed}",
                     )
                 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -13,6 +15,7 @@ from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.lock import is_locked
+from events.payloads import Transition
 from events.record import Record, record_to_builtins
 from events.scan import Scanner
 from runbook.demo import write_demo_log
@@ -78,7 +81,9 @@ def verify(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
 
 @app.command()
 @reports_errors
-def repair(path: Path = LOG_ARG, as_json: bool = JSON_OPT, lock_timeout: float = typer.Option(0.0, help="Seconds to wait for the writer lock.")) -> None:
+def repair(
+    path: Path = LOG_ARG, as_json: bool = JSON_OPT, lock_timeout: float = typer.Option(0.0, help="Seconds to wait for the writer lock.")
+) -> None:
     """Quarantine a torn final line: its bytes are copied to LOG.torn-<offset>, the log is cut
     back to its last valid record and a `log_repaired` event is appended. Corruption
     before the tail is never repaired (exit 1).
@@ -120,7 +125,11 @@ def stats(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
         reason = getattr(record.data, "reason_code", None)
         if reason is not None:
             by_reason[str(reason)] += 1
-    counts = {"types": dict(sorted(by_type.items())), "streams": dict(sorted(by_stream.items())), "reason_codes": dict(sorted(by_reason.items()))}
+    counts = {
+        "types": dict(sorted(by_type.items())),
+        "streams": dict(sorted(by_stream.items())),
+        "reason_codes": dict(sorted(by_reason.items())),
+    }
     if as_json:
         emit_json({"log": str(path), "records": scanner.records, **counts})
     else:
@@ -177,18 +186,15 @@ def demo(
 
 
 def emit_json_line(record: Record) -> None:
-    import orjson
-    import sys
-
     sys.stdout.buffer.write(orjson.dumps(record_to_builtins(record), option=orjson.OPT_APPEND_NEWLINE))
 
 
 def _human(record: Record) -> str:
     data = record.data
-    detail = " ".join(f"{k}={v}" for k, v in record_to_builtins(record)["data"].items() if v not in ("", None, 0, 0.0))
-    if record.type == "transition":
-        reason = getattr(data, "reason_code", None)
-        detail = f"{getattr(data, 'from_state')} -{getattr(data, 'trigger')}-> {getattr(data, 'to_state')}" + (f" [{reason}]" if reason else "")
+    if isinstance(data, Transition):
+        detail = f"{data.from_state} -{data.trigger}-> {data.to_state}" + (f" [{data.reason_code}]" if data.reason_code else "")
+    else:
+        detail = " ".join(f"{k}={v}" for k, v in record_to_builtins(record)["data"].items() if v not in ("", None, 0, 0.0))
     return f"{record.seq:>8} {record.ts} {record.stream}#{record.sv} {record.type} {detail}"
 
 
