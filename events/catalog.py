@@ -3,7 +3,7 @@ that the record union is complete before the first record is decoded."""
 
 from __future__ import annotations
 
-from events import payloads
+from events import observations, payloads
 from events.payloads import REGISTRY, Event
 
-__all__ = ["REGISTRY", "Event", "payloads"]
+__all__ = ["REGISTRY", "Event", "observations", "payloads"]

@@ -103,6 +103,9 @@ class JsonlLog:
     def stream_version(self, stream: str) -> int:
         return self._chain.version(stream)
 
+    def stream_head(self, stream: str) -> tuple[int, str]:
+        return self._chain.version(stream), self._chain.prev_of(stream)
+
     def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
         return follow_path(self.path, from_seq)
 

@@ -44,6 +44,9 @@ class MemoryLog:
     def stream_version(self, stream: str) -> int:
         return self._chain.version(stream)
 
+    def stream_head(self, stream: str) -> tuple[int, str]:
+        return self._chain.version(stream), self._chain.prev_of(stream)
+
     async def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
         chain = ChainState()
         offset = 0

@@ -84,3 +84,4 @@ class Transition(Event, frozen=True):
     replay_command: str = ""
     env_fingerprint: str = ""
     duration_ms: float = 0.0
+    rejected_trigger: Trigger | None = None  # set when trigger is trigger_rejected: what was refused

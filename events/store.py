@@ -41,6 +41,10 @@ class LogStore(Protocol):
 
     def stream_version(self, stream: str) -> int: ...
 
+    def stream_head(self, stream: str) -> tuple[int, str]:
+        """(the stream's version, the digest of its last record); (0, genesis) when empty."""
+        ...
+
     def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
         """Records from `from_seq` on, then each new one as it is committed."""
         ...

@@ -1,0 +1,280 @@
+"""The sync adapter: moves an artifact's bytes from a source store to a target store,
+recording every observation before the decision that uses it and every state change as a
+`transition` event.
+
+The driver does the I/O and asks `decide` what each observation means; the dispatcher
+(transitions.Machine, or the compiled lever) says where that leads. It stops at the first
+terminal state. Order of a fresh transfer: intent -> negotiation -> source precheck ->
+lease -> epoch -> (epoch check, chunk, checkpoint)* -> epoch check -> target hash ->
+finalize (fsync, rename, fsync dir) -> completed. A resume replaces negotiation and
+precheck with the checkpoint check, before any side effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+import msgspec
+from blake3 import blake3
+
+from engine import checkpoint as ckpt
+from engine.appender import Appender
+from engine.contracts import AdapterProfile, CapabilityMatrix, default_matrix, load_profile
+from engine.decide import Progress, backoff_ms, decide
+from engine.layout import Layout, bundle_digest
+from engine.machine import AdapterMachine, CompiledDispatch, Step, TransferModel
+from engine.negotiation import negotiate
+from engine.stores import LateAck, SourceStore, TargetStore, TransportInterrupted
+from events.clock import Clock, SystemClock
+from events.observations import (
+    BackoffDrawn,
+    BundleFile,
+    CheckpointRead,
+    CheckpointWritten,
+    ChunkWritten,
+    EpochRead,
+    FaultMet,
+    Intent,
+    IntentRecorded,
+    LeaseChecked,
+    Observation,
+    SourceHashed,
+    TargetFinalized,
+    TargetHashed,
+)
+from events.payloads import Event, Transition
+from events.store import Pending
+from events.vocabulary import TERMINAL_STATES, ReasonCode, State
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TransferResult(msgspec.Struct, frozen=True):
+    transfer_id: str
+    state: State
+    reason_code: ReasonCode | None
+    attempt: int
+    committed_cursor: int
+    events: int
+
+
+class SyncAdapter:
+    """One transfer's driver. Shares the appender and dispatcher with other transfers."""
+
+    def __init__(
+        self,
+        *,
+        appender: Appender,
+        source: SourceStore,
+        target: TargetStore,
+        dispatcher: AdapterMachine | CompiledDispatch,
+        clock: Clock | None = None,
+        matrix: CapabilityMatrix | None = None,
+        profile: AdapterProfile | None = None,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.appender = appender
+        self.source = source
+        self.target = target
+        self.dispatcher = dispatcher
+        self.clock = clock or SystemClock()
+        self.matrix = matrix or default_matrix()
+        self.profile = profile
+        self.sleep = sleep
+        self.progress = Progress()
+        self.reason: ReasonCode | None = None
+        self.events = 0
+        self._model: TransferModel | None = None
+        self._version = 0
+
+    # --- the transfer ---------------------------------------------------------------
+
+    async def run(self, intent: Intent, resume_from: str | None = None) -> TransferResult:
+        self._model = TransferModel(intent.transfer_id)
+        self.dispatcher.add(self._model)
+        self._version, _ = self.appender.stream_head(intent.transfer_id)
+        try:
+            await self._run(intent, resume_from)
+        finally:
+            if isinstance(self.dispatcher, AdapterMachine):
+                self.dispatcher.remove(self._model)
+        p = self.progress
+        return TransferResult(intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events)
+
+    @property
+    def state(self) -> State:
+        assert self._model is not None
+        return State(self._model.state)
+
+    async def _run(self, intent: Intent, resume_from: str | None) -> None:
+        resuming = resume_from is not None
+        if await self._observe(IntentRecorded(intent=intent, resume=resuming, at_ns=self._now())):
+            return
+        if resume_from is None:
+            finalized = False
+            if await self._open_fresh(intent):
+                return
+        else:
+            finalized, stop = await self._open_resume(intent, resume_from)
+            if stop:
+                return
+        lease = self.target.lease(intent.target, intent.transfer_id)
+        if await self._observe(LeaseChecked(acquired=lease is not None, holder="" if lease else "another transfer", at_ns=self._now())):
+            return
+        assert lease is not None
+        try:
+            await self._transfer(intent, finalized)
+        finally:
+            lease.release()
+
+    async def _open_fresh(self, intent: Intent) -> bool:
+        profile = self.profile or load_profile(intent.adapter)
+        if await self._observe(negotiate(intent, self.matrix, profile, at_ns=self._now())):
+            return True
+        kind, files = self.source.manifest(intent.source)
+        digest = files[0].digest if kind == "file" else bundle_digest(files)
+        return await self._observe(SourceHashed(digest=digest, size=sum(f.size for f in files), at_ns=self._now()))
+
+    async def _open_resume(self, intent: Intent, resume_from: str) -> tuple[bool, bool]:
+        checkpoint = ckpt.decode(self.target.load_checkpoint(resume_from), resume_from)
+        final = self.target.final_digest(intent.target, intent.kind)
+        finalized = final is not None and final[0] == intent.expected_checksum
+        observed = CheckpointRead(
+            transfer_id=checkpoint.transfer_id,
+            seed=checkpoint.seed,
+            attempt=checkpoint.attempt,
+            committed_cursor=checkpoint.committed_cursor,
+            stream_digest=checkpoint.stream_digest,
+            target_bytes=self.target.temp_size(intent.target, _layout(intent)),
+            finalized=finalized,
+            at_ns=self._now(),
+        )
+        return finalized, await self._observe(observed)
+
+    async def _transfer(self, intent: Intent, finalized: bool) -> None:
+        layout = _layout(intent)
+        p = self.progress
+        if not finalized:
+            self.target.truncate_temp(intent.target, layout, p.cursor)  # bytes past the committed cursor were never committed
+        final = self.target.final_digest(intent.target, intent.kind)
+        start = EpochRead(epoch=self.target.epoch(intent.target), chunk=-1, final_digest=final[0] if final else "", at_ns=self._now())
+        if await self._observe(start):
+            return
+        while p.cursor < intent.size:
+            if await self._chunk(intent, layout):
+                return
+        chunks = -(-intent.size // intent.chunk_size)
+        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=chunks, at_ns=self._now())):
+            return
+        await self._verify(intent, layout, finalized)
+
+    async def _chunk(self, intent: Intent, layout: Layout) -> bool:
+        p = self.progress
+        index, offset = p.cursor // intent.chunk_size, p.cursor
+        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=index, at_ns=self._now())):
+            return True
+        data = self.source.read(intent.source, layout, offset, min(intent.chunk_size, intent.size - offset))
+        try:
+            committed, epoch = self.target.write(intent.target, layout, offset, data)
+        except TransportInterrupted as exc:
+            if await self._observe(FaultMet(kind="interruption", chunk=index, detail=str(exc), at_ns=self._now())):
+                return True
+            delay = backoff_ms(intent.seed, p.attempt)
+            if await self._observe(BackoffDrawn(attempt=p.attempt, delay_ms=delay, at_ns=self._now())):
+                return True
+            await self.sleep(delay / 1000)
+            return False
+        written = ChunkWritten(
+            chunk=index,
+            offset=offset,
+            length=len(data),
+            digest="blake3:" + blake3(data).hexdigest(),
+            committed=committed,
+            epoch=epoch,
+            at_ns=self._now(),
+        )
+        if await self._observe(written):
+            return True
+        return await self._checkpoint(intent)
+
+    async def _checkpoint(self, intent: Intent) -> bool:
+        p = self.progress
+        _, stream_digest = self.appender.stream_head(intent.transfer_id)
+        state = ckpt.Checkpoint(
+            transfer_id=intent.transfer_id,
+            seed=intent.seed,
+            attempt=p.attempt,
+            committed_cursor=p.cursor,
+            stream_digest=stream_digest,
+            artifact=intent.target,
+        )
+        name = self.target.save_checkpoint(intent.target, ckpt.encode(state))
+        written = CheckpointWritten(
+            name=name.rsplit("/", 1)[-1], committed_cursor=p.cursor, attempt=p.attempt, stream_digest=stream_digest, at_ns=self._now()
+        )
+        return await self._observe(written)
+
+    async def _verify(self, intent: Intent, layout: Layout, finalized: bool) -> None:
+        if finalized:
+            final = self.target.final_digest(intent.target, intent.kind)
+            digest, size = final if final else ("blake3:-", 0)
+        else:
+            digest, size = self.target.digest_temp(intent.target, layout, intent.kind)
+        if await self._observe(TargetHashed(digest=digest, size=size, at_ns=self._now())):
+            return
+        if not finalized:
+            try:
+                self.target.finalize(intent.target, layout, intent.kind)
+            except LateAck as exc:
+                await self._observe(FaultMet(kind="late_ack", chunk=exc.chunk, detail=str(exc), at_ns=self._now()))
+                return
+        await self._observe(TargetFinalized(name=intent.target, digest=digest, at_ns=self._now()))
+
+    # --- recording ---------------------------------------------------------------------
+
+    async def _observe(self, obs: Observation) -> bool:
+        """Record `obs` and the transitions it decides, in one append; True at a terminal state."""
+        assert self._model is not None and self.progress is not None
+        p = self.progress
+        events: list[Event] = [obs]
+        for decision in decide(p, obs):
+            step = self.dispatcher.fire(self._model, decision.trigger, decision.reason)
+            if step.reason_code is not None:
+                self.reason = step.reason_code
+            events.append(_transition(p, step, obs.at_ns))
+        stream = self._model.transfer_id
+        items = [Pending(stream, event, self._version + i) for i, event in enumerate(events)]
+        await self.appender.append(items)
+        self._version += len(items)
+        self.events += len(items)
+        return self.state in TERMINAL_STATES
+
+    def _now(self) -> int:
+        return self.clock.now_ns()
+
+
+def _transition(p: Progress, step: Step, at_ns: int) -> Transition:
+    assert p.intent is not None
+    intent = p.intent
+    return Transition(
+        transfer_id=intent.transfer_id,
+        from_state=step.from_state,
+        trigger=step.trigger,
+        to_state=step.to_state,
+        attempt=p.attempt,
+        committed_cursor=p.cursor,
+        reason_code=step.reason_code,
+        artifact_id=intent.artifact_id,
+        artifact_class=intent.artifact_class,
+        mode=intent.mode,
+        seed=intent.seed,
+        replay_command=intent.replay_command,
+        env_fingerprint=intent.env_fingerprint,
+        duration_ms=(at_ns - p.started_ns) / 1e6,
+        rejected_trigger=step.rejected_trigger,
+    )
+
+
+def _layout(intent: Intent) -> Layout:
+    return Layout(intent.files or [BundleFile("", intent.size, intent.expected_checksum)])

@@ -1,0 +1,133 @@
+"""The adapter's decisions: a deterministic function of (progress, observation).
+
+`decide` is the only place that turns what the adapter saw into triggers; the live adapter
+and replay call the same code with the same observations, so a recorded log can be
+re-driven with no store at all. `Progress` is the little the decisions remember
+(attempt, committed cursor, last epoch, the intent).
+"""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+
+from events.observations import (
+    BackoffDrawn,
+    CapabilityNegotiated,
+    CheckpointRead,
+    ChunkWritten,
+    EpochRead,
+    FaultMet,
+    Intent,
+    IntentRecorded,
+    LeaseChecked,
+    SourceHashed,
+    TargetFinalized,
+    TargetHashed,
+)
+from events.payloads import Event
+from events.vocabulary import ReasonCode, Trigger
+
+BACKOFF_BASE_MS = 10
+BACKOFF_CAP_MS = 1000
+
+
+class Decision(msgspec.Struct, frozen=True):
+    trigger: Trigger
+    reason: ReasonCode | None = None
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.intent: Intent | None = None
+        self.attempt = 0
+        self.cursor = 0
+        self.epoch: str | None = None
+        self.started_ns = 0
+
+    @property
+    def max_attempts(self) -> int:
+        assert self.intent is not None
+        return self.intent.max_attempts
+
+
+def backoff_ms(seed: int, attempt: int) -> int:
+    """Exponential backoff with full jitter, drawn from the transfer's seed and attempt."""
+    ceiling = min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** max(attempt - 1, 0))
+    return random.Random(f"{seed}:{attempt}").randint(ceiling // 2, ceiling)
+
+
+def decide(p: Progress, obs: Event) -> list[Decision]:
+    """The triggers `obs` calls for, in order (usually zero or one)."""
+    match obs:
+        case IntentRecorded(intent=intent, resume=resume, at_ns=at_ns):
+            p.intent, p.started_ns = intent, at_ns
+            return [Decision(Trigger.RESUME_REQUESTED if resume else Trigger.START)]
+        case CapabilityNegotiated(outcome=outcome):
+            return [] if outcome == "accepted" else [Decision(Trigger.CAPABILITY_REJECTED, ReasonCode(outcome))]
+        case SourceHashed():
+            return [_precheck(p, obs)]
+        case CheckpointRead():
+            return [_resume(p, obs)]
+        case LeaseChecked(acquired=acquired):
+            return [] if acquired else [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]
+        case EpochRead(epoch=epoch, final_digest=final):
+            foreign = bool(final) and p.intent is not None and final != p.intent.expected_checksum
+            if foreign or (p.epoch is not None and epoch != p.epoch):
+                return [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]
+            p.epoch = epoch
+            return []
+        case ChunkWritten():
+            return [_commit(p, obs)]
+        case FaultMet(kind="interruption"):
+            if p.attempt + 1 > p.max_attempts:
+                return [Decision(Trigger.RETRY_BUDGET_EXCEEDED, ReasonCode.RETRY_EXHAUSTED)]
+            p.attempt += 1
+            return [Decision(Trigger.TRANSPORT_INTERRUPTED)]
+        case FaultMet(kind="late_ack"):
+            return [Decision(Trigger.CHUNK_COMMITTED)]  # a commit the transfer is past: fails closed
+        case BackoffDrawn():
+            return [Decision(Trigger.RESUME_APPLIED)]
+        case TargetHashed():
+            return _verify(p, obs)
+        case TargetFinalized():
+            return [Decision(Trigger.CHECKSUM_VALIDATED)]
+    return []
+
+
+def _precheck(p: Progress, obs: SourceHashed) -> Decision:
+    assert p.intent is not None
+    if obs.digest != p.intent.expected_checksum or obs.size != p.intent.size:
+        return Decision(Trigger.PRECHECK_FAILED, ReasonCode.INTEGRITY_PRECHECK_FAILED)
+    return Decision(Trigger.CAPABILITY_ACCEPTED)
+
+
+def _resume(p: Progress, obs: CheckpointRead) -> Decision:
+    assert p.intent is not None
+    if obs.transfer_id != p.intent.transfer_id:
+        return Decision(Trigger.RESUME_REJECTED, ReasonCode.RESUME_TRANSFER_MISMATCH)
+    if obs.seed != p.intent.seed:
+        return Decision(Trigger.RESUME_REJECTED, ReasonCode.RESUME_SEED_MISMATCH)
+    if not obs.finalized and obs.committed_cursor > obs.target_bytes:
+        return Decision(Trigger.RESUME_REJECTED, ReasonCode.RESUME_CURSOR_AHEAD)
+    p.attempt = obs.attempt
+    p.cursor = p.intent.size if obs.finalized else obs.committed_cursor
+    return Decision(Trigger.RESUME_APPLIED)
+
+
+def _commit(p: Progress, obs: ChunkWritten) -> Decision:
+    expected_end = obs.offset + obs.length
+    if obs.offset != p.cursor or obs.committed < expected_end:
+        return Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)  # cursor regression
+    p.cursor = expected_end
+    p.epoch = obs.epoch
+    return Decision(Trigger.CHUNK_COMMITTED)
+
+
+def _verify(p: Progress, obs: TargetHashed) -> list[Decision]:
+    assert p.intent is not None
+    started = Decision(Trigger.CHECKSUM_VERIFICATION_STARTED)
+    if obs.digest != p.intent.expected_checksum or obs.size != p.intent.size:
+        return [started, Decision(Trigger.CHECKSUM_MISMATCH, ReasonCode.INTEGRITY_PRECHECK_FAILED)]
+    return [started]

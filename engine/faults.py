@@ -1,0 +1,151 @@
+"""Fault injection through the store interface — never by special cases in the adapter.
+
+A plan is a list of (kind, chunk); each entry fires once, at the first matching moment:
+- interruption@N      the transport drops while writing chunk N (nothing committed)
+- partial_write@N     chunk N is written short: the committed cursor falls behind
+- checksum_mismatch@N chunk N lands with one byte flipped (found by the final BLAKE3)
+- stale_metadata      the checkpoint read on resume carries a stale seed
+- epoch_drift@N       another writer touches the target right after chunk N
+- slow@N              writing chunk N takes SLOW_MS longer
+- late_ack@N          an acknowledgement for chunk N arrives during verification
+Command line: `--fault interruption@2,slow@0` or `--fault-file PLAN.json`
+(`{"faults": [{"kind": "interruption", "chunk": 2}]}`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from engine import checkpoint as ckpt
+from engine.layout import Layout
+from engine.stores import LateAck, Lease, TargetStore, TransportInterrupted
+from events.errors import AsupError, ErrorCode
+
+KINDS = ("interruption", "partial_write", "checksum_mismatch", "stale_metadata", "epoch_drift", "slow", "late_ack")
+SLOW_MS = 50
+
+
+class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: str
+    chunk: int = 0
+
+
+class FaultPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    faults: list[FaultSpec] = msgspec.field(default_factory=list)
+
+    def __str__(self) -> str:
+        return ",".join(f"{f.kind}@{f.chunk}" for f in self.faults)
+
+
+def parse_plan(text: str) -> FaultPlan:
+    """`KIND[@CHUNK][,KIND[@CHUNK]...]`; a malformed part is a usage error naming it."""
+    faults = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        kind, _, chunk = part.partition("@")
+        if kind not in KINDS:
+            raise AsupError(ErrorCode.USAGE, f"fault {part!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        if chunk and not chunk.isdigit():
+            raise AsupError(ErrorCode.USAGE, f"fault {part!r}: chunk {chunk!r} is not a non-negative integer")
+        faults.append(FaultSpec(kind, int(chunk) if chunk else 0))
+    return FaultPlan(faults)
+
+
+def load_plan(path: Path) -> FaultPlan:
+    try:
+        plan = msgspec.json.decode(path.read_bytes(), type=FaultPlan)
+    except OSError as exc:
+        raise AsupError(ErrorCode.USAGE, f"cannot read fault plan: {exc.strerror}", file=str(path)) from exc
+    except msgspec.MsgspecError as exc:
+        raise AsupError(ErrorCode.USAGE, f"invalid fault plan: {exc}", file=str(path)) from exc
+    for i, fault in enumerate(plan.faults):
+        if fault.kind not in KINDS or fault.chunk < 0:
+            raise AsupError(ErrorCode.USAGE, f"unknown kind {fault.kind!r} or negative chunk", file=str(path), field=f"$.faults[{i}]")
+    return plan
+
+
+class FaultyTarget:
+    """A target store that fires a plan's faults; everything else passes through."""
+
+    def __init__(self, inner: TargetStore, plan: FaultPlan, chunk_size: int, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.inner = inner
+        self.chunk_size = chunk_size
+        self.pending = list(plan.faults)
+        self.fired: list[FaultSpec] = []
+        self._sleep = sleep
+
+    def _take(self, kind: str, chunk: int | None = None) -> bool:
+        for fault in self.pending:
+            if fault.kind == kind and (chunk is None or fault.chunk == chunk):
+                self.pending.remove(fault)
+                self.fired.append(fault)
+                return True
+        return False
+
+    def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
+        chunk = offset // self.chunk_size
+        if self._take("slow", chunk):
+            self._sleep(SLOW_MS / 1000)
+        if self._take("interruption", chunk):
+            raise TransportInterrupted(f"transport dropped while writing chunk {chunk}")
+        if self._take("partial_write", chunk):
+            data = data[: len(data) // 2]
+        if self._take("checksum_mismatch", chunk) and data:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        result = self.inner.write(name, layout, offset, data)
+        if self._take("epoch_drift", chunk):
+            _touch_as_another_writer(self.inner, name)
+        return result
+
+    def finalize(self, name: str, layout: Layout, kind: str) -> None:
+        late = next((f for f in self.pending if f.kind == "late_ack"), None)
+        if late is not None and self._take("late_ack", late.chunk):
+            raise LateAck(late.chunk)  # before the rename: the final name stays untouched
+        self.inner.finalize(name, layout, kind)
+
+    def load_checkpoint(self, path: str) -> bytes:
+        data = self.inner.load_checkpoint(path)
+        if self._take("stale_metadata"):
+            stale = ckpt.decode(data, path)
+            data = ckpt.encode(msgspec.structs.replace(stale, seed=stale.seed + 1))
+        return data
+
+    # pass-through ---------------------------------------------------------------------
+
+    def lease(self, name: str, holder: str) -> Lease | None:
+        return self.inner.lease(name, holder)
+
+    def epoch(self, name: str) -> str:
+        return self.inner.epoch(name)
+
+    def temp_size(self, name: str, layout: Layout) -> int:
+        return self.inner.temp_size(name, layout)
+
+    def final_digest(self, name: str, kind: str) -> tuple[str, int] | None:
+        return self.inner.final_digest(name, kind)
+
+    def digest_temp(self, name: str, layout: Layout, kind: str) -> tuple[str, int]:
+        return self.inner.digest_temp(name, layout, kind)
+
+    def truncate_temp(self, name: str, layout: Layout, size: int) -> None:
+        self.inner.truncate_temp(name, layout, size)
+
+    def save_checkpoint(self, name: str, data: bytes) -> str:
+        return self.inner.save_checkpoint(name, data)
+
+
+def _touch_as_another_writer(store: TargetStore, name: str) -> None:
+    """Change the target's epoch the way a foreign writer would: its mtime moves on."""
+    temp_path = getattr(store, "temp_path", None)
+    if temp_path is None:
+        return
+    path: Path = temp_path(name)
+    target = path if path.is_file() else next((p for p in path.rglob("*") if p.is_file()), path)
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_007))

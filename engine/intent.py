@@ -1,0 +1,101 @@
+"""Building a transfer intent from what an operator gives: the source and target, the
+artifact class and mode, a seed, and optional overrides (or a whole `--intent FILE`)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import msgspec
+from blake3 import blake3
+
+from engine.contracts import CapabilityMatrix, default_matrix, default_state_machine
+from engine.layout import bundle_digest
+from engine.negotiation import default_requests
+from engine.stores import SourceStore
+from events.errors import AsupError, ErrorCode
+from events.observations import Intent
+from events.vocabulary import Mode
+
+DEFAULT_CHUNK = 1 << 20
+
+
+def env_fingerprint() -> str:
+    """Where a run happened (ignored by every comparison): Python, platform, asup."""
+    try:
+        asup = version("asup")
+    except PackageNotFoundError:
+        asup = "dev"
+    text = f"{sys.version}|{platform.platform()}|asup {asup}"
+    return "env:" + blake3(text.encode()).hexdigest()[:16]
+
+
+def derive_transfer_id(artifact_id: str, target: str, seed: int) -> str:
+    return "t-" + blake3(f"{artifact_id}\x00{target}\x00{seed}".encode()).hexdigest()[:12]
+
+
+def default_max_attempts(mode: Mode) -> int:
+    policy = default_state_machine().retry_policy
+    return policy.strict.max_attempts if mode is Mode.STRICT else policy.hardened.max_attempts_default
+
+
+def build_intent(
+    source: SourceStore,
+    source_name: str,
+    target_name: str,
+    *,
+    artifact_class: str,
+    mode: Mode,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK,
+    max_attempts: int | None = None,
+    adapter: str = "full",
+    expected_checksum: str | None = None,
+    transfer_id: str | None = None,
+    artifact_id: str | None = None,
+    replay_command: str = "",
+    matrix: CapabilityMatrix | None = None,
+) -> Intent:
+    """The intent; the expected checksum, when not given, is computed and recorded now."""
+    if chunk_size <= 0:
+        raise AsupError(ErrorCode.USAGE, f"chunk size must be positive, got {chunk_size}")
+    kind, files = source.manifest(source_name)
+    digest = files[0].digest if kind == "file" else bundle_digest(files)
+    artifact_id = artifact_id or source_name
+    attempts = default_max_attempts(mode) if max_attempts is None else max_attempts
+    if mode is Mode.STRICT and attempts != 0:
+        raise AsupError(ErrorCode.USAGE, "strict mode has no retry budget: --max-attempts must be 0")
+    if attempts < 0 or attempts > default_state_machine().retry_policy.hardened.max_attempts_limit:
+        raise AsupError(
+            ErrorCode.USAGE, f"max attempts {attempts} is outside 0..{default_state_machine().retry_policy.hardened.max_attempts_limit}"
+        )
+    return Intent(
+        transfer_id=transfer_id or derive_transfer_id(artifact_id, target_name, seed),
+        artifact_id=artifact_id,
+        artifact_class=artifact_class,
+        mode=mode,
+        seed=seed,
+        expected_checksum=expected_checksum or digest,
+        size=sum(f.size for f in files),
+        max_attempts=attempts,
+        chunk_size=chunk_size,
+        source=source_name,
+        target=target_name,
+        adapter=adapter,
+        requested=default_requests(matrix or default_matrix(), artifact_class, chunk_size),
+        kind=kind,
+        files=files if kind == "bundle" else [],
+        replay_command=replay_command,
+        env_fingerprint=env_fingerprint(),
+    )
+
+
+def load_intent(path: Path) -> Intent:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Intent)
+    except OSError as exc:
+        raise AsupError(ErrorCode.USAGE, f"cannot read intent: {exc.strerror}", file=str(path)) from exc
+    except msgspec.MsgspecError as exc:
+        raise AsupError(ErrorCode.BAD_INPUT, f"invalid intent: {exc}", file=str(path)) from exc

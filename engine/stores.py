@@ -1,0 +1,278 @@
+"""Artifact stores: where bytes come from and go to. The directory store is the default;
+the interface is small so a NATS object store can follow.
+
+Target protocol: bytes go to a hidden temporary artifact (`.NAME.asup-tmp`), checkpoints
+to `.NAME.asup-ckpt.json` (atomic), and only `finalize` (fsync, rename, fsync the
+directory) makes `NAME` appear — so a failed transfer never leaves a half artifact under
+the final name. A lease (`.NAME.asup-lease`, flock) keeps a second sync away.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Protocol
+
+from blake3 import blake3
+
+from engine.layout import MANIFEST_NAME, Layout, bundle_digest, check_name, manifest_bytes
+from events.errors import AsupError, ErrorCode
+from events.observations import BundleFile
+
+HASH_BLOCK = 1 << 20
+
+
+class TransportInterrupted(Exception):
+    """Raised by a target store when the transport drops mid-chunk: nothing was committed."""
+
+
+class LateAck(Exception):
+    """Raised by a target store when an acknowledgement for chunk `chunk` arrives late."""
+
+    def __init__(self, chunk: int) -> None:
+        super().__init__(f"late acknowledgement for chunk {chunk}")
+        self.chunk = chunk
+
+
+class Lease(Protocol):
+    def release(self) -> None: ...
+
+
+class SourceStore(Protocol):
+    def manifest(self, name: str) -> tuple[str, list[BundleFile]]:
+        """(kind, files): kind 'file' (one entry, path '') or 'bundle'."""
+        ...
+
+    def read(self, name: str, layout: Layout, offset: int, length: int) -> bytes: ...
+
+
+class TargetStore(Protocol):
+    def lease(self, name: str, holder: str) -> Lease | None: ...
+
+    def epoch(self, name: str) -> str: ...
+
+    def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
+        """Write at `offset`; return (contiguous bytes held, the epoch right after)."""
+        ...
+
+    def temp_size(self, name: str, layout: Layout) -> int: ...
+
+    def digest_temp(self, name: str, layout: Layout, kind: str) -> tuple[str, int]: ...
+
+    def final_digest(self, name: str, kind: str) -> tuple[str, int] | None: ...
+
+    def finalize(self, name: str, layout: Layout, kind: str) -> None: ...
+
+    def truncate_temp(self, name: str, layout: Layout, size: int) -> None: ...
+
+    def save_checkpoint(self, name: str, data: bytes) -> str: ...
+
+    def load_checkpoint(self, path: str) -> bytes: ...
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    hasher = blake3()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            hasher.update(block)
+            size += len(block)
+    return "blake3:" + hasher.hexdigest(), size
+
+
+class FileLease:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class DirectoryStore:
+    """A directory of artifacts: plain files, or bundle directories of files."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # --- paths ---------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def _hidden(self, name: str, suffix: str) -> Path:
+        final = self.path(name)
+        return final.with_name(f".{final.name}.{suffix}")
+
+    def temp_path(self, name: str) -> Path:
+        return self._hidden(name, "asup-tmp")
+
+    # --- source side -------------------------------------------------------------------
+
+    def manifest(self, name: str) -> tuple[str, list[BundleFile]]:
+        path = self.path(name)
+        if path.is_symlink() or not path.exists():
+            raise AsupError(ErrorCode.USAGE, "source artifact is missing or a symlink", file=str(path))
+        if path.is_file():
+            digest, size = file_digest(path)
+            return "file", [BundleFile("", size, digest)]
+        if not path.is_dir():
+            raise AsupError(ErrorCode.USAGE, "source artifact is neither a file nor a directory", file=str(path))
+        return "bundle", self._bundle_files(path)
+
+    def _bundle_files(self, root: Path) -> list[BundleFile]:
+        files = []
+        for item in sorted(root.rglob("*")):
+            if item.is_symlink():
+                raise AsupError(ErrorCode.USAGE, "bundles may not contain symlinks", file=str(item))
+            if item.is_file() and item.name != MANIFEST_NAME:
+                digest, size = file_digest(item)
+                files.append(BundleFile(item.relative_to(root).as_posix(), size, digest))
+        return files
+
+    def read(self, name: str, layout: Layout, offset: int, length: int) -> bytes:
+        base = self.path(name)
+        out = bytearray()
+        for index, at, take in layout.pieces(offset, length):
+            with _member(base, layout, index).open("rb") as fh:
+                fh.seek(at)
+                out += fh.read(take)
+        return bytes(out)
+
+    # --- target side --------------------------------------------------------------------
+
+    def lease(self, name: str, holder: str) -> Lease | None:
+        path = self._hidden(name, "asup-lease")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        return FileLease(fd)
+
+    def epoch(self, name: str) -> str:
+        """Who last changed the target: the temp's and the final's (inode, size, mtime)."""
+        parts = []
+        for path in (self.temp_path(name), self.path(name)):
+            try:
+                st = path.stat()
+                parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+            except FileNotFoundError:
+                parts.append("-")
+        return "/".join(parts)
+
+    def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
+        temp = self.temp_path(name)
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        done = 0
+        for index, at, take in layout.pieces(offset, len(data)):
+            member = _member(temp, layout, index)
+            member.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(member, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, data[done : done + take], at)
+            finally:
+                os.close(fd)
+            done += take
+        return self.temp_size(name, layout), self.epoch(name)
+
+    def temp_size(self, name: str, layout: Layout) -> int:
+        """Contiguous bytes of the stream the temp artifact holds from offset 0."""
+        temp = self.temp_path(name)
+        total = 0
+        for index, f in enumerate(layout.files):
+            member = _member(temp, layout, index)
+            size = member.stat().st_size if member.exists() else 0
+            total += min(size, f.size)
+            if size < f.size:
+                break
+        return total
+
+    def truncate_temp(self, name: str, layout: Layout, size: int) -> None:
+        temp = self.temp_path(name)
+        for index, f in enumerate(layout.files):
+            member = _member(temp, layout, index)
+            keep = max(0, min(f.size, size - layout.starts[index]))
+            if member.exists() and member.stat().st_size > keep:
+                os.truncate(member, keep)
+
+    def digest_temp(self, name: str, layout: Layout, kind: str) -> tuple[str, int]:
+        return _digest(self.temp_path(name), layout, kind)
+
+    def final_digest(self, name: str, kind: str) -> tuple[str, int] | None:
+        final = self.path(name)
+        if not final.exists():
+            return None
+        if kind == "file":
+            return file_digest(final) if final.is_file() else ("blake3:-", 0)
+        manifest = final / MANIFEST_NAME
+        if not manifest.is_file():
+            return ("blake3:-", 0)
+        return "blake3:" + blake3(manifest.read_bytes()).hexdigest(), sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
+
+    def finalize(self, name: str, layout: Layout, kind: str) -> None:
+        temp, final = self.temp_path(name), self.path(name)
+        if kind == "bundle":
+            for index in range(len(layout.files)):
+                _fsync_path(_member(temp, layout, index))
+            _write_synced(temp / MANIFEST_NAME, manifest_bytes(layout.files))  # published last
+        else:
+            _fsync_path(temp)
+        if final.exists():
+            raise AsupError(ErrorCode.CONFLICT_DETECTED, "the final artifact appeared during the transfer", file=str(final))
+        temp.rename(final)
+        _fsync_path(final.parent)
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def save_checkpoint(self, name: str, data: bytes) -> str:
+        path = self._hidden(name, "asup-ckpt.json")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return str(path)
+
+    def load_checkpoint(self, path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise AsupError(ErrorCode.USAGE, f"cannot read checkpoint: {exc.strerror}", file=path) from exc
+
+
+def _member(base: Path, layout: Layout, index: int) -> Path:
+    rel = layout.files[index].path
+    return base / rel if rel else base
+
+
+def _digest(base: Path, layout: Layout, kind: str) -> tuple[str, int]:
+    if kind == "file":
+        return file_digest(base) if base.is_file() else ("blake3:-", 0)
+    files = []
+    for index, f in enumerate(layout.files):
+        member = _member(base, layout, index)
+        digest, size = file_digest(member) if member.is_file() else ("blake3:-", 0)
+        files.append(BundleFile(f.path, size, digest))
+    return bundle_digest(files), sum(f.size for f in files)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

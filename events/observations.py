@@ -1,0 +1,139 @@
+"""Observation events: every input the adapter saw, recorded before a decision uses it,
+so that replay needs nothing but the log. `at_ns` is the injected clock's reading."""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.payloads import Event, event_type
+from events.vocabulary import Mode
+
+ParamValue = str | int
+
+
+class PrimitiveRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A primitive the transfer asks for, at a version, with parameters."""
+
+    id: str
+    version: int
+    params: dict[str, ParamValue] = msgspec.field(default_factory=dict)
+
+
+class BundleFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    path: str  # relative, '/'-separated
+    size: int
+    digest: str
+
+
+class Intent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What a transfer is asked to do. Recorded whole, first, in every transfer's stream."""
+
+    transfer_id: str
+    artifact_id: str
+    artifact_class: str
+    mode: Mode
+    seed: int
+    expected_checksum: str
+    size: int
+    max_attempts: int
+    chunk_size: int
+    source: str
+    target: str
+    adapter: str
+    requested: list[PrimitiveRequest]
+    kind: str = "file"  # file | bundle
+    files: list[BundleFile] = msgspec.field(default_factory=list)  # a bundle's manifest entries
+    replay_command: str = ""
+    env_fingerprint: str = ""
+
+
+class Observation(Event, frozen=True, kw_only=True):
+    at_ns: int = 0
+
+
+@event_type("intent_recorded")
+class IntentRecorded(Observation, frozen=True):
+    intent: Intent
+    resume: bool = False  # this session resumes from a checkpoint
+
+
+@event_type("capability_negotiated")
+class CapabilityNegotiated(Observation, frozen=True):
+    outcome: str  # accepted | unsupported_capability | capability_mismatch
+    requested: list[PrimitiveRequest]
+    offered: dict[str, PrimitiveRequest | None]  # what the adapter profile offers, per requested id
+    allowed: dict[str, PrimitiveRequest | None]  # what the matrix allows for the class and mode
+    detail: list[str] = msgspec.field(default_factory=list)
+
+
+@event_type("source_hashed")
+class SourceHashed(Observation, frozen=True):
+    digest: str
+    size: int
+
+
+@event_type("lease_checked")
+class LeaseChecked(Observation, frozen=True):
+    acquired: bool
+    holder: str = ""
+
+
+@event_type("epoch_read")
+class EpochRead(Observation, frozen=True):
+    epoch: str
+    chunk: int  # the chunk about to be committed (-1: before the first)
+    final_digest: str = ""  # what the target holds under the final name ("" nothing), read at chunk -1
+
+
+@event_type("chunk_written")
+class ChunkWritten(Observation, frozen=True):
+    chunk: int
+    offset: int
+    length: int
+    digest: str  # BLAKE3 of the bytes read from the source
+    committed: int  # bytes the target reports durable after the write
+    epoch: str  # the target's epoch after our write
+
+
+@event_type("fault_met")
+class FaultMet(Observation, frozen=True):
+    kind: str  # interruption | late_ack | ...
+    chunk: int
+    detail: str = ""
+
+
+@event_type("backoff_drawn")
+class BackoffDrawn(Observation, frozen=True):
+    attempt: int
+    delay_ms: int
+
+
+@event_type("checkpoint_written")
+class CheckpointWritten(Observation, frozen=True):
+    name: str
+    committed_cursor: int
+    attempt: int
+    stream_digest: str
+
+
+@event_type("checkpoint_read")
+class CheckpointRead(Observation, frozen=True):
+    transfer_id: str
+    seed: int
+    attempt: int
+    committed_cursor: int
+    stream_digest: str
+    target_bytes: int  # bytes the target's temporary artifact holds
+    finalized: bool = False  # the final artifact already exists with the expected digest
+
+
+@event_type("target_hashed")
+class TargetHashed(Observation, frozen=True):
+    digest: str
+    size: int
+
+
+@event_type("target_finalized")
+class TargetFinalized(Observation, frozen=True):
+    name: str
+    digest: str
