@@ -8,6 +8,8 @@ A plan is a list of (kind, chunk); each entry fires once, at the first matching 
 - epoch_drift@N       another writer touches the target right after chunk N
 - slow@N              writing chunk N takes SLOW_MS longer
 - late_ack@N          an acknowledgement for chunk N arrives during verification
+- crash@N             the process dies while writing chunk N (SimulatedCrash escapes the
+                      adapter: no terminal state, a checkpoint to resume from)
 Command line: `--fault interruption@2,slow@0` or `--fault-file PLAN.json`
 (`{"faults": [{"kind": "interruption", "chunk": 2}]}`).
 """
@@ -26,8 +28,12 @@ from engine.layout import Layout
 from engine.stores import LateAck, Lease, TargetStore, TransportInterrupted
 from events.errors import AsupError, ErrorCode
 
-KINDS = ("interruption", "partial_write", "checksum_mismatch", "stale_metadata", "epoch_drift", "slow", "late_ack")
+KINDS = ("interruption", "partial_write", "checksum_mismatch", "stale_metadata", "epoch_drift", "slow", "late_ack", "crash")
 SLOW_MS = 50
+
+
+class SimulatedCrash(BaseException):
+    """Escapes everything but a test or scenario harness, as a SIGKILL would."""
 
 
 class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -90,6 +96,8 @@ class FaultyTarget:
 
     def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
         chunk = offset // self.chunk_size
+        if self._take("crash", chunk):
+            raise SimulatedCrash(f"simulated crash while writing chunk {chunk}")
         if self._take("slow", chunk):
             self._sleep(SLOW_MS / 1000)
         if self._take("interruption", chunk):

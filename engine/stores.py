@@ -109,6 +109,9 @@ class DirectoryStore:
     def temp_path(self, name: str) -> Path:
         return self._hidden(name, "asup-tmp")
 
+    def checkpoint_path(self, name: str) -> Path:
+        return self._hidden(name, "asup-ckpt.json")
+
     # --- source side -------------------------------------------------------------------
 
     def manifest(self, name: str) -> tuple[str, list[BundleFile]]:
@@ -232,7 +235,7 @@ class DirectoryStore:
     # --- checkpoints ----------------------------------------------------------------------
 
     def save_checkpoint(self, name: str, data: bytes) -> str:
-        path = self._hidden(name, "asup-ckpt.json")
+        path = self.checkpoint_path(name)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)

@@ -12,7 +12,7 @@ from importlib.metadata import version
 import typer
 
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
-from runbook import log_commands
+from runbook import contract_commands, log_commands, scenario_commands, sync_commands
 
 app = typer.Typer(
     name="asup",
@@ -22,6 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(log_commands.app, name="log")
+app.add_typer(scenario_commands.app, name="scenario")
+app.add_typer(contract_commands.app, name="contract")
+app.command("sync")(sync_commands.sync)
 
 
 def _version(value: bool) -> None:

@@ -30,7 +30,8 @@ def _route(rng: random.Random, fail: bool) -> list[tuple[State, Trigger, State, 
     return steps
 
 
-def _keep_earlier(path: Path) -> Path | None:
+def keep_earlier(path: Path) -> Path | None:
+    """Move an existing file at `path` aside to `path.<n>` (never overwrite); return where."""
     if not path.exists():
         return None
     n = 1
@@ -45,7 +46,7 @@ def _keep_earlier(path: Path) -> Path | None:
 def write_demo_log(path: Path, seed: int) -> Path | None:
     """Write the demo; an existing file at `path` is renamed aside first, never overwritten."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = _keep_earlier(path)
+    kept = keep_earlier(path)
     rng = random.Random(seed)
     with JsonlLog.open(path, log_id="demo", clock=StepClock()) as log:
         for name, fail in (("demo-ok", False), ("demo-retry", True)):

@@ -1,0 +1,200 @@
+"""`asup sync`: one transfer through the real adapter, recorded in a log."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import typer
+
+from engine.adapter import SyncAdapter, TransferResult
+from engine.appender import DirectAppender
+from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
+from engine.intent import DEFAULT_CHUNK, build_intent
+from engine.machine import make_dispatcher
+from engine.stores import DirectoryStore
+from events.errors import AsupError, ErrorCode
+from events.jsonl_log import JsonlLog
+from events.observations import PrimitiveRequest
+from events.vocabulary import Mode
+from runbook.output import console, emit_json, reports_errors
+
+DEFAULT_LOG = Path("artifacts/logs/transfers.jsonl")
+SECTIONS = {
+    "unsupported_capability": "A",
+    "capability_mismatch": "A",
+    "integrity_precheck_failed": "B",
+    "retry_exhausted": "C",
+    "conflict_detected": "C",
+    "resume_seed_mismatch": "C",
+    "resume_transfer_mismatch": "C",
+    "resume_cursor_ahead": "C",
+    "invalid_transition": "C",
+}
+
+
+class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What `--intent FILE` may say; flags given on the command line win."""
+
+    transfer_id: str | None = None
+    artifact_id: str | None = None
+    artifact_class: str | None = None
+    mode: Mode | None = None
+    seed: int | None = None
+    expected_checksum: str | None = None
+    max_attempts: int | None = None
+    chunk_size: int | None = None
+    source: str | None = None
+    target: str | None = None
+    adapter: str | None = None
+    requested: list[PrimitiveRequest] | None = None
+
+
+def _intent_file(path: Path | None) -> IntentFile:
+    if path is None:
+        return IntentFile()
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=IntentFile)
+    except OSError as exc:
+        raise AsupError(ErrorCode.USAGE, f"cannot read intent: {exc.strerror}", file=str(path)) from exc
+    except msgspec.MsgspecError as exc:
+        raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=str(path)) from exc
+
+
+def _pick(flag: Any, from_file: Any, default: Any, what: str) -> Any:
+    value = flag if flag is not None else from_file if from_file is not None else default
+    if value is None:
+        raise AsupError(ErrorCode.USAGE, f"{what} is required (a flag or a field of --intent)")
+    return value
+
+
+def sync(
+    src: Path | None = typer.Argument(None, help="Source artifact: a file or a bundle directory."),
+    dst: Path | None = typer.Argument(None, help="Target path (appears only once the transfer completes)."),
+    artifact_class: str | None = typer.Option(None, "--artifact-class", help="Capability matrix class, e.g. conformance_fixture_bundle."),
+    mode: Mode | None = typer.Option(None, "--mode", help="strict (no retries) or hardened (bounded retries)."),
+    seed: int | None = typer.Option(None, "--seed", help="Deterministic seed (backoff jitter, ids)."),
+    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="The JSONL log to append to."),
+    intent_path: Path | None = typer.Option(None, "--intent", help="JSON file with intent fields (flags win)."),
+    adapter: str | None = typer.Option(None, "--adapter", help="Adapter profile: a built-in name or a .json file."),
+    resume: str | None = typer.Option(None, "--resume", help="Resume from this checkpoint file."),
+    fault: str | None = typer.Option(None, "--fault", help="Fault plan: KIND[@CHUNK][,KIND[@CHUNK]...]."),
+    fault_file: Path | None = typer.Option(None, "--fault-file", help="Fault plan as JSON."),
+    chunk_size: int | None = typer.Option(None, "--chunk-size", help=f"Bytes per chunk (default {DEFAULT_CHUNK})."),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", help="Retry budget (strict: 0)."),
+    expected_checksum: str | None = typer.Option(None, "--expected-checksum", help="blake3:<hex> the source must hash to."),
+    transfer_id: str | None = typer.Option(None, "--transfer-id", help="Default: derived from artifact, target and seed."),
+    lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off: rollback)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+) -> None:
+    """Move one artifact from SRC to DST through the adapter, recording every event.
+
+    Exit 0 when the transfer completes, 1 when it fails closed (the reason code and its
+    runbook section are printed), 2 for bad input.
+
+    Example: asup sync data/a.bin out/a.bin --artifact-class conformance_fixture_bundle --mode hardened --fault interruption@1
+    """
+    reports_errors(_sync)(
+        src,
+        dst,
+        artifact_class,
+        mode,
+        seed,
+        log_path,
+        intent_path,
+        adapter,
+        resume,
+        fault,
+        fault_file,
+        chunk_size,
+        max_attempts,
+        expected_checksum,
+        transfer_id,
+        lever,
+        as_json,
+    )
+
+
+def _sync(
+    src: Path | None,
+    dst: Path | None,
+    artifact_class: str | None,
+    mode: Mode | None,
+    seed: int | None,
+    log_path: Path,
+    intent_path: Path | None,
+    adapter: str | None,
+    resume: str | None,
+    fault: str | None,
+    fault_file: Path | None,
+    chunk_size: int | None,
+    max_attempts: int | None,
+    expected_checksum: str | None,
+    transfer_id: str | None,
+    lever: bool,
+    as_json: bool,
+) -> None:
+    spec = _intent_file(intent_path)
+    source_path = Path(_pick(src, spec.source, None, "SRC"))
+    target_path = Path(_pick(dst, spec.target, None, "DST"))
+    plan = load_plan(fault_file) if fault_file else parse_plan(fault or "")
+    source = DirectoryStore(source_path.parent)
+    intent = build_intent(
+        source,
+        source_path.name,
+        target_path.name,
+        artifact_class=_pick(artifact_class, spec.artifact_class, None, "--artifact-class"),
+        mode=_pick(mode, spec.mode, None, "--mode"),
+        seed=_pick(seed, spec.seed, 0, "--seed"),
+        chunk_size=_pick(chunk_size, spec.chunk_size, DEFAULT_CHUNK, "--chunk-size"),
+        max_attempts=max_attempts if max_attempts is not None else spec.max_attempts,
+        adapter=_pick(adapter, spec.adapter, "full", "--adapter"),
+        expected_checksum=expected_checksum or spec.expected_checksum,
+        transfer_id=transfer_id or spec.transfer_id,
+        artifact_id=spec.artifact_id,
+        replay_command=shlex.join(["asup", *sys.argv[1:]]),
+    )
+    if spec.requested is not None:
+        intent = msgspec.structs.replace(intent, requested=spec.requested)
+    target = FaultyTarget(DirectoryStore(target_path.parent), plan, intent.chunk_size)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with JsonlLog.open(log_path) as log:
+        first = log.last_position()[0] + 1
+        adapter_ = SyncAdapter(appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever))
+        try:
+            result = anyio.run(adapter_.run, intent, resume)
+        except SimulatedCrash as crash:
+            checkpoint = target.inner.checkpoint_path(intent.target) if isinstance(target.inner, DirectoryStore) else "?"
+            raise AsupError(ErrorCode.IO_FAILED, f"{crash}; resume with --resume {checkpoint}", file=str(log_path)) from None
+        last = log.last_position()[0]
+    _report(result, intent.transfer_id, log_path, first, last, plan, as_json)
+    if result.reason_code is not None:
+        raise typer.Exit(1)
+
+
+def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int, last: int, plan: FaultPlan, as_json: bool) -> None:
+    reason = result.reason_code.value if result.reason_code else None
+    payload = {
+        "transfer_id": transfer_id,
+        "state": result.state.value,
+        "reason_code": reason,
+        "runbook_section": SECTIONS.get(reason or ""),
+        "attempt": result.attempt,
+        "committed_cursor": result.committed_cursor,
+        "log": str(log_path),
+        "seq": [first, last],
+        "faults": str(plan),
+    }
+    if as_json:
+        emit_json(payload)
+        return
+    out = console()
+    if reason is None:
+        out.print(f"[green]{result.state}[/green] {transfer_id}: {result.committed_cursor} bytes, attempt {result.attempt}")
+    else:
+        out.print(f"[red]{result.state}[/red] {transfer_id}: [bold]{reason}[/bold] (runbook section {SECTIONS.get(reason, '?')})")
+    out.print(f"  log {log_path} seq {first}..{last}; inspect: asup log cat {log_path} --stream {transfer_id}", markup=False)
