@@ -242,7 +242,7 @@ class SyncAdapter:
             step = self.dispatcher.fire(self._model, decision.trigger, decision.reason)
             if step.reason_code is not None:
                 self.reason = step.reason_code
-            events.append(_transition(p, step, obs.at_ns))
+            events.append(transition_event(p, step, obs.at_ns))
         stream = self._model.transfer_id
         items = [Pending(stream, event, self._version + i) for i, event in enumerate(events)]
         await self.appender.append(items)
@@ -254,7 +254,8 @@ class SyncAdapter:
         return self.clock.now_ns()
 
 
-def _transition(p: Progress, step: Step, at_ns: int) -> Transition:
+def transition_event(p: Progress, step: Step, at_ns: int) -> Transition:
+    """The `transition` event for `step`, with the transfer's telemetry."""
     assert p.intent is not None
     intent = p.intent
     return Transition(
