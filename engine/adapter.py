@@ -87,6 +87,7 @@ class SyncAdapter:
         self.events = 0
         self._model: TransferModel | None = None
         self._version = 0
+        self._pending: list[Event] = []
 
     # --- the transfer ---------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class SyncAdapter:
     async def _chunk(self, intent: Intent, layout: Layout) -> bool:
         p = self.progress
         index, offset = p.cursor // intent.chunk_size, p.cursor
-        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=index, at_ns=self._now())):
+        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=index, at_ns=self._now()), flush=False):
             return True
         data = self.source.read(intent.source, layout, offset, min(intent.chunk_size, intent.size - offset))
         try:
@@ -194,12 +195,13 @@ class SyncAdapter:
             epoch=epoch,
             at_ns=self._now(),
         )
-        if await self._observe(written):
+        if await self._observe(written, flush=False):
             return True
         return await self._checkpoint(intent)
 
     async def _checkpoint(self, intent: Intent) -> bool:
         p = self.progress
+        await self._flush()  # the checkpoint names the digest of committed events only
         _, stream_digest = self.appender.stream_head(intent.transfer_id)
         state = ckpt.Checkpoint(
             transfer_id=intent.transfer_id,
@@ -213,7 +215,7 @@ class SyncAdapter:
         written = CheckpointWritten(
             name=name.rsplit("/", 1)[-1], committed_cursor=p.cursor, attempt=p.attempt, stream_digest=stream_digest, at_ns=self._now()
         )
-        return await self._observe(written)
+        return await self._observe(written, flush=False)  # rides with the next chunk's events
 
     async def _verify(self, intent: Intent, layout: Layout, finalized: bool) -> None:
         if finalized:
@@ -233,22 +235,36 @@ class SyncAdapter:
 
     # --- recording ---------------------------------------------------------------------
 
-    async def _observe(self, obs: Observation) -> bool:
-        """Record `obs` and the transitions it decides, in one append; True at a terminal state."""
-        assert self._model is not None and self.progress is not None
+    async def _observe(self, obs: Observation, *, flush: bool = True) -> bool:
+        """Queue `obs` and the transitions it decides; True at a terminal state.
+
+        The queue is committed as one append when `flush` (before every side effect that
+        depends on it) and always at a terminal state; the chunk loop defers, so a chunk
+        costs one log fsync, not three.
+        """
+        assert self._model is not None
         p = self.progress
-        events: list[Event] = [obs]
+        self._pending.append(obs)
         for decision in decide(p, obs):
             step = self.dispatcher.fire(self._model, decision.trigger, decision.reason)
             if step.reason_code is not None:
                 self.reason = step.reason_code
-            events.append(transition_event(p, step, obs.at_ns))
+            self._pending.append(transition_event(p, step, obs.at_ns))
+        terminal = self.state in TERMINAL_STATES
+        if flush or terminal:
+            await self._flush()
+        return terminal
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        assert self._model is not None
         stream = self._model.transfer_id
-        items = [Pending(stream, event, self._version + i) for i, event in enumerate(events)]
+        items = [Pending(stream, event, self._version + i) for i, event in enumerate(self._pending)]
+        self._pending = []
         await self.appender.append(items)
         self._version += len(items)
         self.events += len(items)
-        return self.state in TERMINAL_STATES
 
     def _now(self) -> int:
         return self.clock.now_ns()

@@ -72,7 +72,7 @@ class TargetStore(Protocol):
 
 
 def file_digest(path: Path) -> tuple[str, int]:
-    hasher = blake3()
+    hasher = blake3(max_threads=blake3.AUTO)  # large files hash on every core
     size = 0
     with path.open("rb") as fh:
         while block := fh.read(HASH_BLOCK):
@@ -137,12 +137,14 @@ class DirectoryStore:
 
     def read(self, name: str, layout: Layout, offset: int, length: int) -> bytes:
         base = self.path(name)
-        out = bytearray()
+        parts = []
         for index, at, take in layout.pieces(offset, length):
-            with _member(base, layout, index).open("rb") as fh:
-                fh.seek(at)
-                out += fh.read(take)
-        return bytes(out)
+            fd = os.open(_member(base, layout, index), os.O_RDONLY)
+            try:
+                parts.append(os.pread(fd, take, at))
+            finally:
+                os.close(fd)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # --- target side --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from importlib.metadata import version
 import typer
 
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
-from runbook import contract_commands, log_commands, scenario_commands, sync_commands
+from runbook import batch_commands, contract_commands, log_commands, scenario_commands, sync_commands
 
 app = typer.Typer(
     name="asup",
@@ -25,6 +25,7 @@ app.add_typer(log_commands.app, name="log")
 app.add_typer(scenario_commands.app, name="scenario")
 app.add_typer(contract_commands.app, name="contract")
 app.command("sync")(sync_commands.sync)
+app.command("sync-batch")(batch_commands.sync_batch)
 
 
 def _version(value: bool) -> None:

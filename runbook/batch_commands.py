@@ -1,0 +1,131 @@
+"""`asup sync-batch FILE`: many transfers at once through the runner (group commit, a
+concurrency limit, a progress bar on a terminal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import msgspec
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from engine.adapter import TransferResult
+from engine.intent import DEFAULT_CHUNK, build_intent
+from engine.runner import Job, run_jobs
+from engine.stores import DirectoryStore
+from events.errors import AsupError, ErrorCode
+from events.jsonl_log import JsonlLog
+from events.vocabulary import Mode
+from runbook.output import console, emit_json, reports_errors
+from runbook.sync_commands import DEFAULT_LOG, SECTIONS, IntentFile
+
+
+def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise AsupError(ErrorCode.USAGE, f"cannot read batch: {exc.strerror}", file=str(path)) from exc
+    jobs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            spec = msgspec.json.decode(line, type=IntentFile)
+        except msgspec.MsgspecError as exc:
+            raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=str(path), line=number) from exc
+        jobs.append(_job(spec, artifact_class, mode, str(path), number))
+    if not jobs:
+        raise AsupError(ErrorCode.USAGE, "the batch holds no intent", file=str(path))
+    return jobs
+
+
+def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: str, line: int) -> Job:
+    missing = [n for n, v in (("source", spec.source), ("target", spec.target)) if v is None]
+    klass, chosen_mode = spec.artifact_class or artifact_class, spec.mode or mode
+    if klass is None:
+        missing.append("artifact_class")
+    if chosen_mode is None:
+        missing.append("mode")
+    if missing or spec.source is None or spec.target is None or klass is None or chosen_mode is None:
+        raise AsupError(ErrorCode.USAGE, f"intent lacks {', '.join(missing)}", file=file, line=line, field=f"$.{missing[0]}")
+    source_path, target_path = Path(spec.source), Path(spec.target)
+    source = DirectoryStore(source_path.parent)
+    intent = build_intent(
+        source,
+        source_path.name,
+        target_path.name,
+        artifact_class=klass,
+        mode=chosen_mode,
+        seed=spec.seed or 0,
+        chunk_size=spec.chunk_size or DEFAULT_CHUNK,
+        max_attempts=spec.max_attempts,
+        adapter=spec.adapter or "full",
+        expected_checksum=spec.expected_checksum,
+        transfer_id=spec.transfer_id,
+        artifact_id=spec.artifact_id,
+        replay_command=f"asup sync-batch {file}  # line {line}",
+    )
+    if spec.requested is not None:
+        intent = msgspec.structs.replace(intent, requested=spec.requested)
+    return Job(intent, source, DirectoryStore(target_path.parent))
+
+
+@reports_errors
+def sync_batch(
+    batch: Path = typer.Argument(..., help="JSONL file: one intent per line (source, target and the --intent fields)."),
+    artifact_class: str | None = typer.Option(None, "--artifact-class", help="Default class for lines that name none."),
+    mode: Mode | None = typer.Option(None, "--mode", help="Default mode for lines that name none."),
+    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="The JSONL log to append to."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Transfers in flight at once."),
+    lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable results."),
+) -> None:
+    """Run every intent of BATCH concurrently into one log (one writer, group commit).
+    Ctrl-C stops cleanly: the log stays valid and each transfer's checkpoint resumable.
+    Exit 0 when all complete, 1 when any failed closed.
+
+    Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
+    """
+    jobs = _jobs(batch, artifact_class, mode)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = console()
+    with (
+        JsonlLog.open(log_path) as log,
+        Progress(
+            TextColumn("transfers"), BarColumn(), MofNCompleteColumn(), console=out, transient=True, disable=not out.is_terminal
+        ) as bar,
+    ):
+        task = bar.add_task("transfers", total=len(jobs))
+        results = anyio.run(lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task)))
+    failed = [r for r in results if r.reason_code is not None]
+    if as_json:
+        emit_json({"log": str(log_path), "transfers": len(results), "failed": len(failed), "results": [_row(r) for r in results]})
+    else:
+        _print(results, log_path)
+    if failed or len(results) != len(jobs):
+        raise typer.Exit(1)
+
+
+def _row(r: TransferResult) -> dict[str, object]:
+    reason = r.reason_code.value if r.reason_code else None
+    return {
+        "transfer_id": r.transfer_id,
+        "state": r.state.value,
+        "reason_code": reason,
+        "runbook_section": SECTIONS.get(reason or ""),
+        "attempt": r.attempt,
+        "committed_cursor": r.committed_cursor,
+    }
+
+
+def _print(results: list[TransferResult], log_path: Path) -> None:
+    table = Table("transfer", "state", "reason code", "section", "bytes", "attempt")
+    for r in results:
+        reason = r.reason_code.value if r.reason_code else ""
+        table.add_row(r.transfer_id, r.state.value, reason, SECTIONS.get(reason, ""), str(r.committed_cursor), str(r.attempt))
+    out = console()
+    out.print(table)
+    done = sum(r.reason_code is None for r in results)
+    out.print(f"{done}/{len(results)} completed; log {log_path}", markup=False)
