@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from events.chain import ChainState, Position
 from events.errors import AsupError, ErrorCode
-from events.record import MAX_LINE, derive_event_id, encode_into
+from events.record import MAX_LINE, derive_event_id, encode_into, encode_payload
 from events.store import Pending
 
 
@@ -42,7 +42,7 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
         stream = item.stream
         sv_now, prev = heads.get(stream) or (chain.version(stream), chain.prev_of(stream))
         base = sv_now if item.expected_version is None else item.expected_version
-        event_id = item.id or derive_event_id(log_id, stream, base + 1)
+        event_id = item.id or derive_event_id(log_id, stream, base + 1, encode_payload(item.event))
         seen = ids.get((stream, event_id)) or chain.find_recent(stream, event_id)
         if seen is not None:
             batch.positions.append(seen)

@@ -33,7 +33,7 @@ class Position(msgspec.Struct, frozen=True, gc=False):
 class ChainState:
     """The heads of a log as read so far, plus a bounded window of recent ids per stream."""
 
-    def __init__(self, id_window: int = 64) -> None:
+    def __init__(self, id_window: int = 0) -> None:
         self.log_id: str | None = None
         self.last_seq = 0
         self.last_h = ""
@@ -102,6 +102,8 @@ class ChainState:
         else:
             head.sv = sv
             head.h = h
+        if not self.id_window:
+            return  # a reader that never appends needs no idempotency window
         window = self.recent.get(stream)
         if window is None:
             window = self.recent[stream] = deque(maxlen=self.id_window)

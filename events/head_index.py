@@ -13,14 +13,17 @@ from collections import deque
 from pathlib import Path
 
 import msgspec
+from blake3 import blake3
 
 from events.chain import ChainState, StreamHead
 from events.record import TRAILER_LEN
 
-FORMAT = 1
+FORMAT = 2  # 2: with a digest over the content
 
 
 class HeadIndex(msgspec.Struct, forbid_unknown_fields=True):
+    """`digest` covers every other field, so a bit-rotted or edited index is rebuilt."""
+
     format: int
     log_id: str
     size: int
@@ -28,13 +31,18 @@ class HeadIndex(msgspec.Struct, forbid_unknown_fields=True):
     last_h: str
     streams: dict[str, tuple[int, str]]
     recent: dict[str, list[tuple[str, int, int]]]
+    digest: str = ""
+
+    def content_digest(self) -> str:
+        return "blake3:" + blake3(msgspec.json.encode(msgspec.structs.replace(self, digest=""))).hexdigest()
 
 
 def index_path(log_path: Path) -> Path:
     return log_path.with_name(log_path.name + ".head.json")
 
 
-def save(log_path: Path, chain: ChainState, size: int) -> None:
+def snapshot(chain: ChainState, size: int) -> HeadIndex:
+    """The chain's heads as of byte `size` of its log."""
     assert chain.log_id is not None
     index = HeadIndex(
         format=FORMAT,
@@ -45,6 +53,24 @@ def save(log_path: Path, chain: ChainState, size: int) -> None:
         streams={name: (head.sv, head.h) for name, head in chain.streams.items()},
         recent={name: list(window) for name, window in chain.recent.items()},
     )
+    return msgspec.structs.replace(index, digest=index.content_digest())
+
+
+def restore(index: HeadIndex, id_window: int) -> ChainState:
+    chain = ChainState(id_window)
+    chain.log_id = index.log_id
+    chain.last_seq = index.last_seq
+    chain.last_h = index.last_h
+    chain.streams = {name: StreamHead(sv, h) for name, (sv, h) in index.streams.items()}
+    chain.recent = {
+        name: deque((tuple(item) for item in window), maxlen=id_window)  # type: ignore[misc]
+        for name, window in index.recent.items()
+    }
+    return chain
+
+
+def save(log_path: Path, chain: ChainState, size: int) -> None:
+    index = snapshot(chain, size)
     target = index_path(log_path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_bytes(msgspec.json.encode(index))
@@ -57,21 +83,12 @@ def load(log_path: Path, id_window: int) -> tuple[ChainState, int] | None:
         index = msgspec.json.decode(index_path(log_path).read_bytes(), type=HeadIndex)
     except (OSError, msgspec.MsgspecError):
         return None
-    if index.format != FORMAT or not _matches_tail(log_path, index):
+    if index.format != FORMAT or index.digest != index.content_digest() or not matches_tail(log_path, index):
         return None
-    chain = ChainState(id_window)
-    chain.log_id = index.log_id
-    chain.last_seq = index.last_seq
-    chain.last_h = index.last_h
-    chain.streams = {name: StreamHead(sv, h) for name, (sv, h) in index.streams.items()}
-    chain.recent = {
-        name: deque((tuple(item) for item in window), maxlen=id_window)  # type: ignore[misc]
-        for name, window in index.recent.items()
-    }
-    return chain, index.size
+    return restore(index, id_window), index.size
 
 
-def _matches_tail(log_path: Path, index: HeadIndex) -> bool:
+def matches_tail(log_path: Path, index: HeadIndex) -> bool:
     if index.size < TRAILER_LEN + 1:
         return False
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from events import head_index
@@ -74,14 +74,30 @@ class JsonlLog:
             lock.release()
             raise
         log = cls(path, chain, fd, lock, durability, clock or SystemClock())
-        if chain.log_id is None:
-            chain.log_id = log_id or path.stem
-            log._append([Pending(HEADER_STREAM, LogCreated(log_id=chain.log_id, schema=LOG_SCHEMA))])
-            _fsync_dir(path)
-        if torn is not None:
-            log.repaired = torn
-            log._append([Pending(HEADER_STREAM, torn)])
+        try:
+            log._start(log_id or path.stem, torn)
+        except BaseException:
+            log._abandon()
+            raise
         return log
+
+    def _start(self, log_id: str, torn: LogRepaired | None) -> None:
+        chain = self._chain
+        if chain.log_id is None:
+            chain.log_id = log_id
+            self._append([Pending(HEADER_STREAM, LogCreated(log_id=log_id, schema=LOG_SCHEMA))])
+            _fsync_dir(self.path)
+        elif self._durability is not Durability.NONE:
+            _io(self.path, "fsync", os.fsync, self._fd)  # what an earlier writer wrote but never synced is acknowledged from now on
+        if torn is not None:
+            self.repaired = torn
+            self._append([Pending(HEADER_STREAM, torn)])
+
+    def _abandon(self) -> None:
+        """Release what a failed open took; the file is left as the failure left it."""
+        os.close(self._fd)
+        self._fd = -1
+        self._lock.release()
 
     # --- the store interface ---------------------------------------------------------
 
@@ -174,10 +190,17 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
+def _io(path: Path, what: str, call: Callable[[int], None], fd: int) -> None:
+    try:
+        call(fd)
+    except OSError as exc:
+        raise AsupError(ErrorCode.IO_FAILED, f"{what} failed: {exc.strerror or exc}", file=str(path)) from exc
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
     try:
-        os.fsync(fd)
+        _io(path.parent, "directory fsync", os.fsync, fd)
     finally:
         os.close(fd)
 

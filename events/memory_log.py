@@ -24,6 +24,7 @@ class MemoryLog:
         self._clock = clock or SystemClock()
         self.data = bytearray()
         self._waiters: list[anyio.Event] = []
+        self._appends = 0
         self._append([Pending(HEADER_STREAM, LogCreated(log_id=log_id, schema=LOG_SCHEMA))])
 
     def append_batch(self, items: Sequence[Pending]) -> list[Position]:
@@ -51,12 +52,15 @@ class MemoryLog:
         chain = ChainState()
         offset = 0
         while True:
+            seen = self._appends
             scanner = self._scan(offset, chain)
             for record in scanner:
                 if record.seq >= from_seq:
-                    yield record
+                    yield record  # the consumer may append while holding this record
             offset = scanner.valid_size
-            waiter = anyio.Event()  # registered with no await since the scan: no append is missed
+            if self._appends != seen:
+                continue
+            waiter = anyio.Event()  # registered with no await since the count check: no append is missed
             self._waiters.append(waiter)
             await waiter.wait()
 
@@ -71,6 +75,7 @@ class MemoryLog:
         batch = plan(self._chain, items, format_ts(self._clock.now_ns()))
         if batch.data:
             self.data += batch.data
+            self._appends += 1
             batch.commit(self._chain)
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:

@@ -76,9 +76,19 @@ def genesis(log_id: str, stream: str) -> str:
     return "blake3:" + blake3(f"asup-genesis\x00{log_id}\x00{stream}".encode()).hexdigest()
 
 
-def derive_event_id(log_id: str, stream: str, sv: int) -> str:
-    """Deterministic event id from (log id, stream, stream version): no uuid4."""
-    return "e-" + blake3(f"{log_id}\x00{stream}\x00{sv}".encode()).hexdigest()[:24]
+def derive_event_id(log_id: str, stream: str, sv: int, payload: bytes = b"") -> str:
+    """Deterministic event id from (log id, stream, stream version, payload): no uuid4.
+
+    The payload is part of it so that only a true retry (same event at the same expected
+    version) is recognised as a duplicate; another event at a stale version is a conflict.
+    """
+    hasher = blake3(f"{log_id}\x00{stream}\x00{sv}\x00".encode())
+    hasher.update(payload)
+    return "e-" + hasher.hexdigest()[:24]
+
+
+def encode_payload(data: Event) -> bytes:
+    return _ENCODER.encode(data)
 
 
 def encode_into(

@@ -1,0 +1,32 @@
+"""Where each reason code sends an operator: the runbook section (A, B, C) and the
+escalation level. Every reason code of the vocabulary has an entry (a test pins it)."""
+
+from __future__ import annotations
+
+from events.vocabulary import ReasonCode
+
+SECTION: dict[ReasonCode, str] = {
+    ReasonCode.UNSUPPORTED_CAPABILITY: "A",
+    ReasonCode.CAPABILITY_MISMATCH: "A",
+    ReasonCode.INTEGRITY_PRECHECK_FAILED: "B",
+    ReasonCode.RETRY_EXHAUSTED: "C",
+    ReasonCode.CONFLICT_DETECTED: "C",
+    ReasonCode.RESUME_SEED_MISMATCH: "C",
+    ReasonCode.RESUME_TRANSFER_MISMATCH: "C",
+    ReasonCode.RESUME_CURSOR_AHEAD: "C",
+    ReasonCode.INVALID_TRANSITION: "C",
+}
+
+# A transfer that failed closed did its job (P2: look at it); a code that means the
+# contract or the data is at risk escalates higher.
+LEVEL: dict[ReasonCode, str] = {
+    ReasonCode.UNSUPPORTED_CAPABILITY: "P2",
+    ReasonCode.CAPABILITY_MISMATCH: "P2",
+    ReasonCode.INTEGRITY_PRECHECK_FAILED: "P1",
+    ReasonCode.RETRY_EXHAUSTED: "P2",
+    ReasonCode.CONFLICT_DETECTED: "P1",
+    ReasonCode.RESUME_SEED_MISMATCH: "P2",
+    ReasonCode.RESUME_TRANSFER_MISMATCH: "P2",
+    ReasonCode.RESUME_CURSOR_AHEAD: "P1",
+    ReasonCode.INVALID_TRANSITION: "P1",
+}

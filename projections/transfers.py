@@ -1,0 +1,74 @@
+"""Per transfer: state, attempt, cursor, reason, sessions and timings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from events.observations import IntentRecorded, TargetHashed
+from events.payloads import Transition
+from events.record import Record
+
+
+class TransferView(msgspec.Struct):
+    transfer_id: str
+    artifact_id: str = ""
+    artifact_class: str = ""
+    mode: str = ""
+    state: str = "idle"
+    attempt: int = 0
+    committed_cursor: int = 0
+    size: int = 0
+    reason_code: str | None = None
+    sessions: int = 0
+    transitions: int = 0
+    events: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    duration_ms: float = 0.0
+    verified_digest: str | None = None  # what the target hashed to (target_hashed)
+    expected_checksum: str = ""
+
+
+class TransfersState(msgspec.Struct):
+    transfers: dict[str, TransferView] = msgspec.field(default_factory=dict)
+
+
+class Transfers:
+    name = "transfers"
+    state_type = TransfersState
+
+    def initial(self) -> TransfersState:
+        return TransfersState()
+
+    def apply(self, state: TransfersState, record: Record) -> TransfersState:
+        data = record.data
+        if not isinstance(data, Transition | IntentRecorded | TargetHashed) and record.stream not in state.transfers:
+            return state
+        view = state.transfers.get(record.stream)
+        if view is None:
+            view = state.transfers[record.stream] = TransferView(record.stream, first_seq=record.seq)
+        view.events += 1
+        view.last_seq = record.seq
+        if isinstance(data, Transition):
+            view.state, view.attempt, view.committed_cursor = data.to_state.value, data.attempt, data.committed_cursor
+            view.transitions += 1
+            view.duration_ms = data.duration_ms
+            if data.reason_code is not None:
+                view.reason_code = data.reason_code.value
+        elif isinstance(data, IntentRecorded):
+            intent = data.intent
+            view.sessions += 1
+            view.artifact_id, view.artifact_class, view.mode = intent.artifact_id, intent.artifact_class, intent.mode.value
+            view.size, view.expected_checksum = intent.size, intent.expected_checksum
+        elif isinstance(data, TargetHashed):
+            view.verified_digest = data.digest
+        return state
+
+    def render(self, state: TransfersState) -> dict[str, Any]:
+        rows = [msgspec.to_builtins(v) for _, v in sorted(state.transfers.items())]
+        counts: dict[str, int] = {}
+        for view in state.transfers.values():
+            counts[view.state] = counts.get(view.state, 0) + 1
+        return {"transfers": rows, "by_state": dict(sorted(counts.items())), "count": len(rows)}
