@@ -1,0 +1,191 @@
+"""Erasure-coded sidecars for evidence packs (pyeclib Reed-Solomon).
+
+`PACK.ec.json` records the codec, k, m, the pack's BLAKE3 and size, and every fragment
+(base64) with its own BLAKE3 and index: the manifest. pyeclib alone returns wrong bytes
+for corrupted, duplicated or foreign fragments without complaint, so fragments are
+checked against the manifest before decode and the decoded bytes against the pack
+digest after. Nothing here destroys a byte: a restored pack keeps the damaged one beside
+it, and a sidecar is replaced only atomically (temp, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+from blake3 import blake3
+from pyeclib.ec_iface import ECDriver
+
+from events.errors import AsupError, ErrorCode
+
+FORMAT = "asup.ec/1"
+CODECS = ("isa_l_rs_vand", "liberasurecode_rs_vand")
+
+
+class Fragment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    index: int
+    digest: str
+    data: str  # base64
+
+
+class DecodeProof(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    at: str
+    seed: int
+    dropped: list[int]
+    digest: str
+    one_more_loss_failed_closed: bool
+
+
+class Sidecar(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str
+    codec: str
+    k: int
+    m: int
+    fragment_size: int
+    pack: str  # file name of the pack, relative to the sidecar
+    pack_digest: str
+    pack_size: int
+    fragments: list[Fragment]
+    decode_proofs: list[DecodeProof] = msgspec.field(default_factory=list)
+
+
+def sidecar_path(pack: Path) -> Path:
+    return pack.with_name(pack.name + ".ec.json")
+
+
+def _digest(data: bytes) -> str:
+    return "blake3:" + blake3(data).hexdigest()
+
+
+def _driver(codec: str, k: int, m: int) -> ECDriver:
+    if codec not in CODECS:
+        raise AsupError(ErrorCode.USAGE, f"codec {codec!r} is not one of {', '.join(CODECS)}")
+    if k < 1 or m < 1 or k + m > 32 or (codec == "isa_l_rs_vand" and m > 4):
+        raise AsupError(ErrorCode.USAGE, f"k={k}, m={m} is not a valid {codec} configuration (k, m >= 1; k + m <= 32; isa_l m <= 4)")
+    try:
+        return ECDriver(k=k, m=m, ec_type=codec)
+    except Exception as exc:  # pyeclib raises its own hierarchy; translate at the boundary
+        raise AsupError(ErrorCode.USAGE, f"pyeclib cannot load {codec}: {exc}") from exc
+
+
+def encode(pack: Path, *, k: int = 8, m: int = 4, codec: str = "isa_l_rs_vand") -> Sidecar:
+    data = _read(pack)
+    fragments = _driver(codec, k, m).encode(data)
+    return Sidecar(
+        format=FORMAT,
+        codec=codec,
+        k=k,
+        m=m,
+        fragment_size=len(fragments[0]),
+        pack=pack.name,
+        pack_digest=_digest(data),
+        pack_size=len(data),
+        fragments=[Fragment(i, _digest(f), base64.b64encode(f).decode()) for i, f in enumerate(fragments)],
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_sidecar(path: Path, sidecar: Sidecar) -> None:
+    write_atomic(path, msgspec.json.encode(sidecar))
+
+
+def load_sidecar(path: Path) -> Sidecar:
+    raw = _read(path)
+    try:
+        sidecar = msgspec.json.decode(raw, type=Sidecar)
+    except msgspec.MsgspecError as exc:
+        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {exc}", file=str(path)) from exc
+    if sidecar.format != FORMAT:
+        raise AsupError(ErrorCode.BAD_INPUT, f"sidecar format {sidecar.format!r} is not {FORMAT!r}", file=str(path), field="$.format")
+    if len(sidecar.fragments) != sidecar.k + sidecar.m:
+        raise AsupError(ErrorCode.BAD_INPUT, f"{len(sidecar.fragments)} fragments, k + m = {sidecar.k + sidecar.m}", file=str(path))
+    return sidecar
+
+
+def good_fragments(sidecar: Sidecar) -> tuple[dict[int, bytes], list[int]]:
+    """Fragments whose bytes match the manifest (by index), and the indexes that do not."""
+    good: dict[int, bytes] = {}
+    bad: list[int] = []
+    for position, fragment in enumerate(sidecar.fragments):
+        try:
+            data = base64.b64decode(fragment.data, validate=True)
+        except ValueError:
+            bad.append(position)
+            continue
+        if fragment.index != position or _digest(data) != fragment.digest or len(data) != sidecar.fragment_size or fragment.index in good:
+            bad.append(position)
+            continue
+        good[fragment.index] = data
+    return good, bad
+
+
+def decode(sidecar: Sidecar, use: list[int]) -> bytes:
+    """The pack from the fragments at `use` (verified against the manifest), checked by digest.
+
+    Fewer than k verified fragments fails closed before pyeclib is asked: it never returns
+    bytes it cannot prove.
+    """
+    good, _ = good_fragments(sidecar)
+    chosen = [good[i] for i in sorted(set(use)) if i in good]
+    if len(chosen) < sidecar.k:
+        raise AsupError(
+            ErrorCode.CORRUPT_RECORD,
+            f"only {len(chosen)} verified fragments, {sidecar.k} needed: cannot decode",
+        )
+    driver = _driver(sidecar.codec, sidecar.k, sidecar.m)
+    for data in chosen:
+        header = cast(dict[str, Any], driver.get_metadata(data, formatted=True))  # typed as bytes upstream
+        if header["orig_data_size"] != sidecar.pack_size:
+            raise AsupError(ErrorCode.CORRUPT_RECORD, "a fragment belongs to another pack (size in its header differs)")
+    data = bytes(driver.decode(chosen))
+    if _digest(data) != sidecar.pack_digest:
+        raise AsupError(ErrorCode.CORRUPT_RECORD, "decoded bytes do not match the pack digest")
+    return data
+
+
+def drill(sidecar: Sidecar, seed: int, at: str) -> tuple[bytes, DecodeProof]:
+    """Drop m fragments chosen by `seed`, decode from the rest, and prove that losing one
+    more fails closed. Raises if the decode itself fails."""
+    indexes = list(range(sidecar.k + sidecar.m))
+    rng = random.Random(seed)
+    dropped = sorted(rng.sample(indexes, sidecar.m))
+    kept = [i for i in indexes if i not in dropped]
+    data = decode(sidecar, kept)
+    one_more = kept[:]
+    one_more.remove(rng.choice(kept))
+    try:
+        decode(sidecar, one_more)
+        failed_closed = False
+    except AsupError:
+        failed_closed = True
+    return data, DecodeProof(at=at, seed=seed, dropped=dropped, digest=_digest(data), one_more_loss_failed_closed=failed_closed)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AsupError(
+            ErrorCode.USAGE if isinstance(exc, FileNotFoundError) else ErrorCode.IO_FAILED, f"cannot read: {exc.strerror}", file=str(path)
+        ) from exc
