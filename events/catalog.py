@@ -3,7 +3,7 @@ that the record union is complete before the first record is decoded."""
 
 from __future__ import annotations
 
-from events import observations, payloads
+from events import observations, operations, payloads
 from events.payloads import REGISTRY, Event
 
-__all__ = ["REGISTRY", "Event", "observations", "payloads"]
+__all__ = ["REGISTRY", "Event", "observations", "operations", "payloads"]

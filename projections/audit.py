@@ -44,7 +44,9 @@ class Audit:
         if data.to_state is State.FAILED_CLOSED and data.reason_code is not None:
             seq, kind, digest = state.last.get(record.stream, (0, "", ""))
             state.entries.append(
-                AuditEntry(record.seq, data.transfer_id, data.from_state.value, data.trigger.value, data.reason_code.value, seq, kind, digest)
+                AuditEntry(
+                    record.seq, data.transfer_id, data.from_state.value, data.trigger.value, data.reason_code.value, seq, kind, digest
+                )
             )
         return state
 

@@ -73,9 +73,7 @@ def _stop_after(records: Iterable[Record], until_seq: int | None) -> Iterable[Re
             return
 
 
-def _start(
-    path: Path, projections: Sequence[Projection[Any]], checkpoint: Path | None
-) -> tuple[ChainState, int, dict[str, Any], bool]:
+def _start(path: Path, projections: Sequence[Projection[Any]], checkpoint: Path | None) -> tuple[ChainState, int, dict[str, Any], bool]:
     fresh = ChainState(), 0, {p.name: p.initial() for p in projections}, False
     if checkpoint is None or not checkpoint.exists():
         return fresh
@@ -84,7 +82,12 @@ def _start(
     except msgspec.MsgspecError:
         return fresh
     heads = saved.heads
-    if saved.format != FORMAT or heads.digest != heads.content_digest() or not matches_tail(path, heads) or set(saved.states) != {p.name for p in projections}:
+    if (
+        saved.format != FORMAT
+        or heads.digest != heads.content_digest()
+        or not matches_tail(path, heads)
+        or set(saved.states) != {p.name for p in projections}
+    ):
         return fresh
     states = {p.name: msgspec.json.decode(saved.states[p.name], type=p.state_type) for p in projections}
     if any(digest_json(msgspec.to_builtins(states[p.name])) != saved.state_digests[p.name] for p in projections):

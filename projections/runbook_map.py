@@ -17,11 +17,12 @@ SECTION: dict[ReasonCode, str] = {
     ReasonCode.INVALID_TRANSITION: "C",
 }
 
-# A transfer that failed closed did its job (P2: look at it); a code that means the
-# contract or the data is at risk escalates higher.
+# The runbook's escalation policy: capability codes are compatibility drift (P0);
+# integrity, conflicts and impossible transitions are reliability regressions (P1);
+# exhausted retries and refused resumes are operational drift to look at (P2).
 LEVEL: dict[ReasonCode, str] = {
-    ReasonCode.UNSUPPORTED_CAPABILITY: "P2",
-    ReasonCode.CAPABILITY_MISMATCH: "P2",
+    ReasonCode.UNSUPPORTED_CAPABILITY: "P0",
+    ReasonCode.CAPABILITY_MISMATCH: "P0",
     ReasonCode.INTEGRITY_PRECHECK_FAILED: "P1",
     ReasonCode.RETRY_EXHAUSTED: "P2",
     ReasonCode.CONFLICT_DETECTED: "P1",

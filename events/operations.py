@@ -1,0 +1,70 @@
+"""Operations events: what the runbook's tooling did (gates, evidence, sidecars, scrubs,
+decode proofs, sign-off). They live in the operations log
+(`artifacts/asupersync/v1/asupersync_ops_events_v1.jsonl`), stream per subject."""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.payloads import Event, event_type
+
+
+@event_type("gate_finished")
+class GateFinished(Event, frozen=True):
+    gate: str  # capability | state_machine | fault | performance | e2e
+    verdict: str  # pass | fail
+    checks: int  # how many checks ran; zero is a failure
+    failed: int
+    report: str  # path relative to the output root
+    report_digest: str
+
+
+@event_type("evidence_sealed")
+class EvidenceSealed(Event, frozen=True):
+    pack: str
+    digest: str
+    size: int
+    artifacts: int
+
+
+@event_type("sidecar_written")
+class SidecarWritten(Event, frozen=True):
+    pack: str
+    sidecar: str
+    codec: str
+    k: int
+    m: int
+    pack_digest: str
+    sidecar_digest: str
+
+
+@event_type("scrub_finished")
+class ScrubFinished(Event, frozen=True):
+    pack: str
+    sidecar: str
+    status: str  # ok | fragments_damaged | drift | corrupt | missing_pack | restored | fragments_repaired
+    sealed_digest: str
+    pack_digest: str
+    bad_fragments: list[int] = msgspec.field(default_factory=list)
+    kept: str | None = None
+
+
+@event_type("decode_proof")
+class DecodeProofRecorded(Event, frozen=True):
+    sidecar: str
+    output: str
+    ok: bool
+    dropped: list[int]
+    digest: str
+    one_more_loss_failed_closed: bool
+    proof_count: int
+    detail: str = ""
+
+
+@event_type("signoff_recorded")
+class SignoffRecorded(Event, frozen=True):
+    verdict: str  # pass | fail
+    checklist: dict[str, str]  # item id -> pass | fail | pending
+    signoff: str  # path of asupersync_signoff_v1.json
+    digest: str
+    pack_digest: str

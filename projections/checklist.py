@@ -1,0 +1,135 @@
+"""The operator checklist of the runbook (section 4), derived from events and files —
+never edited by hand. Each item is pass | fail | pending with the evidence that decides
+it (event seq and digest, artifact path and digest).
+
+The I/O (hashing files, verifying and re-driving logs) happens in `gather_facts`; the
+verdicts are a pure function of (operations state, facts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from projections.operations import Cited, OpsState
+
+REQUIRED_GATES = ("capability", "state_machine", "fault", "performance")
+ITEMS = {
+    "gates": "capability/state/fault/performance gates pass",
+    "durability": "sidecar generation + scrub + decode-drill pass",
+    "logs_replayable": "structured log artifacts present and replayable",
+    "pack_current": "final evidence bundle references current artifact paths",
+    "signoff": "sign-off checklist remains fully `pass`",
+}
+
+
+class LogFact(msgspec.Struct, frozen=True):
+    path: str
+    last_seq: int
+    last_h: str
+    ok: bool  # verifies end to end
+    streams: int  # transfer streams
+    reproduced: int  # streams whose re-driven transitions equal the recorded ones
+    problem: str = ""
+
+
+class Facts(msgspec.Struct, frozen=True):
+    pack_digest: str | None  # None: no pack
+    pack_drift: list[str]  # inventory entries that are missing or changed
+    logs: list[LogFact]
+
+
+class Item(msgspec.Struct, frozen=True):
+    id: str
+    title: str
+    status: str  # pass | fail | pending
+    reason: str
+    evidence: list[dict[str, Any]]
+
+
+def _cite(cited: Cited, **extra: Any) -> dict[str, Any]:
+    return {"seq": cited.seq, "record_digest": cited.h, **extra}
+
+
+def gates_item(ops: OpsState) -> Item:
+    evidence = [
+        _cite(ops.gates[g], gate=g, report=ops.gates[g].data["report"], report_digest=ops.gates[g].data["report_digest"])
+        for g in REQUIRED_GATES
+        if g in ops.gates
+    ]
+    missing = [g for g in REQUIRED_GATES if g not in ops.gates]
+    failed = [g for g in REQUIRED_GATES if g in ops.gates and (ops.gates[g].data["verdict"] != "pass" or ops.gates[g].data["checks"] == 0)]
+    if failed:
+        return Item("gates", ITEMS["gates"], "fail", f"gates failed or ran no check: {', '.join(failed)}", evidence)
+    if missing:
+        return Item("gates", ITEMS["gates"], "pending", f"no result yet for: {', '.join(missing)}", evidence)
+    return Item("gates", ITEMS["gates"], "pass", "every gate passed with checks > 0", evidence)
+
+
+def durability_item(ops: OpsState, pack_digest: str | None) -> Item:
+    title = ITEMS["durability"]
+    if pack_digest is None or ops.sidecar is None:
+        return Item("durability", title, "pending", "no pack or no sidecar yet", [])
+    evidence = [_cite(ops.sidecar, sidecar=ops.sidecar.data["sidecar"], pack_digest=ops.sidecar.data["pack_digest"])]
+    if ops.sidecar.data["pack_digest"] != pack_digest:
+        return Item("durability", title, "fail", "the sidecar protects another version of the pack (re-encode)", evidence)
+    scrub = ops.scrub if ops.scrub and ops.scrub.seq > ops.sidecar.seq else None
+    proofs = [p for p in ops.proofs if p.seq > ops.sidecar.seq]
+    if scrub is None or not proofs:
+        return Item("durability", title, "pending", "scrub or decode drill not run since the sidecar was written", evidence)
+    evidence += [_cite(scrub, status=scrub.data["status"])] + [_cite(p, ok=p.data["ok"]) for p in proofs]
+    if scrub.data["status"] not in ("ok", "restored", "fragments_repaired") or scrub.data["sealed_digest"] != pack_digest:
+        return Item("durability", title, "fail", f"scrub status {scrub.data['status']}", evidence)
+    last = proofs[-1].data
+    if not (last["ok"] and last["one_more_loss_failed_closed"] and last["digest"] == pack_digest):
+        return Item("durability", title, "fail", "the last decode drill did not prove recovery and fail-closed loss", evidence)
+    return Item("durability", title, "pass", f"sidecar, scrub and {len(proofs)} decode proof(s) for the current pack", evidence)
+
+
+def logs_item(logs: list[LogFact]) -> Item:
+    title = ITEMS["logs_replayable"]
+    evidence = [msgspec.to_builtins(log) for log in logs]
+    if not logs:
+        return Item("logs_replayable", title, "pending", "no structured logs yet", evidence)
+    bad = [log.path for log in logs if not log.ok or log.reproduced != log.streams]
+    if bad:
+        return Item("logs_replayable", title, "fail", f"not verifiable or not reproduced: {', '.join(bad)}", evidence)
+    streams = sum(log.streams for log in logs)
+    return Item("logs_replayable", title, "pass", f"{len(logs)} logs verify; {streams} transfers re-driven identically", evidence)
+
+
+def pack_item(facts: Facts) -> Item:
+    title = ITEMS["pack_current"]
+    if facts.pack_digest is None:
+        return Item("pack_current", title, "pending", "no evidence pack yet", [])
+    evidence: list[dict[str, Any]] = [{"pack_digest": facts.pack_digest}]
+    if facts.pack_drift:
+        return Item("pack_current", title, "fail", f"stale or missing: {', '.join(facts.pack_drift)}", evidence)
+    return Item("pack_current", title, "pass", "every listed artifact is present with its sealed digest", evidence)
+
+
+def signoff_item(ops: OpsState, others: list[Item], pack_digest: str | None) -> Item:
+    title = ITEMS["signoff"]
+    if ops.signoff is None:
+        return Item("signoff", title, "pending", "not signed off yet", [])
+    data = ops.signoff.data
+    evidence = [_cite(ops.signoff, signoff=data["signoff"], digest=data["digest"], verdict=data["verdict"])]
+    if data["verdict"] != "pass":
+        return Item("signoff", title, "fail", "the last sign-off was not fully pass", evidence)
+    if data["pack_digest"] != pack_digest:
+        return Item("signoff", title, "fail", "the sign-off is for another version of the pack", evidence)
+    regressed = [i.id for i in others if i.status != "pass"]
+    if regressed:
+        return Item("signoff", title, "fail", f"items no longer pass since sign-off: {', '.join(regressed)}", evidence)
+    return Item("signoff", title, "pass", "signed off, and every item still passes", evidence)
+
+
+def derive(ops: OpsState, facts: Facts) -> list[Item]:
+    items = [gates_item(ops), durability_item(ops, facts.pack_digest), logs_item(facts.logs), pack_item(facts)]
+    return [*items, signoff_item(ops, items, facts.pack_digest)]
+
+
+def render(items: list[Item]) -> dict[str, Any]:
+    statuses = [i.status for i in items]
+    verdict = "pass" if all(s == "pass" for s in statuses) else "fail" if "fail" in statuses else "pending"
+    return {"verdict": verdict, "items": [msgspec.to_builtins(i) for i in items], "checks": len(items)}

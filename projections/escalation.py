@@ -1,0 +1,117 @@
+"""Escalation (runbook section 3), with the rule that fired and the evidence behind it.
+
+P0 — the fail-closed contract is broken or compatibility drifted: a log that does not
+     verify; a transfer `completed` without a matching target digest; a state change
+     out of a terminal state; a capability accepted that the matrix forbids; a transfer
+     failing closed on a capability code (section A).
+P1 — reliability regressed: an operation's p99 over its threshold; a failed decode
+     proof or an unrecovered scrub; a transfer failing closed on an integrity,
+     conflict, cursor or invalid-transition code.
+P2 — evidence drifted: a stale sidecar; a stale or missing artifact path; the checklist
+     not fully pass; a transfer failing closed on retry exhaustion or a stale resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from events.vocabulary import ReasonCode
+from projections.audit import AuditState
+from projections.checklist import Item
+from projections.operations import OpsState
+from projections.runbook_map import LEVEL, SECTION
+from projections.transfers import TransfersState
+
+LEVELS = ("P0", "P1", "P2")
+DEFAULT_P99_MS = {"chunk_written": 2000.0, "target_hashed": 30000.0, "transfer_completed": 600000.0}
+
+
+class Rule(msgspec.Struct, frozen=True):
+    level: str
+    rule: str
+    detail: str
+    evidence: list[dict[str, Any]]
+
+
+class Inputs(msgspec.Struct):
+    """What escalation looks at; any part may be empty."""
+
+    transfers: TransfersState | None = None
+    audit: AuditState | None = None
+    metrics: dict[str, Any] | None = None  # the metrics projection's rendering
+    log_problems: list[dict[str, Any]] = msgspec.field(default_factory=list)  # {log, line, message}
+    terminal_exits: list[dict[str, Any]] = msgspec.field(default_factory=list)  # {seq, transfer_id, from_state, to_state}
+    forbidden_accepts: list[dict[str, Any]] = msgspec.field(default_factory=list)  # {seq, transfer_id, detail}
+    ops: OpsState | None = None
+    checklist: list[Item] | None = None
+    p99_thresholds_ms: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_P99_MS))
+
+
+def escalate(inputs: Inputs) -> list[Rule]:
+    rules: list[Rule] = []
+    for problem in inputs.log_problems:
+        rules.append(Rule("P0", "log_fails_verification", problem.get("message", ""), [problem]))
+    rules += _transfer_rules(inputs)
+    rules += _metric_rules(inputs)
+    rules += _ops_rules(inputs)
+    if inputs.checklist is not None:
+        open_items = [i for i in inputs.checklist if i.status != "pass"]
+        if open_items:
+            detail = ", ".join(f"{i.id}={i.status}" for i in open_items)
+            rules.append(
+                Rule("P2", "checklist_not_fully_pass", detail, [{"item": i.id, "status": i.status, "reason": i.reason} for i in open_items])
+            )
+    return sorted(rules, key=lambda r: (LEVELS.index(r.level), r.rule, r.detail))
+
+
+def level_of(rules: list[Rule]) -> str | None:
+    return min((r.level for r in rules), key=LEVELS.index, default=None)
+
+
+def _transfer_rules(inputs: Inputs) -> list[Rule]:
+    rules = []
+    if inputs.transfers is not None:
+        for view in inputs.transfers.transfers.values():
+            if view.state == "completed" and view.verified_digest != view.expected_checksum:
+                evidence = [{"transfer_id": view.transfer_id, "last_seq": view.last_seq, "verified": view.verified_digest}]
+                rules.append(Rule("P0", "completed_without_checksum_match", view.transfer_id, evidence))
+    for exit_ in inputs.terminal_exits:
+        rules.append(Rule("P0", "transition_after_terminal", str(exit_.get("transfer_id")), [exit_]))
+    for accept in inputs.forbidden_accepts:
+        rules.append(Rule("P0", "capability_accepted_but_forbidden", str(accept.get("transfer_id")), [accept]))
+    if inputs.audit is not None:
+        for entry in inputs.audit.entries:
+            code = ReasonCode(entry.reason_code)
+            evidence = [{"seq": entry.seq, "transfer_id": entry.transfer_id, "evidence_seq": entry.evidence_seq, "section": SECTION[code]}]
+            rules.append(Rule(LEVEL[code], f"failed_closed_{code.value}", entry.transfer_id, evidence))
+    return rules
+
+
+def _metric_rules(inputs: Inputs) -> list[Rule]:
+    rules = []
+    operations = (inputs.metrics or {}).get("operations", {})
+    for operation, limit in sorted(inputs.p99_thresholds_ms.items()):
+        row = operations.get(operation)
+        if row and row["p99_ms"] > limit:
+            rules.append(Rule("P1", "tail_latency_over_threshold", f"{operation} p99 {row['p99_ms']} ms > {limit} ms", [row]))
+    return rules
+
+
+def _ops_rules(inputs: Inputs) -> list[Rule]:
+    ops = inputs.ops
+    if ops is None:
+        return []
+    rules = []
+    for proof in ops.proofs:
+        if not (proof.data["ok"] and proof.data["one_more_loss_failed_closed"]):
+            rules.append(Rule("P1", "decode_proof_failed", proof.data.get("detail", ""), [{"seq": proof.seq, "record_digest": proof.h}]))
+    if ops.scrub is not None:
+        status = ops.scrub.data["status"]
+        evidence = [{"seq": ops.scrub.seq, "record_digest": ops.scrub.h, "status": status}]
+        if status in ("corrupt", "missing_pack", "fragments_damaged"):
+            rules.append(Rule("P1", "scrub_failed", status, evidence))
+        elif status == "drift":
+            rules.append(Rule("P2", "stale_sidecar", "the pack changed after its sidecar was written", evidence))
+    return rules
