@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 
 from events.errors import AsupError, ErrorCode
-from events.vocabulary import Mode, ReasonCode, State, Trigger
+from events.record import field_of
+from events.vocabulary import TERMINAL_STATES, Mode, ReasonCode, State, Trigger
 
 ParamValue = str | int
 
@@ -186,7 +187,7 @@ def _decode(data: bytes, kind: type[Any], file: str) -> Any:
     try:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"invalid contract: {exc}", file=file) from exc
+        raise AsupError(ErrorCode.BAD_INPUT, f"invalid contract: {exc}", file=file, field=field_of(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise AsupError(ErrorCode.BAD_INPUT, f"contract is not JSON: {exc}", file=file) from exc
 
@@ -265,6 +266,7 @@ def _check_matrix(matrix: CapabilityMatrix, file: str) -> None:
 
 
 def _check_machine(spec: MachineSpec, file: str) -> None:
+    _check_vocabulary(spec, file)
     field = "$.state_machine.transition_table"
     terminal = set(spec.terminal_states)
     seen: set[tuple[State, Trigger, ReasonCode | None]] = set()
@@ -285,3 +287,34 @@ def _check_machine(spec: MachineSpec, file: str) -> None:
                 raise AsupError(ErrorCode.BAD_INPUT, f"unknown state {name}", file=file, field=where)
         if row.event not in spec.events:
             raise AsupError(ErrorCode.BAD_INPUT, f"unknown event {row.event}", file=file, field=where)
+    unreachable = set(spec.states) - _reachable(spec)
+    if unreachable:
+        raise AsupError(ErrorCode.BAD_INPUT, f"states unreachable from {spec.initial_state}: {sorted(unreachable)}", file=file, field=field)
+
+
+def _check_vocabulary(spec: MachineSpec, file: str) -> None:
+    """The table may not redefine the vocabulary the engine and the log are built on."""
+    checks = (
+        ("states", set(spec.states), set(State)),
+        ("terminal_states", set(spec.terminal_states), set(TERMINAL_STATES)),
+        ("events", set(spec.events), set(Trigger)),
+        ("reason_codes", set(spec.reason_codes), set(ReasonCode)),
+    )
+    for name, declared, known in checks:
+        if declared != known:
+            differ = sorted(str(x) for x in declared ^ known)
+            raise AsupError(ErrorCode.BAD_INPUT, f"{name} differ from the vocabulary: {differ}", file=file, field=f"$.state_machine.{name}")
+    if spec.initial_state is not State.IDLE:
+        raise AsupError(ErrorCode.BAD_INPUT, "the initial state must be idle", file=file, field="$.state_machine.initial_state")
+
+
+def _reachable(spec: MachineSpec) -> set[State]:
+    seen = {spec.initial_state}
+    frontier = [spec.initial_state]
+    while frontier:
+        state = frontier.pop()
+        for row in spec.transition_table:
+            if row.from_state == state and row.to_state not in seen:
+                seen.add(row.to_state)
+                frontier.append(row.to_state)
+    return seen

@@ -163,14 +163,7 @@ class DirectoryStore:
 
     def epoch(self, name: str) -> str:
         """Who last changed the target: the temp's and the final's (inode, size, mtime)."""
-        parts = []
-        for path in (self.temp_path(name), self.path(name)):
-            try:
-                st = path.stat()
-                parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
-            except FileNotFoundError:
-                parts.append("-")
-        return "/".join(parts)
+        return "/".join(_stamp(path) for path in (self.temp_path(name), self.path(name)))
 
     def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
         temp = self.temp_path(name)
@@ -248,6 +241,18 @@ class DirectoryStore:
             return Path(path).read_bytes()
         except OSError as exc:
             raise AsupError(ErrorCode.USAGE, f"cannot read checkpoint: {exc.strerror}", file=path) from exc
+
+
+def _stamp(path: Path) -> str:
+    """(inode, size, mtime) of a file, or of every file of a bundle directory, hashed."""
+    try:
+        if not path.is_dir():
+            st = path.stat()
+            return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        stamps = [f"{p.relative_to(path)}={_stamp(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
+        return "dir:" + blake3("\n".join(stamps).encode()).hexdigest()[:16]
+    except FileNotFoundError:
+        return "-"
 
 
 def _member(base: Path, layout: Layout, index: int) -> Path:

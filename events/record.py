@@ -132,7 +132,8 @@ _AT = re.compile(r" - at `([^`]*)`$")
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
 
 
-def _field_of(message: str) -> str | None:
+def field_of(message: str) -> str | None:
+    """The JSON path a msgspec error message names (`$.data.x`), or None."""
     at = _AT.search(message)
     unknown = _UNKNOWN.search(message)
     path = at.group(1) if at else None
@@ -178,7 +179,7 @@ def _validation_fault(line: bytes, message: str) -> LineFault:
         )
     if "Invalid value" in message and "$.type" in message:
         message = f"{message} (unknown event type; known: {', '.join(sorted(REGISTRY))})"
-    return LineFault("undecodable", message, _field_of(message))
+    return LineFault("undecodable", message, field_of(message))
 
 
 def _peek_version(line: bytes) -> object:

@@ -12,11 +12,10 @@ from importlib.metadata import version
 import typer
 
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
-from runbook import batch_commands, contract_commands, log_commands, scenario_commands, sync_commands
+from runbook import batch_commands, contract_commands, evidence_commands, log_commands, report_commands, scenario_commands, sync_commands
 
 app = typer.Typer(
     name="asup",
-    help=__doc__,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
@@ -26,6 +25,12 @@ app.add_typer(scenario_commands.app, name="scenario")
 app.add_typer(contract_commands.app, name="contract")
 app.command("sync")(sync_commands.sync)
 app.command("sync-batch")(batch_commands.sync_batch)
+app.command("status")(report_commands.status)
+app.command("trace")(report_commands.trace)
+app.command("escalate")(report_commands.escalate_cmd)
+app.command("checklist")(report_commands.checklist)
+app.add_typer(evidence_commands.evidence_app, name="evidence")
+app.add_typer(evidence_commands.durability_app, name="durability")
 
 
 def _version(value: bool) -> None:

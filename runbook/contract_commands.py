@@ -12,7 +12,8 @@ from engine.contracts import MATRIX_FILE, PROFILES_FILE, STATE_MACHINE_FILE, con
 from runbook.output import console, emit_json, reports_errors
 
 app = typer.Typer(
-    help="Show or validate the contract artifacts (capability matrix, state machine, adapter profiles).", no_args_is_help=True
+    help="Show or validate the contracts (capability matrix, state machine, adapter profiles).\n\nExample: asup contract show matrix",
+    no_args_is_help=True,
 )
 
 

@@ -21,7 +21,10 @@ from events.scan import Scanner
 from runbook.demo import write_demo_log
 from runbook.output import console, emit_json, reports_errors
 
-app = typer.Typer(help="Verify, repair, inspect and print an append-only JSONL log.", no_args_is_help=True)
+app = typer.Typer(
+    help="Verify, repair, inspect and print an append-only JSONL log.\n\nExample: asup log verify artifacts/logs/transfers.jsonl",
+    no_args_is_help=True,
+)
 
 LOG_ARG = typer.Argument(..., help="Path of the JSONL log.", show_default=False)
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output (one JSON document).")

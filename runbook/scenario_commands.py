@@ -18,7 +18,10 @@ from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
 from runbook.output import console, emit_json, reports_errors
 
-app = typer.Typer(help="Built-in scenarios: success, interruption and resume, one per failure reason code.", no_args_is_help=True)
+app = typer.Typer(
+    help="Built-in scenarios: success, interruption and resume, one per failure reason code.\n\nExample: asup scenario run all",
+    no_args_is_help=True,
+)
 DEFAULT_LOG = Path("artifacts/scenarios/scenarios.jsonl")
 
 

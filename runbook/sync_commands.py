@@ -14,7 +14,7 @@ import typer
 from engine.adapter import SyncAdapter, TransferResult
 from engine.appender import DirectAppender
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
-from engine.intent import DEFAULT_CHUNK, build_intent
+from engine.intent import DEFAULT_CHUNK, build_intent, derive_transfer_id
 from engine.machine import make_dispatcher
 from engine.stores import DirectoryStore
 from events.errors import AsupError, ErrorCode
@@ -154,7 +154,9 @@ def _sync(
         max_attempts=max_attempts if max_attempts is not None else spec.max_attempts,
         adapter=_pick(adapter, spec.adapter, "full", "--adapter"),
         expected_checksum=expected_checksum or spec.expected_checksum,
-        transfer_id=transfer_id or spec.transfer_id,
+        transfer_id=transfer_id
+        or spec.transfer_id
+        or derive_transfer_id(spec.artifact_id or source_path.name, str(target_path), seed or spec.seed or 0),
         artifact_id=spec.artifact_id,
         replay_command=shlex.join(["asup", *sys.argv[1:]]),
     )

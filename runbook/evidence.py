@@ -1,0 +1,289 @@
+"""The evidence workflow: facts for the checklist, the final evidence pack (built, then
+sealed by an event), the sidecar, scrub, decode drill and the sign-off — each outcome an
+event in the operations log. Order, as DESIGN.md asks: seal, sidecar, scrub, drill,
+sign-off; a sealed pack is never edited (a new build moves the old pack and sidecar to
+`history/`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine import durability
+from engine.contracts import contract_dir
+from engine.scrub import ScrubReport, keep_aside, scrub
+from events.chain import ChainState
+from events.clock import Clock, SystemClock, format_ts
+from events.digest import digest_bytes, digest_file
+from events.jsonl_log import JsonlLog
+from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
+from events.payloads import Event
+from events.scan import Scanner
+from projections import checklist
+from projections.artifact_paths import ArtifactPaths
+from projections.base import canonical_json
+from projections.escalation import Inputs, escalate, level_of
+from projections.fold import fold_log
+from projections.operations import Operations, OpsState
+from replay.replayable import check_log, is_asup_log
+
+OPS_LOG_ID = "asupersync-ops"
+
+
+def record_op(paths: ArtifactPaths, stream: str, event: Event) -> int:
+    """Append one operations event; returns its seq."""
+    paths.v1.mkdir(parents=True, exist_ok=True)
+    with JsonlLog.open(paths.ops_log, log_id=OPS_LOG_ID, lock_timeout=10.0) as log:
+        return log.append(stream, [event])[0].seq
+
+
+def ops_state(paths: ArtifactPaths) -> OpsState:
+    if not paths.ops_log.exists():
+        return OpsState()
+    result = fold_log(paths.ops_log, [Operations()])
+    if result.problem is not None:
+        raise result.problem.error(str(paths.ops_log))
+    state: OpsState = result.states["operations"]
+    return state
+
+
+def find_logs(paths: ArtifactPaths) -> list[Path]:
+    return sorted(p for p in paths.root.rglob("*.jsonl") if p.is_file() and is_asup_log(p))
+
+
+def inventory(paths: ArtifactPaths) -> list[dict[str, Any]]:
+    skip = paths.sealed_outputs()
+    rows = []
+    for path in sorted(p for p in paths.root.rglob("*") if p.is_file()):
+        rel = paths.rel(path)
+        if path in skip or rel.startswith(("asupersync/v1/history/", "demo/")) or ".tmp" in path.name or ".damaged-" in path.name:
+            continue
+        if path.suffix == ".jsonl" and is_asup_log(path):
+            continue  # logs grow: they are listed by their heads
+        if path.name.endswith((".lock", ".head.json")) or path.name.startswith("."):
+            continue
+        rows.append({"path": rel, "size": path.stat().st_size, "digest": digest_file(path)})
+    return rows
+
+
+def log_heads(paths: ArtifactPaths) -> list[dict[str, Any]]:
+    heads = []
+    for path in find_logs(paths):
+        scanner = Scanner(path, ChainState())
+        for _ in scanner:
+            pass
+        heads.append({"path": paths.rel(path), "last_seq": scanner.chain.last_seq, "last_h": scanner.chain.last_h})
+    return heads
+
+
+def _head_still_there(root: Path, head: dict[str, Any]) -> bool:
+    path = root / head["path"]
+    if not path.exists():
+        return False
+    for record in Scanner(path, ChainState()):
+        if record.seq == head["last_seq"]:
+            return bool(record.h == head["last_h"])
+    return bool(head["last_seq"] == 0)
+
+
+def pack_drift(paths: ArtifactPaths, pack: dict[str, Any]) -> list[str]:
+    drift = []
+    for row in pack.get("evidence_inventory", []):
+        path = paths.root / row["path"]
+        if not path.exists() or digest_file(path) != row["digest"]:
+            drift.append(row["path"])
+    drift += [head["path"] for head in pack.get("log_heads", []) if not _head_still_there(paths.root, head)]
+    return drift
+
+
+def gather_facts(paths: ArtifactPaths) -> checklist.Facts:
+    pack_digest, drift = None, []
+    if paths.pack.exists():
+        pack_digest = digest_file(paths.pack)
+        try:
+            drift = pack_drift(paths, msgspec.json.decode(paths.pack.read_bytes(), type=dict[str, Any]))
+        except msgspec.DecodeError:
+            drift = [paths.rel(paths.pack)]
+    logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log]
+    return checklist.Facts(pack_digest=pack_digest, pack_drift=drift, logs=logs)
+
+
+def current_checklist(paths: ArtifactPaths) -> list[checklist.Item]:
+    return checklist.derive(ops_state(paths), gather_facts(paths))
+
+
+def export_contracts(paths: ArtifactPaths) -> list[Path]:
+    """Copy the shipped contracts to the runbook paths (a differing copy is kept aside)."""
+    paths.v1.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(contract_dir().glob("*.json")):
+        target = paths.v1 / source.name
+        if target.exists() and target.read_bytes() == source.read_bytes():
+            continue
+        if target.exists():
+            keep_aside(target, "superseded")
+        shutil.copyfile(source, target)
+        written.append(target)
+    return written
+
+
+def build_pack(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[Path, str, int]:
+    """Build and seal a new pack; returns (path, digest, seal seq)."""
+    export_contracts(paths)
+    ops = ops_state(paths)
+    items = checklist.derive(ops, gather_facts(paths))
+    rules = escalate(Inputs(ops=ops, checklist=items))
+    pack = {
+        "schema_version": "1.0.0",
+        "artifact_id": "asupersync-final-evidence-pack-v1",
+        "sealed_at": format_ts((clock or SystemClock()).now_ns()),
+        "evidence_inventory": inventory(paths),
+        "log_heads": log_heads(paths),
+        "gate_results": {g: {**c.data, "seq": c.seq} for g, c in sorted(ops.gates.items())},
+        "checklist": checklist.render(items),
+        "escalation": {"level": level_of(rules), "rules": [msgspec.to_builtins(r) for r in rules]},
+        "durability_artifacts": {
+            "sidecar_path": paths.rel(paths.sidecar),
+            "recovered_output_path": paths.rel(paths.recovered),
+            "scrub_report_path": paths.rel(paths.scrub_report),
+            "encode_command": f"asup durability encode {paths.pack}",
+            "scrub_command": f"asup durability scrub {paths.pack} {paths.sidecar}",
+            "decode_drill_command": f"asup durability decode-drill {paths.sidecar} {paths.recovered}",
+        },
+        "operational_runbook": "README.md#operator-runbook",
+    }
+    _retire_previous(paths, ops)
+    data = canonical_json(pack)
+    durability.write_atomic(paths.pack, data)
+    digest = digest_bytes(data)
+    seq = record_op(
+        paths,
+        "evidence",
+        EvidenceSealed(pack=paths.rel(paths.pack), digest=digest, size=len(data), artifacts=len(pack["evidence_inventory"])),
+    )
+    return paths.pack, digest, seq
+
+
+def _retire_previous(paths: ArtifactPaths, ops: OpsState) -> None:
+    if not paths.pack.exists():
+        return
+    history = paths.v1 / "history" / f"seal-{ops.seals[-1].seq if ops.seals else 0}"
+    history.mkdir(parents=True, exist_ok=True)
+    for path in (paths.pack, paths.sidecar):
+        if path.exists():
+            target = history / path.name
+            if target.exists():
+                keep_aside(target, "older")
+            path.rename(target)
+
+
+def encode_sidecar(paths: ArtifactPaths, pack: Path, *, k: int, m: int, codec: str) -> tuple[Path, durability.Sidecar]:
+    sidecar = durability.encode(pack, k=k, m=m, codec=codec)
+    target = durability.sidecar_path(pack)
+    durability.write_sidecar(target, sidecar)
+    record_op(
+        paths,
+        "durability",
+        SidecarWritten(
+            pack=paths.rel(pack),
+            sidecar=paths.rel(target),
+            codec=codec,
+            k=k,
+            m=m,
+            pack_digest=sidecar.pack_digest,
+            sidecar_digest=digest_file(target),
+        ),
+    )
+    return target, sidecar
+
+
+def run_scrub(paths: ArtifactPaths, pack: Path, sidecar: Path, *, repair: bool) -> ScrubReport:
+    ops = ops_state(paths)
+    sealed = durability.load_sidecar(sidecar).pack_digest
+    sealed_at = max((c.seq for c in ops.seals if c.data["digest"] == sealed), default=0)
+    report = scrub(pack, sidecar, later_seals=Operations.seal_digests(ops, after_seq=sealed_at), repair=repair)
+    record_op(
+        paths,
+        "durability",
+        ScrubFinished(
+            pack=paths.rel(pack),
+            sidecar=paths.rel(sidecar),
+            status=report.status,
+            sealed_digest=report.sealed_digest,
+            pack_digest=report.pack_digest,
+            bad_fragments=report.bad_fragments,
+            kept=report.kept,
+        ),
+    )
+    if pack == paths.pack:
+        durability.write_atomic(paths.scrub_report, canonical_json(msgspec.to_builtins(report)))
+    return report
+
+
+def run_drill(paths: ArtifactPaths, sidecar_file: Path, out: Path, *, seed: int, clock: Clock | None = None) -> DecodeProofRecorded:
+    sidecar = durability.load_sidecar(sidecar_file)
+    at = format_ts((clock or SystemClock()).now_ns())
+    try:
+        data, proof = durability.drill(sidecar, seed, at)
+    except Exception as exc:
+        event = DecodeProofRecorded(
+            sidecar=paths.rel(sidecar_file),
+            output=paths.rel(out),
+            ok=False,
+            dropped=[],
+            digest="",
+            one_more_loss_failed_closed=False,
+            proof_count=len(sidecar.decode_proofs),
+            detail=str(exc),
+        )
+        record_op(paths, "durability", event)
+        return event
+    out.parent.mkdir(parents=True, exist_ok=True)
+    durability.write_atomic(out, data)
+    updated = msgspec.structs.replace(sidecar, decode_proofs=[*sidecar.decode_proofs, proof])
+    durability.write_sidecar(sidecar_file, updated)
+    event = DecodeProofRecorded(
+        sidecar=paths.rel(sidecar_file),
+        output=paths.rel(out),
+        ok=True,
+        dropped=proof.dropped,
+        digest=proof.digest,
+        one_more_loss_failed_closed=proof.one_more_loss_failed_closed,
+        proof_count=len(updated.decode_proofs),
+    )
+    record_op(paths, "durability", event)
+    return event
+
+
+def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[str, list[checklist.Item]]:
+    """Record the final checklist: pass only when every other item passes."""
+    items = current_checklist(paths)
+    others = [i for i in items if i.id != "signoff"]
+    verdict = "pass" if all(i.status == "pass" for i in others) else "fail"
+    pack_digest = digest_file(paths.pack) if paths.pack.exists() else ""
+    document = {
+        "schema_version": "1.0.0",
+        "artifact_id": "asupersync-signoff-v1",
+        "signed_at": format_ts((clock or SystemClock()).now_ns()),
+        "verdict": verdict,
+        "pack_digest": pack_digest,
+        "checklist": checklist.render(others),
+    }
+    data = canonical_json(document)
+    paths.v1.mkdir(parents=True, exist_ok=True)
+    durability.write_atomic(paths.signoff, data)
+    record_op(
+        paths,
+        "signoff",
+        SignoffRecorded(
+            verdict=verdict,
+            checklist={i.id: i.status for i in others},
+            signoff=paths.rel(paths.signoff),
+            digest=digest_bytes(data),
+            pack_digest=pack_digest,
+        ),
+    )
+    return verdict, current_checklist(paths)

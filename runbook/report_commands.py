@@ -1,0 +1,192 @@
+"""`asup status`, `asup trace`, `asup escalate`, `asup checklist`: read models of logs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import typer
+from rich.table import Table
+
+from events.errors import AsupError, ErrorCode
+from projections import checklist as checklist_mod
+from projections.artifact_paths import ArtifactPaths
+from projections.audit import Audit
+from projections.base import Projection
+from projections.escalation import Inputs, escalate, level_of
+from projections.fold import fold_log, render_all
+from projections.metrics import Metrics
+from projections.traces import Traces
+from projections.transfers import Transfers
+from projections.violations import Violations
+from runbook.evidence import current_checklist, find_logs, ops_state
+from runbook.output import console, emit_json, reports_errors
+
+ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
+LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
+
+
+def _fold(log: Path, until: int | None = None) -> tuple[dict[str, Any], Any]:
+    if not log.is_file():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
+    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations()]
+    result = fold_log(log, projections, until_seq=until)
+    return result.states, result
+
+
+@reports_errors
+def status(
+    log: Path = LOG_ARG,
+    until: int | None = typer.Option(None, "--until", help="State as of this seq (time travel)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable projections."),
+) -> None:
+    """Transfers (state, attempt, cursor, reason, timings), fail-closed audit, reason codes and latency tails.
+
+    Example: asup status artifacts/logs/transfers.jsonl --until 120
+    """
+    states, result = _fold(log, until)
+    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics()]
+    rendered = render_all(projections, states)
+    problem = result.problem.error(str(log)).one_line() if result.problem else None
+    if as_json:
+        emit_json({"log": str(log), "last_seq": result.seq, "problem": problem, **rendered})
+    else:
+        _print_status(rendered, log, result.seq, problem)
+    if problem:
+        raise typer.Exit(1)
+
+
+def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | None) -> None:
+    out = console()
+    table = Table("transfer", "class", "mode", "state", "reason", "attempt", "bytes", "ms", title=f"{log} (through seq {seq})")
+    for t in rendered["transfers"]["transfers"]:
+        color = {"completed": "green", "failed_closed": "red"}.get(t["state"], "yellow")
+        table.add_row(
+            t["transfer_id"],
+            t["artifact_class"],
+            t["mode"],
+            f"[{color}]{t['state']}[/{color}]",
+            t["reason_code"] or "",
+            str(t["attempt"]),
+            f"{t['committed_cursor']}/{t['size']}",
+            f"{t['duration_ms']:.1f}",
+        )
+    out.print(table)
+    codes = rendered["audit"]["reason_codes"]
+    if codes:
+        reasons = Table("reason code", "count", "runbook section", "level", title="fail-closed reason codes")
+        for code, row in codes.items():
+            reasons.add_row(code, str(row["count"]), row["section"], row["level"])
+        out.print(reasons)
+    ops = rendered["metrics"]["operations"]
+    if ops:
+        metrics = Table("operation", "count", "p50 ms", "p95 ms", "p99 ms", title="latency (injected clock)")
+        for name, row in ops.items():
+            metrics.add_row(name, str(row["count"]), f"{row['p50_ms']:.3f}", f"{row['p95_ms']:.3f}", f"{row['p99_ms']:.3f}")
+        out.print(metrics)
+    if problem:
+        out.print(f"[red]log problem:[/red] {problem}")
+
+
+@reports_errors
+def trace(
+    log: Path = LOG_ARG,
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write the trace here (default: stdout)."),
+    transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer."),
+) -> None:
+    """Write the replay trace: per transfer, its transitions and observations in order, with seq (canonical JSONL).
+
+    Example: asup trace artifacts/logs/transfers.jsonl -o /tmp/trace.jsonl
+    """
+    if not log.is_file():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
+    traces = Traces()
+    result = fold_log(log, [traces])
+    if result.problem is not None:
+        raise result.problem.error(str(log))
+    lines = traces.lines(result.states["traces"], transfer)
+    data = b"".join(lines)
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(data)
+        console(stderr=True).print(f"wrote {len(lines)} trace rows to {output}", markup=False)
+
+
+@reports_errors
+def escalate_cmd(
+    log: list[Path] = typer.Argument(None, help="Transfer logs to judge (default: every log under --root)."),
+    root: Path = ROOT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable verdict."),
+) -> None:
+    """The escalation level (P0/P1/P2) with the rules that fired and their evidence. Exit 1 on P0 or P1.
+
+    Example: asup escalate artifacts/logs/transfers.jsonl
+    """
+    paths = ArtifactPaths(root)
+    logs = log or _logs_under(paths)
+    rules = []
+    for path in logs:
+        states, result = _fold(path)
+        metrics = Metrics().render(states["metrics"])
+        violations = states["violations"]
+        problems = (
+            [{"log": str(path), "line": result.problem.line, "message": result.problem.error(str(path)).one_line()}]
+            if result.problem
+            else []
+        )
+        rules += escalate(
+            Inputs(
+                transfers=states["transfers"],
+                audit=states["audit"],
+                metrics=metrics,
+                log_problems=problems,
+                terminal_exits=violations.terminal_exits,
+                forbidden_accepts=violations.forbidden_accepts,
+            )
+        )
+    rules += escalate(Inputs(ops=ops_state(paths)))
+    level = level_of(rules)
+    if as_json:
+        emit_json({"level": level, "logs": [str(p) for p in logs], "rules": [msgspec.to_builtins(r) for r in rules]})
+    else:
+        out = console()
+        out.print(f"escalation: [bold]{level or 'none'}[/bold] ({len(rules)} rules fired over {len(logs)} logs)")
+        for r in rules:
+            out.print(f"  {r.level} {r.rule}: {r.detail}", markup=False)
+    if level in ("P0", "P1"):
+        raise typer.Exit(1)
+
+
+def _logs_under(paths: ArtifactPaths) -> list[Path]:
+    return [p for p in find_logs(paths) if p != paths.ops_log]
+
+
+@reports_errors
+def checklist(root: Path = ROOT_OPT, as_json: bool = typer.Option(False, "--json", help="Machine-readable checklist.")) -> None:
+    """The operator checklist, derived from the operations log and the artifacts (never hand-edited).
+    Exit 0 only when every item passes.
+
+    Example: asup checklist --root artifacts
+    """
+    paths = ArtifactPaths(root)
+    items = current_checklist(paths)
+    rendered = checklist_mod.render(items)
+    if as_json:
+        emit_json({"root": str(root), "ops_log": str(paths.ops_log), **rendered})
+    else:
+        print_checklist(items)
+    if rendered["verdict"] != "pass":
+        raise typer.Exit(1)
+
+
+def print_checklist(items: list[checklist_mod.Item]) -> None:
+    out = console()
+    table = Table("", "item", "status", "why", title="operator checklist")
+    marks = {"pass": "[green]✔[/green]", "fail": "[red]✘[/red]", "pending": "[yellow]…[/yellow]"}
+    for item in items:
+        table.add_row(marks[item.status], item.title, item.status, item.reason)
+    out.print(table)
