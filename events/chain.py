@@ -87,6 +87,32 @@ class ChainState:
             return "header does not chain to its log's genesis"
         return None
 
+    def advance(self, record: Record) -> str | None:
+        """Check `record` against the heads and, when it fits, admit it: why not, or None.
+
+        The common case (next seq, an existing stream, v1) is decided inline; anything
+        else goes through `problem` for the precise message.
+        """
+        head = self.streams.get(record.stream)
+        if (
+            head is None
+            or self.log_id is None
+            or record.seq != self.last_seq + 1
+            or record.v != SCHEMA_VERSION
+            or record.sv != head.sv + 1
+            or record.prev != head.h
+        ):
+            issue = self.problem(record)
+            if issue is None:
+                self.admit(record)
+            return issue
+        self.last_seq = record.seq
+        self.last_h = head.h = record.h
+        head.sv = record.sv
+        if self.id_window:
+            self.remember(record.stream, record.sv, record.h, record.id, record.seq)
+        return None
+
     def admit(self, record: Record) -> None:
         """Advance the heads past `record` (already checked by `problem`)."""
         if self.log_id is None and isinstance(record.data, LogCreated):

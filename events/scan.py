@@ -16,7 +16,7 @@ import msgspec
 
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
-from events.record import MAX_LINE, LineFault, Record, check_line, decode_line
+from events.record import MAX_LINE, LineFault, Record, check_line, decode_line, fast_decode
 
 BLOCK = 1 << 20
 
@@ -104,15 +104,17 @@ class Scanner:
         with self._open() as fh:
             lines = iter_lines(fh, self.offset, chain.last_seq + 1)
             for line in lines:
-                outcome = decode_line(line.body, line.complete)
-                if isinstance(outcome, LineFault):
-                    self.problem = _classify(line, outcome, lines, fh)
-                    return
-                issue = chain.problem(outcome)
+                outcome = fast_decode(line.body) if line.complete else None
+                if outcome is None:
+                    slow = decode_line(line.body, line.complete)
+                    if isinstance(slow, LineFault):
+                        self.problem = _classify(line, slow, lines, fh)
+                        return
+                    outcome = slow
+                issue = chain.advance(outcome)
                 if issue is not None:
                     self.problem = Problem("corrupt", line.number, line.offset, "chain", issue, seq=outcome.seq)
                     return
-                chain.admit(outcome)
                 self.records += 1
                 self.valid_size = line.offset + len(line.body) + 1
                 yield outcome
@@ -133,9 +135,12 @@ def scan(path: Path, chain: ChainState, *, offset: int = 0, on_record: Callable[
 def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO) -> Problem:
     if fault.torn and not any(later.complete and check_line(later.body) is None for later in rest):
         size = fh.seek(0, 2)
-        return Problem("torn_tail", first.number, first.offset, fault.reason, fault.message, fault.field, tail_bytes=size - first.offset)
+        return Problem(
+            "torn_tail", first.number, first.offset, fault.reason, fault.message, fault.field, seq=first.number, tail_bytes=size - first.offset
+        )
     message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
-    return Problem("corrupt", first.number, first.offset, fault.reason, message, fault.field)
+    # line N of a log holds seq N, so the bad line's seq is its number even when its bytes cannot say
+    return Problem("corrupt", first.number, first.offset, fault.reason, message, fault.field, seq=first.number)
 
 
 def read_records(path: Path, from_seq: int = 1, *, tolerate_torn_tail: bool = True) -> Iterator[Record]:
