@@ -167,7 +167,7 @@ def fast_decode(body: bytes) -> Record | None:
         record: Record = _DECODER.decode(body)
     except msgspec.MsgspecError:
         return None
-    return record
+    return record if record.v == SCHEMA_VERSION else None
 
 
 def decode_line(body: bytes, complete: bool = True) -> Record | LineFault:
@@ -181,20 +181,25 @@ def decode_line(body: bytes, complete: bool = True) -> Record | LineFault:
         return _validation_fault(body, str(exc))
     except msgspec.DecodeError as exc:
         return LineFault("undecodable", f"not JSON: {exc}")
+    if record.v > SCHEMA_VERSION:
+        return _newer(record.v)
     return record
+
+
+def _newer(version: int) -> LineFault:
+    return LineFault(
+        "schema_unsupported", f"record schema v{version} is newer than this asup reads (v{SCHEMA_VERSION}): upgrade asup", "$.v"
+    )
 
 
 def _validation_fault(line: bytes, message: str) -> LineFault:
     version = _peek_version(line)
     if isinstance(version, int) and version > SCHEMA_VERSION:
-        return LineFault(
-            "schema_unsupported",
-            f"record schema v{version} is newer than this asup reads (v{SCHEMA_VERSION}): upgrade asup",
-            "$.v",
-        )
-    if "Invalid value" in message and "$.type" in message:
+        return _newer(version)
+    field = field_of(message)
+    if field == "$.type":
         message = f"{message} (unknown event type; known: {', '.join(sorted(REGISTRY))})"
-    return LineFault("undecodable", message, field_of(message))
+    return LineFault("undecodable", message, field)
 
 
 def _peek_version(line: bytes) -> object:

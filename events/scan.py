@@ -136,7 +136,14 @@ def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO)
     if fault.torn and not any(later.complete and check_line(later.body) is None for later in rest):
         size = fh.seek(0, 2)
         return Problem(
-            "torn_tail", first.number, first.offset, fault.reason, fault.message, fault.field, seq=first.number, tail_bytes=size - first.offset
+            "torn_tail",
+            first.number,
+            first.offset,
+            fault.reason,
+            fault.message,
+            fault.field,
+            seq=first.number,
+            tail_bytes=size - first.offset,
         )
     message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
     # line N of a log holds seq N, so the bad line's seq is its number even when its bytes cannot say

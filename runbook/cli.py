@@ -7,10 +7,14 @@ Exit codes: 0 ok; 1 a check failed (damage, divergence, gate, stale expectation)
 from __future__ import annotations
 
 import signal
+import sys
 from importlib.metadata import version
 
 import typer
+from typer._click.exceptions import UsageError  # typer vendors click; the lock file pins it
 
+from engine.contracts import default_matrix, default_state_machine
+from events.errors import ExitCode
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
 from runbook import batch_commands, contract_commands, evidence_commands, log_commands, report_commands, scenario_commands, sync_commands
 
@@ -35,7 +39,8 @@ app.add_typer(evidence_commands.durability_app, name="durability")
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"asup {version('asup')} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION})")
+        contracts = f"capability matrix {default_matrix().schema_version}, state machine {default_state_machine().schema_version}"
+        typer.echo(f"asup {version('asup')} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION}; contracts: {contracts})")
         raise typer.Exit()
 
 
@@ -58,4 +63,13 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as exc:  # click would print a multi-line box; asup errors are one line
+        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+        if exc.format_message():  # empty when the help was printed for a bare group
+            sys.stderr.write(f"asup: usage{where}: {exc.format_message()} (see --help)\n")
+        sys.exit(int(ExitCode.USAGE))
+    except typer.Abort:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -75,7 +75,7 @@ def verify(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
         verdict = "[green]ok[/green]" if problem is None else "[red]DAMAGED[/red]"
         out.print(f"{path}: {verdict} — {scanner.records} records, {len(chain.streams)} streams, last seq {chain.last_seq}")
         if problem is not None:
-            out.print(f"  first problem: {summary['problem']['message']}", markup=False)
+            out.print(f"  first problem: {summary['problem']['message']}", markup=False, soft_wrap=True)
             if summary["problem"]["writer_active"]:
                 out.print("  (a writer holds the log: a partial last line may be an append in flight)")
     if problem is not None:
@@ -108,6 +108,7 @@ def repair(
             f"{path}: moved {repaired.length} torn bytes ({repaired.reason}) from offset {repaired.offset} "
             f"to {repaired.quarantine}; log_repaired recorded at seq {seq}",
             markup=False,
+            soft_wrap=True,
         )
 
 

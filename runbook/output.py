@@ -22,7 +22,11 @@ R = TypeVar("R")
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    """A rich console; off a terminal it never wraps lines (pipes and logs get whole lines)."""
+    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    if not out.is_terminal:
+        out.soft_wrap = True
+    return out
 
 
 def emit_json(payload: dict[str, Any]) -> None:
