@@ -10,6 +10,7 @@ it, and a sidecar is replaced only atomically (temp, fsync, rename).
 
 from __future__ import annotations
 
+import binascii
 import os
 import random
 from pathlib import Path
@@ -20,6 +21,7 @@ from blake3 import blake3
 from pyeclib.ec_iface import ECDriver
 
 from events.errors import AsupError, ErrorCode
+from events.record import field_of
 
 FORMAT = "asup.ec/1"
 CODECS = ("isa_l_rs_vand", "liberasurecode_rs_vand")
@@ -60,6 +62,14 @@ def _digest(data: bytes) -> str:
     return "blake3:" + blake3(data).hexdigest()
 
 
+def fragment_digest(pack_digest: str, index: int, data: bytes) -> str:
+    """A fragment's digest binds its bytes to its pack and its index, so an entry copied
+    from another sidecar (bytes, digest and all) or moved to another slot is rejected."""
+    hasher = blake3(f"asup-fragment\x00{pack_digest}\x00{index}\x00".encode())
+    hasher.update(data)
+    return "blake3:" + hasher.hexdigest()
+
+
 def _driver(codec: str, k: int, m: int) -> ECDriver:
     if codec not in CODECS:
         raise AsupError(ErrorCode.USAGE, f"codec {codec!r} is not one of {', '.join(CODECS)}")
@@ -74,6 +84,7 @@ def _driver(codec: str, k: int, m: int) -> ECDriver:
 def encode(pack: Path, *, k: int = 8, m: int = 4, codec: str = "isa_l_rs_vand") -> Sidecar:
     data = _read(pack)
     fragments = _driver(codec, k, m).encode(data)
+    pack_digest = _digest(data)
     return Sidecar(
         format=FORMAT,
         codec=codec,
@@ -81,9 +92,9 @@ def encode(pack: Path, *, k: int = 8, m: int = 4, codec: str = "isa_l_rs_vand") 
         m=m,
         fragment_size=len(fragments[0]),
         pack=pack.name,
-        pack_digest=_digest(data),
+        pack_digest=pack_digest,
         pack_size=len(data),
-        fragments=[Fragment(i, _digest(f), f) for i, f in enumerate(fragments)],
+        fragments=[Fragment(i, fragment_digest(pack_digest, i, f), f) for i, f in enumerate(fragments)],
     )
 
 
@@ -109,12 +120,43 @@ def write_sidecar(path: Path, sidecar: Sidecar) -> None:
     write_atomic(path, msgspec.json.encode(sidecar))
 
 
+class _TextFragment(msgspec.Struct, frozen=True):
+    index: int
+    digest: str
+    data: str
+
+
+class _TextSidecar(msgspec.Struct, frozen=True):
+    fragments: list[_TextFragment]
+
+
+def _lenient(raw: bytes, strict: msgspec.ValidationError) -> Sidecar:
+    """Load a sidecar whose fragment text is damaged: an undecodable fragment becomes an
+    empty one (reported bad by its digest) instead of making every fragment unreadable."""
+    if ".data" not in str(strict):
+        raise strict
+    text = msgspec.json.decode(raw, type=_TextSidecar)
+    fragments = []
+    for fragment in text.fragments:
+        try:
+            data = binascii.a2b_base64(fragment.data, strict_mode=True)
+        except binascii.Error:
+            data = b""
+        fragments.append(Fragment(fragment.index, fragment.digest, data))
+    shell = msgspec.json.decode(raw, type=dict[str, Any])
+    shell["fragments"] = []
+    return msgspec.structs.replace(msgspec.convert(shell, type=Sidecar), fragments=fragments)
+
+
 def load_sidecar(path: Path) -> Sidecar:
     raw = _read(path)
     try:
-        sidecar = msgspec.json.decode(raw, type=Sidecar)
+        try:
+            sidecar = msgspec.json.decode(raw, type=Sidecar)
+        except msgspec.ValidationError as exc:
+            sidecar = _lenient(raw, exc)
     except msgspec.MsgspecError as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {exc}", file=str(path)) from exc
+        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {exc}", file=str(path), field=field_of(str(exc))) from exc
     if sidecar.format != FORMAT:
         raise AsupError(ErrorCode.BAD_INPUT, f"sidecar format {sidecar.format!r} is not {FORMAT!r}", file=str(path), field="$.format")
     if len(sidecar.fragments) != sidecar.k + sidecar.m:
@@ -128,7 +170,8 @@ def good_fragments(sidecar: Sidecar) -> tuple[dict[int, bytes], list[int]]:
     bad: list[int] = []
     for position, fragment in enumerate(sidecar.fragments):
         data = fragment.data
-        if fragment.index != position or _digest(data) != fragment.digest or len(data) != sidecar.fragment_size or fragment.index in good:
+        expected = fragment_digest(sidecar.pack_digest, position, data)
+        if fragment.index != position or fragment.digest != expected or len(data) != sidecar.fragment_size:
             bad.append(position)
             continue
         good[fragment.index] = data
@@ -164,7 +207,10 @@ def drill(sidecar: Sidecar, seed: int, at: str) -> tuple[bytes, DecodeProof]:
     more fails closed. Raises if the decode itself fails."""
     indexes = list(range(sidecar.k + sidecar.m))
     rng = random.Random(seed)
-    dropped = sorted(rng.sample(indexes, sidecar.m))
+    _, bad = good_fragments(sidecar)
+    healthy = [i for i in indexes if i not in bad]
+    # damaged fragments are lost already: they count towards the m the drill drops
+    dropped = sorted(bad + rng.sample(healthy, max(sidecar.m - len(bad), 0)))
     kept = [i for i in indexes if i not in dropped]
     data = decode(sidecar, kept)
     one_more = kept[:]

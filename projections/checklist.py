@@ -37,6 +37,7 @@ class Facts(msgspec.Struct, frozen=True):
     pack_digest: str | None  # None: no pack
     pack_drift: list[str]  # inventory entries that are missing or changed
     logs: list[LogFact]
+    pack_path: str = ""
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -98,11 +99,14 @@ def logs_item(logs: list[LogFact]) -> Item:
     return Item("logs_replayable", title, "pass", f"{len(logs)} logs verify; {streams} transfers re-driven identically", evidence)
 
 
-def pack_item(facts: Facts) -> Item:
+def pack_item(ops: OpsState, facts: Facts) -> Item:
     title = ITEMS["pack_current"]
     if facts.pack_digest is None:
         return Item("pack_current", title, "pending", "no evidence pack yet", [])
-    evidence: list[dict[str, Any]] = [{"pack_digest": facts.pack_digest}]
+    evidence: list[dict[str, Any]] = [{"path": facts.pack_path, "digest": facts.pack_digest}]
+    evidence += [
+        _cite(seal, pack=seal.data["pack"], digest=seal.data["digest"]) for seal in ops.seals if seal.data["digest"] == facts.pack_digest
+    ]
     if facts.pack_drift:
         return Item("pack_current", title, "fail", f"stale or missing: {', '.join(facts.pack_drift)}", evidence)
     return Item("pack_current", title, "pass", "every listed artifact is present with its sealed digest", evidence)
@@ -125,7 +129,7 @@ def signoff_item(ops: OpsState, others: list[Item], pack_digest: str | None) -> 
 
 
 def derive(ops: OpsState, facts: Facts) -> list[Item]:
-    items = [gates_item(ops), durability_item(ops, facts.pack_digest), logs_item(facts.logs), pack_item(facts)]
+    items = [gates_item(ops), durability_item(ops, facts.pack_digest), logs_item(facts.logs), pack_item(ops, facts)]
     return [*items, signoff_item(ops, items, facts.pack_digest)]
 
 

@@ -46,6 +46,7 @@ class Inputs(msgspec.Struct):
     forbidden_accepts: list[dict[str, Any]] = msgspec.field(default_factory=list)  # {seq, transfer_id, detail}
     ops: OpsState | None = None
     checklist: list[Item] | None = None
+    pack_drift: list[str] = msgspec.field(default_factory=list)  # artifacts the sealed pack lists that changed or vanished
     p99_thresholds_ms: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_P99_MS))
 
 
@@ -56,6 +57,9 @@ def escalate(inputs: Inputs) -> list[Rule]:
     rules += _transfer_rules(inputs)
     rules += _metric_rules(inputs)
     rules += _ops_rules(inputs)
+    if inputs.pack_drift:
+        evidence = [{"path": path} for path in inputs.pack_drift]
+        rules.append(Rule("P2", "stale_or_missing_artifact_paths", ", ".join(inputs.pack_drift), evidence))
     if inputs.checklist is not None:
         open_items = [i for i in inputs.checklist if i.status != "pass"]
         if open_items:
@@ -63,6 +67,11 @@ def escalate(inputs: Inputs) -> list[Rule]:
             rules.append(
                 Rule("P2", "checklist_not_fully_pass", detail, [{"item": i.id, "status": i.status, "reason": i.reason} for i in open_items])
             )
+    return sort_rules(rules)
+
+
+def sort_rules(rules: list[Rule]) -> list[Rule]:
+    """Most severe first; stable within a level by rule and detail."""
     return sorted(rules, key=lambda r: (LEVELS.index(r.level), r.rule, r.detail))
 
 

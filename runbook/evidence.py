@@ -108,7 +108,7 @@ def gather_facts(paths: ArtifactPaths) -> checklist.Facts:
         except msgspec.DecodeError:
             drift = [paths.rel(paths.pack)]
     logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log]
-    return checklist.Facts(pack_digest=pack_digest, pack_drift=drift, logs=logs)
+    return checklist.Facts(pack_digest=pack_digest, pack_drift=drift, logs=logs, pack_path=paths.rel(paths.pack))
 
 
 def current_checklist(paths: ArtifactPaths) -> list[checklist.Item]:

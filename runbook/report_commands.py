@@ -15,13 +15,13 @@ from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from projections.audit import Audit
 from projections.base import Projection
-from projections.escalation import Inputs, escalate, level_of
+from projections.escalation import Inputs, escalate, level_of, sort_rules
 from projections.fold import fold_log, render_all
 from projections.metrics import Metrics
 from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
-from runbook.evidence import current_checklist, find_logs, ops_state
+from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
 from runbook.output import console, emit_json, reports_errors
 
 ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
@@ -148,7 +148,11 @@ def escalate_cmd(
                 forbidden_accepts=violations.forbidden_accepts,
             )
         )
-    rules += escalate(Inputs(ops=ops_state(paths)))
+    ops = ops_state(paths)
+    facts = gather_facts(paths)
+    # evidence drift needs evidence: with no sealed pack under the root there is nothing to drift
+    items = checklist_mod.derive(ops, facts) if facts.pack_digest is not None else None
+    rules = sort_rules(rules + escalate(Inputs(ops=ops, checklist=items, pack_drift=facts.pack_drift)))
     level = level_of(rules)
     if as_json:
         emit_json({"level": level, "logs": [str(p) for p in logs], "rules": [msgspec.to_builtins(r) for r in rules]})
