@@ -96,6 +96,7 @@ class DirectoryStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._generations: dict[str, tuple[str, int]] = {}  # name -> (raw stamp, generation)
 
     # --- paths ---------------------------------------------------------------------
 
@@ -162,8 +163,21 @@ class DirectoryStore:
         return FileLease(fd)
 
     def epoch(self, name: str) -> str:
-        """Who last changed the target: the temp's and the final's (inode, size, mtime)."""
+        """Who last changed the target, as a deterministic token: `g<N>` while the target is
+        as this store last left it (N counts our own writes), `g<N>+foreign` once its
+        (inode, size, mtime) of the temp or final artifact moved under someone else's hand.
+        Raw stamps vary run to run; tokens do not, so the same seed gives the same log."""
+        raw = self._raw_stamp(name)
+        known = self._generations.setdefault(name, (raw, 0))
+        return f"g{known[1]}" if raw == known[0] else f"g{known[1]}+foreign"
+
+    def _raw_stamp(self, name: str) -> str:
         return "/".join(_stamp(path) for path in (self.temp_path(name), self.path(name)))
+
+    def _own_write(self, name: str) -> str:
+        generation = self._generations.get(name, ("", 0))[1] + 1
+        self._generations[name] = (self._raw_stamp(name), generation)
+        return f"g{generation}"
 
     def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
         temp = self.temp_path(name)
@@ -178,7 +192,7 @@ class DirectoryStore:
             finally:
                 os.close(fd)
             done += take
-        return self.temp_size(name, layout), self.epoch(name)
+        return self.temp_size(name, layout), self._own_write(name)
 
     def temp_size(self, name: str, layout: Layout) -> int:
         """Contiguous bytes of the stream the temp artifact holds from offset 0."""

@@ -16,7 +16,16 @@ from typer._click.exceptions import UsageError  # typer vendors click; the lock 
 from engine.contracts import default_matrix, default_state_machine
 from events.errors import ExitCode
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
-from runbook import batch_commands, contract_commands, evidence_commands, log_commands, report_commands, scenario_commands, sync_commands
+from runbook import (
+    batch_commands,
+    contract_commands,
+    evidence_commands,
+    log_commands,
+    replay_commands,
+    report_commands,
+    scenario_commands,
+    sync_commands,
+)
 
 app = typer.Typer(
     name="asup",
@@ -33,6 +42,8 @@ app.command("status")(report_commands.status)
 app.command("trace")(report_commands.trace)
 app.command("escalate")(report_commands.escalate_cmd)
 app.command("checklist")(report_commands.checklist)
+app.command("replay")(replay_commands.replay)
+app.command("diff")(replay_commands.diff)
 app.add_typer(evidence_commands.evidence_app, name="evidence")
 app.add_typer(evidence_commands.durability_app, name="durability")
 

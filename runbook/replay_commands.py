@@ -1,0 +1,113 @@
+"""`asup replay` and `asup diff`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import typer
+from rich.table import Table
+
+from events.errors import AsupError, ErrorCode
+from projections.fold import fold_log
+from projections.transfers import Transfers
+from replay.diff import diff_logs
+from replay.reexecute import ReplayReport, replay_log
+from runbook.output import console, emit_json, reports_errors
+
+
+@reports_errors
+def replay(
+    log: Path = typer.Argument(..., help="A recorded log.", show_default=False),
+    transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer."),
+    until: int | None = typer.Option(None, "--until", help="Stop at this seq and print every transfer's state there."),
+    trace_out: Path | None = typer.Option(None, "--trace", help="Write the re-execution's replay trace (same format as `asup trace`)."),
+    lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+) -> None:
+    """Re-execute recorded transfers with today's decision code and compare every event.
+    Exit 0 when every transfer is reproduced, 1 on a divergence, an impossible transition
+    or a torn tail (replayed up to it). Touches no store and no network.
+
+    Example: asup replay artifacts/logs/transfers.jsonl --transfer t-3b1b0c2c2f27 --trace /tmp/replay.jsonl
+    """
+    if not log.is_file():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
+    report, trace = replay_log(log, transfer=transfer, until=until, lever=lever)
+    if transfer is not None and not report.transfers:
+        raise AsupError(ErrorCode.USAGE, f"no transfer {transfer!r} in the log", file=str(log))
+    if trace_out is not None:
+        trace_out.parent.mkdir(parents=True, exist_ok=True)
+        trace_out.write_bytes(trace)
+    states = fold_log(log, [Transfers()], until_seq=until).states["transfers"] if until is not None else None
+    if as_json:
+        payload = msgspec.to_builtins(report) | {"reproduced": report.reproduced}
+        if states is not None:
+            payload["until"] = {"seq": until, **Transfers().render(states)}
+        emit_json(payload)
+    else:
+        _print(report, until, states)
+    if not report.reproduced:
+        raise typer.Exit(1)
+
+
+def _print(report: ReplayReport, until: int | None, states: object) -> None:
+    out = console()
+    table = Table("transfer", "outcome", "transitions", "terminal", "reason")
+    for t in report.transfers:
+        color = {"reproduced": "green", "diverged": "red", "impossible": "magenta"}[t.outcome]
+        table.add_row(t.transfer_id, f"[{color}]{t.outcome}[/{color}]", str(t.transitions), t.terminal_state or "-", t.reason_code or "-")
+    out.print(table)
+    for t in report.transfers:
+        if t.divergence is not None:
+            d = t.divergence
+            out.print(f"{t.transfer_id}: first divergence at seq {d.seq} (transition #{d.index}), fields {d.fields}", markup=False)
+            for field in d.fields:
+                out.print(f"    {field}: expected {(d.expected or {}).get(field)!r}, actual {(d.actual or {}).get(field)!r}", markup=False)
+            for lead in d.leading:
+                out.print(f"    after seq {lead['seq']}: {lead['from_state']} -{lead['trigger']}-> {lead['to_state']}", markup=False)
+        if t.impossible:
+            out.print(f"{t.transfer_id}: impossible: {t.impossible}", markup=False)
+    if report.problem:
+        out.print(f"[yellow]replayed up to:[/yellow] {report.problem}")
+    if until is not None and isinstance(states, object):
+        rendered = Transfers().render(states)  # type: ignore[arg-type]
+        out.print(f"state as of seq {until}:")
+        for row in rendered["transfers"]:
+            out.print(f"  {row['transfer_id']}: {row['state']} (attempt {row['attempt']}, cursor {row['committed_cursor']})", markup=False)
+    verdict = "reproduced" if report.reproduced else "NOT reproduced"
+    out.print(f"{len(report.transfers)} transfers replayed: {verdict}")
+
+
+@reports_errors
+def diff(
+    log_a: Path = typer.Argument(..., help="The baseline log."),
+    log_b: Path = typer.Argument(..., help="The log to compare (a replay, a new code version)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable diff."),
+) -> None:
+    """Semantic diff by stream, ignoring timestamps, clock readings, digests, ids and seq:
+    the first divergent event per transfer and summary counts. Exit 1 when any stream differs.
+
+    Example: asup diff baseline.jsonl candidate.jsonl
+    """
+    for path in (log_a, log_b):
+        if not path.is_file():
+            raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(path))
+    diffs = diff_logs(log_a, log_b)
+    counts: dict[str, int] = {}
+    for d in diffs:
+        counts[d.status] = counts.get(d.status, 0) + 1
+    if as_json:
+        emit_json(
+            {"a": str(log_a), "b": str(log_b), "counts": dict(sorted(counts.items())), "streams": [msgspec.to_builtins(d) for d in diffs]}
+        )
+    else:
+        out = console()
+        for d in diffs:
+            if d.status == "differs":
+                out.print(f"{d.stream}: differs at event #{d.index} (seq {d.seq_a} vs {d.seq_b}): {', '.join(d.fields)}", markup=False)
+            elif d.status != "same":
+                out.print(f"{d.stream}: {d.status}", markup=False)
+        out.print("summary: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if any(d.status != "same" for d in diffs):
+        raise typer.Exit(1)
