@@ -44,6 +44,7 @@ from events.observations import (
     TargetHashed,
 )
 from events.payloads import Event, Transition
+from events.record import encode_payload
 from events.store import Pending
 from events.vocabulary import TERMINAL_STATES, ReasonCode, State
 
@@ -88,12 +89,14 @@ class SyncAdapter:
         self._model: TransferModel | None = None
         self._version = 0
         self._pending: list[Event] = []
+        self._stream_digest = ""
 
     # --- the transfer ---------------------------------------------------------------
 
     async def run(self, intent: Intent, resume_from: str | None = None) -> TransferResult:
         self._model = TransferModel(intent.transfer_id)
         self.dispatcher.add(self._model)
+        self._stream_digest = payload_chain("", intent.transfer_id)
         self._version, _ = self.appender.stream_head(intent.transfer_id)
         try:
             await self._run(intent, resume_from)
@@ -139,6 +142,7 @@ class SyncAdapter:
 
     async def _open_resume(self, intent: Intent, resume_from: str) -> tuple[bool, bool]:
         checkpoint = ckpt.decode(self.target.load_checkpoint(resume_from), resume_from)
+        self._stream_digest = payload_chain(checkpoint.stream_digest, intent.transfer_id)
         final = self.target.final_digest(intent.target, intent.kind)
         finalized = final is not None and final[0] == intent.expected_checksum
         observed = CheckpointRead(
@@ -156,19 +160,24 @@ class SyncAdapter:
     async def _transfer(self, intent: Intent, finalized: bool) -> None:
         layout = _layout(intent)
         p = self.progress
-        if not finalized:
-            self.target.truncate_temp(intent.target, layout, p.cursor)  # bytes past the committed cursor were never committed
-        final = self.target.final_digest(intent.target, intent.kind)
-        start = EpochRead(epoch=self.target.epoch(intent.target), chunk=-1, final_digest=final[0] if final else "", at_ns=self._now())
-        if await self._observe(start):
+        final = self._final_digest(intent)
+        done = finalized or final == intent.expected_checksum  # the artifact is already there: finish idempotently
+        if not done:
+            self.target.prepare_temp(intent.target, layout, intent.kind, p.cursor)
+        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=-1, final_digest=final, at_ns=self._now())):
             return
         while p.cursor < intent.size:
             if await self._chunk(intent, layout):
                 return
         chunks = -(-intent.size // intent.chunk_size)
-        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=chunks, at_ns=self._now())):
+        final = self._final_digest(intent)  # a final artifact that appeared meanwhile is another writer's
+        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=chunks, final_digest=final, at_ns=self._now())):
             return
-        await self._verify(intent, layout, finalized)
+        await self._verify(intent, layout, done)
+
+    def _final_digest(self, intent: Intent) -> str:
+        final = self.target.final_digest(intent.target, intent.kind)
+        return final[0] if final else ""
 
     async def _chunk(self, intent: Intent, layout: Layout) -> bool:
         p = self.progress
@@ -202,7 +211,7 @@ class SyncAdapter:
     async def _checkpoint(self, intent: Intent) -> bool:
         p = self.progress
         await self._flush()  # the checkpoint names the digest of committed events only
-        _, stream_digest = self.appender.stream_head(intent.transfer_id)
+        stream_digest = self._stream_digest
         state = ckpt.Checkpoint(
             transfer_id=intent.transfer_id,
             seed=intent.seed,
@@ -261,6 +270,8 @@ class SyncAdapter:
         assert self._model is not None
         stream = self._model.transfer_id
         items = [Pending(stream, event, self._version + i) for i, event in enumerate(self._pending)]
+        for event in self._pending:
+            self._stream_digest = payload_chain(self._stream_digest, event)
         self._pending = []
         await self.appender.append(items)
         self._version += len(items)
@@ -291,6 +302,15 @@ def transition_event(p: Progress, step: Step, at_ns: int) -> Transition:
         duration_ms=(at_ns - p.started_ns) / 1e6,
         rejected_trigger=step.rejected_trigger,
     )
+
+
+def payload_chain(previous: str, item: Event | str) -> str:
+    """The transfer's stream digest: a BLAKE3 chain over the payloads it recorded (seeded by
+    its transfer id, or by the checkpoint it resumed from). Unlike a record digest it does not
+    depend on the global seq or commit time, so each stream is identical at any concurrency."""
+    hasher = blake3(previous.encode())
+    hasher.update(item.encode() if isinstance(item, str) else encode_payload(item))
+    return "blake3:" + hasher.hexdigest()
 
 
 def _layout(intent: Intent) -> Layout:

@@ -72,12 +72,8 @@ def decide(p: Progress, obs: Event) -> list[Decision]:
             return [_resume(p, obs)]
         case LeaseChecked(acquired=acquired):
             return [] if acquired else [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]
-        case EpochRead(epoch=epoch, final_digest=final):
-            foreign = bool(final) and p.intent is not None and final != p.intent.expected_checksum
-            if foreign or (p.epoch is not None and epoch != p.epoch):
-                return [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]
-            p.epoch = epoch
-            return []
+        case EpochRead():
+            return _epoch(p, obs)
         case ChunkWritten():
             return [_commit(p, obs)]
         case FaultMet(kind="interruption"):
@@ -114,6 +110,18 @@ def _resume(p: Progress, obs: CheckpointRead) -> Decision:
     p.attempt = obs.attempt
     p.cursor = p.intent.size if obs.finalized else obs.committed_cursor
     return Decision(Trigger.RESUME_APPLIED)
+
+
+def _epoch(p: Progress, obs: EpochRead) -> list[Decision]:
+    assert p.intent is not None
+    if obs.final_digest and obs.final_digest != p.intent.expected_checksum:
+        return [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]  # someone else's artifact holds the name
+    if p.epoch is not None and obs.epoch != p.epoch:
+        return [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]  # another writer moved the target
+    if obs.final_digest:
+        p.cursor = p.intent.size  # the artifact is already there, byte for byte: nothing left to move
+    p.epoch = obs.epoch
+    return []
 
 
 def _commit(p: Progress, obs: ChunkWritten) -> Decision:

@@ -50,16 +50,19 @@ class FaultPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def parse_plan(text: str) -> FaultPlan:
     """`KIND[@CHUNK][,KIND[@CHUNK]...]`; a malformed part is a usage error naming it."""
+    if not text.strip():
+        return FaultPlan([])
     faults = []
-    for part in (p.strip() for p in text.split(",")):
+    for number, raw in enumerate(text.split(","), 1):
+        part = raw.strip()
         if not part:
-            continue
-        kind, _, chunk = part.partition("@")
+            raise AsupError(ErrorCode.USAGE, f"fault plan {text!r}: part {number} is empty")
+        kind, at, chunk = part.partition("@")
         if kind not in KINDS:
             raise AsupError(ErrorCode.USAGE, f"fault {part!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
-        if chunk and not chunk.isdigit():
+        if at and not (chunk.isascii() and chunk.isdecimal()):
             raise AsupError(ErrorCode.USAGE, f"fault {part!r}: chunk {chunk!r} is not a non-negative integer")
-        faults.append(FaultSpec(kind, int(chunk) if chunk else 0))
+        faults.append(FaultSpec(kind, int(chunk) if at else 0))
     return FaultPlan(faults)
 
 
@@ -141,8 +144,8 @@ class FaultyTarget:
     def digest_temp(self, name: str, layout: Layout, kind: str) -> tuple[str, int]:
         return self.inner.digest_temp(name, layout, kind)
 
-    def truncate_temp(self, name: str, layout: Layout, size: int) -> None:
-        self.inner.truncate_temp(name, layout, size)
+    def prepare_temp(self, name: str, layout: Layout, kind: str, size: int) -> None:
+        self.inner.prepare_temp(name, layout, kind, size)
 
     def save_checkpoint(self, name: str, data: bytes) -> str:
         return self.inner.save_checkpoint(name, data)

@@ -47,7 +47,7 @@ class Scenario(msgspec.Struct, frozen=True):
     sessions: list[Session]
     artifact_class: str = "conformance_fixture_bundle"
     bundle: bool = False
-    before_last: str = ""  # tamper step before the last session: truncate_temp | change_source
+    before_last: str = ""  # tamper step before the last session: cut_temp | change_source
 
 
 S = Session
@@ -180,7 +180,7 @@ SCENARIOS: list[Scenario] = [
         State.FAILED_CLOSED,
         ReasonCode.RESUME_CURSOR_AHEAD,
         [S("crash@3"), S(resume=True)],
-        before_last="truncate_temp",
+        before_last="cut_temp",
     ),
     Scenario(
         "late_ack",
@@ -303,7 +303,7 @@ def _tamper(step: str, source: DirectoryStore, target: DirectoryStore, name: str
         data = bytearray(path.read_bytes())
         data[0] ^= 0xFF
         path.write_bytes(bytes(data))
-    elif step == "truncate_temp":
+    elif step == "cut_temp":
         temp = target.temp_path(target_name)
         temp.write_bytes(temp.read_bytes()[:CHUNK])
 

@@ -64,7 +64,7 @@ class TargetStore(Protocol):
 
     def finalize(self, name: str, layout: Layout, kind: str) -> None: ...
 
-    def truncate_temp(self, name: str, layout: Layout, size: int) -> None: ...
+    def prepare_temp(self, name: str, layout: Layout, kind: str, size: int) -> None: ...
 
     def save_checkpoint(self, name: str, data: bytes) -> str: ...
 
@@ -206,13 +206,40 @@ class DirectoryStore:
                 break
         return total
 
-    def truncate_temp(self, name: str, layout: Layout, size: int) -> None:
+    def prepare_temp(self, name: str, layout: Layout, kind: str, size: int) -> None:
+        """Make the temporary artifact hold exactly the first `size` committed bytes: every
+        member exists (empty files included), bytes past the cursor are cut (they were never
+        committed), and files that are not members (leftovers of an earlier transfer) are
+        moved out to `.NAME.asup-leftovers-<n>/` so they can never be published."""
         temp = self.temp_path(name)
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "bundle":
+            temp.mkdir(exist_ok=True)
+            self._move_leftovers(name, layout)
         for index, f in enumerate(layout.files):
             member = _member(temp, layout, index)
+            member.parent.mkdir(parents=True, exist_ok=True)
             keep = max(0, min(f.size, size - layout.starts[index]))
-            if member.exists() and member.stat().st_size > keep:
-                os.truncate(member, keep)
+            fd = os.open(member, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size > keep:
+                    os.ftruncate(fd, keep)
+            finally:
+                os.close(fd)
+
+    def _move_leftovers(self, name: str, layout: Layout) -> None:
+        temp = self.temp_path(name)
+        members = {f.path for f in layout.files}
+        strays = [p for p in temp.rglob("*") if p.is_file() and p.relative_to(temp).as_posix() not in members]
+        if not strays:
+            return
+        n = 1
+        while (aside := self._hidden(name, f"asup-leftovers-{n}")).exists():
+            n += 1
+        for stray in strays:
+            target = aside / stray.relative_to(temp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stray.rename(target)
 
     def digest_temp(self, name: str, layout: Layout, kind: str) -> tuple[str, int]:
         return _digest(self.temp_path(name), layout, kind)
@@ -223,10 +250,10 @@ class DirectoryStore:
             return None
         if kind == "file":
             return file_digest(final) if final.is_file() else ("blake3:-", 0)
-        manifest = final / MANIFEST_NAME
-        if not manifest.is_file():
+        if not final.is_dir():
             return ("blake3:-", 0)
-        return "blake3:" + blake3(manifest.read_bytes()).hexdigest(), sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
+        files = self._bundle_files(final)  # the bytes there now, not what its manifest claims
+        return bundle_digest(files), sum(f.size for f in files)
 
     def finalize(self, name: str, layout: Layout, kind: str) -> None:
         temp, final = self.temp_path(name), self.path(name)

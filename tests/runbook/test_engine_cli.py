@@ -140,15 +140,18 @@ def test_sync_bogus_fault_is_usage_error_naming_it(source: Path, tmp_path: Path)
     assert not log.exists()
 
 
-@pytest.mark.parametrize("plan", ["interruption@x", "interruption@-1", "interruption,,nope"])
+@pytest.mark.parametrize("plan", ["interruption@x", "interruption@-1", "interruption,nope", "interruption,,slow@1"])
 def test_sync_malformed_fault_plan_names_the_bad_part(source: Path, tmp_path: Path, plan: str) -> None:
     """A malformed --fault plan is exit 2 with one line naming the offending part."""
     result = _sync(source, tmp_path / "dst" / "artifact.out", tmp_path / "log.jsonl", "--fault", plan)
     assert result.exit_code == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    bad = next(p for p in plan.split(",") if p and p != "interruption")
-    assert repr(bad) in lines[0]
+    if ",," in plan:
+        assert "part 2 is empty" in lines[0]
+    else:
+        bad = next(p for p in plan.split(",") if p and p != "interruption")
+        assert repr(bad) in lines[0]
 
 
 def test_sync_fault_file_is_used(source: Path, tmp_path: Path) -> None:
