@@ -3,7 +3,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEMO := artifacts/demo/demo_log.jsonl
 
 .PHONY: run test lint bench clean
 
@@ -14,9 +13,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/asup log demo $(DEMO)
-	$(BIN)/asup log verify $(DEMO)
-	$(BIN)/asup log stats $(DEMO)
+	$(BIN)/asup readiness --root artifacts
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -27,6 +24,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/log_bench.py
+	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python bench/projection_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

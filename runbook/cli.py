@@ -21,6 +21,7 @@ from runbook import (
     contract_commands,
     evidence_commands,
     log_commands,
+    readiness_commands,
     replay_commands,
     report_commands,
     scenario_commands,
@@ -44,6 +45,9 @@ app.command("escalate")(report_commands.escalate_cmd)
 app.command("checklist")(report_commands.checklist)
 app.command("replay")(replay_commands.replay)
 app.command("diff")(replay_commands.diff)
+app.command("gate")(readiness_commands.gate)
+app.add_typer(readiness_commands.e2e_app, name="e2e")
+app.command("readiness")(readiness_commands.readiness)
 app.add_typer(evidence_commands.evidence_app, name="evidence")
 app.add_typer(evidence_commands.durability_app, name="durability")
 

@@ -49,7 +49,13 @@ def wall_clock(variant: str, work: Callable[[], None]) -> float:
 
 
 def run(
-    *, pairs: int = 110, warmup: int = 10, size: int = 256 * 1024, threshold: float = THRESHOLD, measure: Measure = wall_clock, seed: int = 7
+    *,
+    pairs: int = 110,
+    warmup: int = 10,
+    size: int = 256 * 1024,
+    threshold: float = THRESHOLD,
+    measure: Measure = wall_clock,
+    seed: int = 7,
 ) -> GateReport:
     report = GateReport("performance")
     with tempfile.TemporaryDirectory(prefix="asup-perf-gate-") as tmp:

@@ -1,0 +1,145 @@
+"""`asup gate`, `asup e2e`, `asup readiness`: the runbook's drills."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from events.errors import AsupError, ErrorCode
+from projections.artifact_paths import ArtifactPaths
+from runbook import e2e as e2e_mod
+from runbook import readiness as drill
+from runbook.evidence import current_checklist
+from runbook.output import console, emit_json, reports_errors
+from runbook.report_commands import ROOT_OPT, print_checklist
+
+e2e_app = typer.Typer(
+    help="The e2e script pack: every scenario live, replayed and re-run, compared.\n\nExample: asup e2e run", no_args_is_help=True
+)
+JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
+GATE_NAMES = {"capability": "capability", "state-machine": "state_machine", "fault": "fault", "performance": "performance"}
+
+
+@reports_errors
+def gate(
+    name: str = typer.Argument(..., help="capability | state-machine | fault | performance | all"),
+    root: Path = ROOT_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Run a gate (real code, counted checks), write its report under asupersync/v1/gates/ and a
+    gate event. Exit 1 when it fails or executed no check.
+
+    Example: asup gate state-machine --root artifacts
+    """
+    chosen = list(GATE_NAMES.values()) if name == "all" else [GATE_NAMES.get(name, "")]
+    if "" in chosen:
+        raise AsupError(ErrorCode.USAGE, f"unknown gate {name!r} (known: {', '.join(GATE_NAMES)}, all)")
+    paths = ArtifactPaths(root)
+    results: list[dict[str, Any]] = []
+    for gate_name in chosen:
+        report, target = drill.run_gate(paths, gate_name)
+        results.append(
+            {
+                "gate": gate_name,
+                "verdict": report.verdict,
+                "checks_executed": len(report.checks),
+                "checks_failed": len(report.failed),
+                "report": target,
+                "failed": [msgspec.to_builtins(c) for c in report.failed[:20]],
+            }
+        )
+    if as_json:
+        emit_json({"gates": results})
+    else:
+        out = console()
+        for r in results:
+            color = "green" if r["verdict"] == "pass" else "red"
+            counts = f"{r['checks_executed']} checks executed, {r['checks_failed']} failed"
+            out.print(f"gate {r['gate']}: [{color}]{r['verdict']}[/{color}] — {counts} ({r['report']})")
+            for failure in r["failed"]:
+                out.print(f"  ✘ {failure['name']}: {failure['detail']}", markup=False)
+    if any(r["verdict"] != "pass" for r in results):
+        raise typer.Exit(1)
+
+
+@e2e_app.command("run")
+@reports_errors
+def e2e_run(root: Path = ROOT_OPT, seed: int = typer.Option(7, "--seed"), as_json: bool = JSON_OPT) -> None:
+    """Run the pack: baseline live run, replay pass, fresh rerun; rows and a determinism report
+    under e2e/latest/. Exit 1 when a scenario fails, executes no check, or a pass differs.
+
+    Example: asup e2e run --root artifacts --seed 7
+    """
+    result = e2e_mod.run_e2e(ArtifactPaths(root), seed=seed)
+    if as_json:
+        emit_json(result)
+    else:
+        console().print(
+            f"e2e: {result['rows']} rows ({result['failed']} failed), {result['checks']} checks; "
+            f"replay trace equal: {result['determinism']['trace_equal']}; rows in {result['events']}",
+            markup=False,
+        )
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+@e2e_app.command("validate")
+@reports_errors
+def e2e_validate(path: Path = typer.Argument(..., help="An e2e_script_pack_events_v1.jsonl file."), as_json: bool = JSON_OPT) -> None:
+    """Validate an e2e events file: every row well-formed, every scenario with every pass, no row with zero checks.
+
+    Example: asup e2e validate artifacts/e2e/latest/e2e_script_pack_events_v1.jsonl
+    """
+    if not path.is_file():
+        raise AsupError(ErrorCode.USAGE, "no such file", file=str(path))
+    rows, problems = e2e_mod.validate(path)
+    if as_json:
+        emit_json({"file": str(path), "rows": rows, "problems": problems, "valid": not problems})
+    else:
+        console().print(f"{path}: {rows} rows, {len(problems)} problems", markup=False)
+        for problem in problems:
+            console().print(f"  {problem}", markup=False)
+    if problems:
+        raise typer.Exit(1)
+
+
+@reports_errors
+def readiness(
+    root: Path = ROOT_OPT,
+    seed: int = typer.Option(7, "--seed", help="Seed of the e2e pack and the decode drill."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """The readiness drill: all gates, the e2e pack, evidence build, sidecar encode, scrub,
+    decode drill, sign-off and escalation; prints the operator checklist and every artifact's
+    path. Exit 0 only when every step and every checklist item pass.
+
+    Example: asup readiness --root artifacts
+    """
+    paths = ArtifactPaths(root)
+    results = []
+    out = console()
+    plan = drill.steps(paths, seed=seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), console=out, transient=True, disable=not out.is_terminal) as bar:
+        task = bar.add_task("readiness", total=len(plan))
+        for label, step in plan:
+            bar.update(task, description=label)
+            results.append(step())
+            bar.advance(task)
+    summary = drill.summary(paths, results)
+    if as_json:
+        emit_json(summary)
+    else:
+        table = Table("step", "result", "checks", "detail", "artifact", title=f"readiness ({root})")
+        for s in results:
+            table.add_row(s.name, "[green]pass[/green]" if s.passed else "[red]FAIL[/red]", str(s.checks), s.detail, s.artifact)
+        out.print(table)
+        print_checklist(current_checklist(paths))
+        verdict = "[green]READY[/green]" if summary["passed"] else "[red]NOT READY[/red]"
+        out.print(f"{verdict}: {summary['checks']} checks executed; checklist {summary['checklist']['verdict']}")
+    if not summary["passed"]:
+        raise typer.Exit(1)
