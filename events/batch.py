@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+from blake3 import blake3
+
 from events.chain import ChainState, Position
 from events.errors import AsupError, ErrorCode
-from events.record import MAX_LINE, derive_event_id, encode_into, encode_payload
+from events.record import LINE_TRAILER, MAX_LINE, TRAILER_LEN, line_prefix
 from events.store import Pending
+
+_ENCODER = msgspec.json.Encoder()
 
 
 class Batch:
@@ -31,36 +36,61 @@ class Batch:
 
 
 def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
-    """Encode `items` after the chain's heads; raises `conflict_detected` on a stale expectation."""
+    """Encode `items` after the chain's heads; raises `conflict_detected` on a stale expectation.
+
+    The hot path of every append: each payload is encoded once (for its id and its line),
+    the timestamp once per batch, and one hasher is reset rather than made per event.
+    """
     log_id = chain.log_id
     assert log_id is not None, "a log has a header before any append"
     batch = Batch()
+    data, positions, new, line_ends = batch.data, batch.positions, batch.new, batch.line_ends
     heads: dict[str, tuple[int, str]] = {}
     ids: dict[tuple[str, str], Position] = {}
     seq = chain.last_seq
+    encode = _ENCODER.encode
+    ts_json = encode(ts)
+    hasher = blake3()  # one per call: a shared one would not be thread-safe
+    reset, update, hexdigest = hasher.reset, hasher.update, hasher.hexdigest
     for item in items:
         stream = item.stream
-        sv_now, prev = heads.get(stream) or (chain.version(stream), chain.prev_of(stream))
-        base = sv_now if item.expected_version is None else item.expected_version
-        event_id = item.id or derive_event_id(log_id, stream, base + 1, encode_payload(item.event))
-        seen = ids.get((stream, event_id)) or chain.find_recent(stream, event_id)
+        got = heads.get(stream)
+        sv_now, prev = got if got is not None else (chain.version(stream), chain.prev_of(stream))
+        expected = item.expected_version
+        payload = encode(item.event)
+        event_id = item.id
+        if not event_id:
+            reset()
+            update(f"{log_id}\x00{stream}\x00{(sv_now if expected is None else expected) + 1}\x00".encode())
+            update(payload)
+            event_id = "e-" + hexdigest(12)  # == derive_event_id(...), without a second encode
+        seen = ids.get((stream, event_id)) if ids else None
+        seen = seen or chain.find_recent(stream, event_id)
         if seen is not None:
-            batch.positions.append(seen)
+            positions.append(seen)
             continue
-        if item.expected_version is not None and item.expected_version != sv_now:
+        if expected is not None and expected != sv_now:
             raise AsupError(
                 ErrorCode.CONFLICT_DETECTED,
-                f"stream {stream!r} is at version {sv_now}, the append expected {item.expected_version}; nothing was written",
+                f"stream {stream!r} is at version {sv_now}, the append expected {expected}; nothing was written",
             )
         seq += 1
-        start = len(batch.data)
-        h = encode_into(batch.data, seq=seq, stream=stream, sv=sv_now + 1, event_id=event_id, ts=ts, data=item.event, prev=prev)
-        if len(batch.data) - start > MAX_LINE:
+        sv = sv_now + 1
+        prefix = line_prefix(
+            item.event, seq=seq, stream_json=encode(stream), sv=sv, id_json=encode(event_id), ts_json=ts_json, payload=payload, prev=prev
+        )
+        if len(prefix) + TRAILER_LEN + 1 > MAX_LINE:
             raise AsupError(ErrorCode.BAD_INPUT, f"event {type(item.event).__name__} encodes to more than {MAX_LINE} bytes")
-        position = Position(seq, stream, sv_now + 1)
-        heads[stream] = (sv_now + 1, h)
+        reset()
+        update(prefix)
+        digest = hexdigest()
+        data += prefix
+        data += LINE_TRAILER % digest.encode()
+        h = "blake3:" + digest
+        position = Position(seq, stream, sv)
+        heads[stream] = (sv, h)
         ids[(stream, event_id)] = position
-        batch.positions.append(position)
-        batch.new.append((stream, sv_now + 1, h, event_id, seq))
-        batch.line_ends.append(len(batch.data))
+        positions.append(position)
+        new.append((stream, sv, h, event_id, seq))
+        line_ends.append(len(data))
     return batch

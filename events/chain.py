@@ -40,6 +40,7 @@ class ChainState:
         self.streams: dict[str, StreamHead] = {}
         self.recent: dict[str, deque[tuple[str, int, int]]] = {}
         self.id_window = id_window
+        self._ids: dict[str, dict[str, tuple[int, int]]] = {}  # stream -> id -> (seq, sv): `recent` as a lookup
 
     def version(self, stream: str) -> int:
         head = self.streams.get(stream)
@@ -52,11 +53,17 @@ class ChainState:
         assert self.log_id is not None, "the header sets the log id first"
         return genesis(self.log_id, stream)
 
+    def _index(self, stream: str) -> dict[str, tuple[int, int]]:
+        index = self._ids.get(stream)
+        if index is None:  # e.g. heads restored from an index file: built from the window once
+            index = self._ids[stream] = {i: (q, v) for i, q, v in self.recent.get(stream, ())}
+        return index
+
     def find_recent(self, stream: str, event_id: str) -> Position | None:
-        for recent_id, seq, sv in self.recent.get(stream, ()):
-            if recent_id == event_id:
-                return Position(seq, stream, sv)
-        return None
+        if not self.id_window:
+            return None
+        hit = self._index(stream).get(event_id)
+        return None if hit is None else Position(hit[0], stream, hit[1])
 
     def problem(self, record: Record) -> str | None:
         """Why `record` cannot follow the records admitted so far, or None."""
@@ -133,4 +140,10 @@ class ChainState:
         window = self.recent.get(stream)
         if window is None:
             window = self.recent[stream] = deque(maxlen=self.id_window)
+        index = self._index(stream)
+        if len(window) == self.id_window:
+            old_id, old_seq, _ = window[0]
+            if index.get(old_id, (0, 0))[0] == old_seq:
+                del index[old_id]  # it leaves the window with this append
         window.append((event_id, seq, sv))
+        index[event_id] = (seq, sv)
