@@ -18,7 +18,9 @@ def test_template_equals_struct_encoding(stream: str, event_id: str, ts: str, pr
     """For any strings (escapes, non-ASCII) the templated line's prefix is the struct's encoding less `h`."""
     for data in (
         LogRepaired(offset=seq, length=sv, torn_digest=note, quarantine=note, reason=note),
-        Transition(transfer_id=note, from_state=State.IDLE, trigger=Trigger.START, to_state=State.CAPABILITY_CHECK, attempt=0, committed_cursor=0),
+        Transition(
+            transfer_id=note, from_state=State.IDLE, trigger=Trigger.START, to_state=State.CAPABILITY_CHECK, attempt=0, committed_cursor=0
+        ),
     ):
         buf = bytearray()
         encode_into(buf, seq=seq, stream=stream, sv=sv, event_id=event_id, ts=ts, data=data, prev=prev)
