@@ -29,13 +29,26 @@ class Line(msgspec.Struct, frozen=True, gc=False):
 
 
 def iter_lines(fh: BinaryIO, offset: int, first_number: int) -> Iterator[Line]:
-    """Lines from byte `offset`; memory stays within BLOCK + MAX_LINE."""
+    """Lines from byte `offset`; memory stays within BLOCK + MAX_LINE.
+
+    A line longer than MAX_LINE is yielded once, cut at MAX_LINE and marked incomplete
+    (its fault is `too_long`); the rest of it is skipped, and reading goes on after its
+    newline, so whatever follows it is still seen (and judged).
+    """
     fh.seek(offset)
     number = first_number
     carry = b""
+    skipping = False
     while block := fh.read(BLOCK):
         data = carry + block if carry else block
         start = 0
+        if skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                offset += len(data)
+                carry = b""
+                continue
+            start, skipping = end + 1, False
         while (end := data.find(b"\n", start)) >= 0:
             yield Line(number, offset + start, data[start:end], True)
             number += 1
@@ -44,7 +57,9 @@ def iter_lines(fh: BinaryIO, offset: int, first_number: int) -> Iterator[Line]:
         carry = data[start:]
         if len(carry) >= MAX_LINE:
             yield Line(number, offset, carry[:MAX_LINE], False)
-            return  # nothing after an over-long line is read as a record
+            number += 1
+            offset += len(carry)
+            carry, skipping = b"", True
     if carry:
         yield Line(number, offset, carry, False)
 
@@ -100,24 +115,49 @@ class Scanner:
         self.problem: Problem | None = None
 
     def __iter__(self) -> Iterator[Record]:
+        """Whole blocks split at once, each line checked inline; the first line that is not
+        a plain next record (a fault, a chain problem, an incomplete or over-long tail) hands
+        over to the per-line path from its offset, which decides and reports it."""
         chain = self.chain
         with self._open() as fh:
-            lines = iter_lines(fh, self.offset, chain.last_seq + 1)
-            for line in lines:
-                outcome = fast_decode(line.body) if line.complete else None
-                if outcome is None:
-                    slow = decode_line(line.body, line.complete)
-                    if isinstance(slow, LineFault):
-                        self.problem = _classify(line, slow, lines, fh)
+            fh.seek(self.offset)
+            offset, carry = self.offset, b""
+            while block := fh.read(BLOCK):
+                data = carry + block if carry else block
+                bodies = data.split(b"\n")
+                carry = bodies.pop()
+                for body in bodies:
+                    record = fast_decode(body)
+                    if record is None or chain.advance(record) is not None:
+                        yield from self._per_line(fh, offset)
                         return
-                    outcome = slow
-                issue = chain.advance(outcome)
-                if issue is not None:
-                    self.problem = Problem("corrupt", line.number, line.offset, "chain", issue, seq=outcome.seq)
+                    offset += len(body) + 1
+                    self.records += 1
+                    self.valid_size = offset
+                    yield record
+                if len(carry) >= MAX_LINE:
+                    break
+            if carry:
+                yield from self._per_line(fh, offset)
+
+    def _per_line(self, fh: BinaryIO, offset: int) -> Iterator[Record]:
+        chain = self.chain
+        lines = iter_lines(fh, offset, chain.last_seq + 1)
+        for line in lines:
+            outcome = fast_decode(line.body) if line.complete else None
+            if outcome is None:
+                slow = decode_line(line.body, line.complete)
+                if isinstance(slow, LineFault):
+                    self.problem = _classify(line, slow, lines, fh)
                     return
-                self.records += 1
-                self.valid_size = line.offset + len(line.body) + 1
-                yield outcome
+                outcome = slow
+            issue = chain.advance(outcome)
+            if issue is not None:
+                self.problem = Problem("corrupt", line.number, line.offset, "chain", issue, seq=outcome.seq)
+                return
+            self.records += 1
+            self.valid_size = line.offset + len(line.body) + 1
+            yield outcome
 
     def result(self) -> ScanResult:
         return ScanResult(self.records, self.valid_size, self.problem)

@@ -541,3 +541,29 @@ def test_validly_digested_undecodable_tail_is_corrupt(base: Base, tmp_path: Path
     path = write(tmp_path, replaced(base.lines, EVENTS + 1, rehash(obj)))
     expect = Expect(EVENTS + 1, "undecodable", message="surprise")
     assert_corrupt(path, expect)
+
+
+def test_an_over_long_line_before_valid_records_is_corruption_not_a_torn_tail(tmp_path: Path) -> None:
+    """A line past MAX_LINE in the middle of a log is reported as corruption; opening refuses and cuts nothing."""
+    from events.errors import AsupError, ErrorCode
+    from events.jsonl_log import JsonlLog
+    from events.payloads import Transition
+    from events.record import MAX_LINE
+    from events.vocabulary import State, Trigger
+
+    path = tmp_path / "log.jsonl"
+    event = Transition(
+        transfer_id="x", from_state=State.IDLE, trigger=Trigger.START, to_state=State.CAPABILITY_CHECK, attempt=0, committed_cursor=0
+    )
+    with JsonlLog.open(path) as log:
+        for _ in range(10):
+            log.append("s", [event])
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([*lines[:5], b"x" * (2 * MAX_LINE), *lines[5:]]))
+    path.with_name(path.name + ".head.json").unlink()
+    before = path.read_bytes()
+    with pytest.raises(AsupError) as refused:
+        JsonlLog.open(path)
+    assert refused.value.code is ErrorCode.CORRUPT_RECORD
+    assert refused.value.line == 6
+    assert path.read_bytes() == before
