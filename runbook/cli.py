@@ -48,6 +48,7 @@ app.command("diff")(replay_commands.diff)
 app.command("gate")(readiness_commands.gate)
 app.add_typer(readiness_commands.e2e_app, name="e2e")
 app.command("readiness")(readiness_commands.readiness)
+app.command("triage")(readiness_commands.triage)
 app.add_typer(evidence_commands.evidence_app, name="evidence")
 app.add_typer(evidence_commands.durability_app, name="durability")
 

@@ -14,6 +14,7 @@ from events.errors import AsupError, ErrorCode
 from projections.artifact_paths import ArtifactPaths
 from runbook import e2e as e2e_mod
 from runbook import readiness as drill
+from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.output import console, emit_json, reports_errors
 from runbook.report_commands import ROOT_OPT, print_checklist
@@ -142,4 +143,39 @@ def readiness(
         verdict = "[green]READY[/green]" if summary["passed"] else "[red]NOT READY[/red]"
         out.print(f"{verdict}: {summary['checks']} checks executed; checklist {summary['checklist']['verdict']}")
     if not summary["passed"]:
+        raise typer.Exit(1)
+
+
+@reports_errors
+def triage(
+    target: str = typer.Argument(..., help="A failing log, or a reason code (e.g. retry_exhausted)."),
+    root: Path = ROOT_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Find the failed transfers (or take the reason code), name their runbook section (A/B/C)
+    and escalation level, run that section's steps with asup's commands and print what
+    passed, what failed and the exact command to reproduce each. Exit 1 if any step failed.
+
+    Example: asup triage artifacts/logs/transfers.jsonl
+    """
+    result = triage_mod.triage(target, ArtifactPaths(root))
+    if as_json:
+        emit_json(result)
+    else:
+        out = console()
+        if result["failures"]:
+            table = Table("transfer", "reason code", "section", "level", "failed at seq", title="failed transfers")
+            for f in result["failures"]:
+                table.add_row(f["transfer_id"], f["reason_code"], f["section"], f["level"], str(f["last_seq"]))
+            out.print(table)
+        elif Path(target).is_file():
+            out.print(f"{target}: no transfer failed closed", markup=False)
+        steps = Table(
+            "section", "step", "result", "detail", "reproduce with", title=f"runbook sections {', '.join(result['sections']) or '-'}"
+        )
+        for s in result["steps"]:
+            steps.add_row(s["section"], s["step"], "[green]pass[/green]" if s["passed"] else "[red]FAIL[/red]", s["detail"], s["command"])
+        out.print(steps)
+        out.print(f"escalation level: {result['level'] or 'none'}; {result['checks']} steps run")
+    if not result["passed"]:
         raise typer.Exit(1)

@@ -1,0 +1,166 @@
+"""Triage (runbook section 1): from a failing log or a reason code to the runbook section,
+the escalation level, and the section's steps run with asup's own commands — each step
+reported with what it found and the exact command that reproduces it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.durability import sidecar_path
+from events.errors import AsupError, ErrorCode
+from events.vocabulary import ReasonCode
+from projections.artifact_paths import ArtifactPaths
+from projections.fold import fold_log
+from projections.runbook_map import LEVEL, SECTION
+from projections.transfers import Transfers
+from replay.reexecute import replay_log
+from runbook import e2e, evidence
+from runbook.readiness import run_gate
+
+
+class TriageStep(msgspec.Struct, frozen=True):
+    section: str
+    step: str
+    passed: bool
+    detail: str
+    command: str
+
+
+class Failure(msgspec.Struct, frozen=True):
+    transfer_id: str
+    reason_code: str
+    section: str
+    level: str
+    last_seq: int
+
+
+def parse_code(text: str) -> ReasonCode:
+    try:
+        return ReasonCode(text)
+    except ValueError:
+        known = ", ".join(code.value for code in ReasonCode)
+        raise AsupError(ErrorCode.USAGE, f"{text!r} is neither a log file nor a reason code (known: {known})") from None
+
+
+def failures(log: Path) -> list[Failure]:
+    result = fold_log(log, [Transfers()])
+    if result.problem is not None and result.problem.kind != "torn_tail":
+        raise result.problem.error(str(log))
+    out = []
+    for view in sorted(result.states["transfers"].transfers.values(), key=lambda v: v.transfer_id):
+        if view.state == "failed_closed" and view.reason_code:
+            code = ReasonCode(view.reason_code)
+            out.append(Failure(view.transfer_id, code.value, SECTION[code], LEVEL[code], view.last_seq))
+    return out
+
+
+def _gate_step(paths: ArtifactPaths, section: str, gate: str, flag: str) -> TriageStep:
+    report, target = run_gate(paths, gate)
+    detail = f"{len(report.checks)} checks, {len(report.failed)} failed; report {target}"
+    return TriageStep(section, f"{gate} gate", report.verdict == "pass", detail, f"asup gate {flag} --root {paths.root}")
+
+
+def _contracts_step(paths: ArtifactPaths) -> TriageStep:
+    written = evidence.export_contracts(paths)
+    detail = (
+        "the runbook copies match the shipped contracts" if not written else f"refreshed {len(written)} drifted copies (old kept aside)"
+    )
+    return TriageStep("A", "contract artifacts current", True, detail, "asup contract validate")
+
+
+def _durability_steps(paths: ArtifactPaths) -> list[TriageStep]:
+    sidecar = sidecar_path(paths.pack)
+    if not paths.pack.exists() or not sidecar.exists():
+        return [
+            TriageStep(
+                "B",
+                "scrub and decode drill",
+                False,
+                "no sealed evidence pack with a sidecar under the root",
+                f"asup readiness --root {paths.root}",
+            )
+        ]
+    before = len(evidence.ops_state(paths).proofs)
+    scrub = evidence.run_scrub(paths, paths.pack, sidecar, repair=False)
+    drill = evidence.run_drill(paths, sidecar, paths.recovered, seed=7)
+    after = len(evidence.ops_state(paths).proofs)
+    return [
+        TriageStep("B", "scrub", scrub.healthy, f"{scrub.status}: {scrub.detail}", f"asup durability scrub {paths.pack} {sidecar}"),
+        TriageStep(
+            "B",
+            "decode drill",
+            drill.ok and drill.one_more_loss_failed_closed,
+            f"dropped {drill.dropped}; proof #{drill.proof_count}",
+            f"asup durability decode-drill {sidecar} {paths.recovered}",
+        ),
+        TriageStep(
+            "B", "decode proof count increments", after == before + 1, f"{before} -> {after}", f"asup checklist --root {paths.root}"
+        ),
+    ]
+
+
+def _replay_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
+    steps = []
+    for failure in failed:
+        if failure.section != "C" or log is None:
+            continue
+        report, _ = replay_log(log, transfer=failure.transfer_id)
+        outcome = report.transfers[0].outcome if report.transfers else "missing"
+        steps.append(
+            TriageStep(
+                "C",
+                f"replay {failure.transfer_id}",
+                outcome == "reproduced",
+                f"{outcome}; failed closed at seq {failure.last_seq}",
+                f"asup replay {log} --transfer {failure.transfer_id}",
+            )
+        )
+    return steps
+
+
+def _e2e_step(paths: ArtifactPaths) -> TriageStep:
+    result = e2e.run_e2e(paths)
+    rows, problems = e2e.validate(Path(result["events"]))
+    passed = bool(result["passed"]) and not problems
+    detail = f"{rows} rows, {result['failed']} failed; structured traces validated" + (f"; {problems[0]}" if problems else "")
+    return TriageStep(
+        "C",
+        "e2e replay pack + trace validation",
+        passed,
+        detail,
+        f"asup e2e run --root {paths.root} && asup e2e validate {result['events']}",
+    )
+
+
+SECTION_STEPS: dict[str, Callable[[ArtifactPaths], list[TriageStep]]] = {
+    "A": lambda paths: [_gate_step(paths, "A", "capability", "capability"), _contracts_step(paths)],
+    "B": lambda paths: [_gate_step(paths, "B", "fault", "fault"), *_durability_steps(paths)],
+    "C": lambda paths: [_gate_step(paths, "C", "state_machine", "state-machine"), _e2e_step(paths)],
+}
+
+
+def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
+    log = Path(target) if Path(target).is_file() else None
+    if log is not None:
+        failed = failures(log)
+        sections = sorted({f.section for f in failed})
+    else:
+        code = parse_code(target)
+        failed = []
+        sections = [SECTION[code]]
+    steps = _replay_steps(log, failed)  # first: later steps regenerate e2e logs under the root
+    for section in sections:
+        steps += SECTION_STEPS[section](paths)
+    return {
+        "target": target,
+        "failures": [msgspec.to_builtins(f) for f in failed],
+        "sections": sections,
+        "level": min((f.level for f in failed), default=LEVEL[parse_code(target)] if log is None else None),
+        "steps": [msgspec.to_builtins(s) for s in steps],
+        "passed": all(s.passed for s in steps),
+        "checks": len(steps),
+    }
