@@ -26,6 +26,7 @@ from runbook import (
     report_commands,
     scenario_commands,
     sync_commands,
+    tail_commands,
 )
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.command("gate")(readiness_commands.gate)
 app.add_typer(readiness_commands.e2e_app, name="e2e")
 app.command("readiness")(readiness_commands.readiness)
 app.command("triage")(readiness_commands.triage)
+app.command("tail")(tail_commands.tail)
 app.add_typer(evidence_commands.evidence_app, name="evidence")
 app.add_typer(evidence_commands.durability_app, name="durability")
 
