@@ -31,6 +31,7 @@ from engine.scenarios import SCENARIOS, run_scenario
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from events.memory_log import MemoryLog
+from events.observations import CheckpointRead, IntentRecorded
 from events.payloads import Event, Transition
 from events.store import Pending
 from events.vocabulary import Durability
@@ -76,7 +77,11 @@ def build_log(path: Path, templates: list[list[Event]], events: int) -> int:
 
 
 def _renamed(event: Event, stream: str) -> Event:
-    return msgspec.structs.replace(event, transfer_id=stream) if isinstance(event, Transition) else event
+    if isinstance(event, Transition | CheckpointRead):
+        return msgspec.structs.replace(event, transfer_id=stream)
+    if isinstance(event, IntentRecorded):
+        return msgspec.structs.replace(event, intent=msgspec.structs.replace(event.intent, transfer_id=stream))
+    return event
 
 
 def fold_rate(path: Path, projections: list[Projection[Any]], repeats: int) -> float:

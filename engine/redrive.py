@@ -13,28 +13,43 @@ from events.observations import IntentRecorded, Observation
 from events.payloads import Event, Transition
 
 
-def redrive(events: Iterable[Event], dispatcher: AdapterMachine | CompiledDispatch) -> list[Transition]:
-    """The transitions today's code decides for one stream's recorded observations.
+class Redriver:
+    """One stream re-driven incrementally: feed its recorded events in order, get the
+    transitions today's code decides for each observation.
 
     A stream may hold several sessions (a resume starts a new one at its intent); each
     session starts from a fresh model in `idle`, as the live adapter does.
     """
-    produced: list[Transition] = []
-    progress = Progress()
-    model: TransferModel | None = None
-    for event in events:
+
+    def __init__(self, dispatcher: AdapterMachine | CompiledDispatch) -> None:
+        self.dispatcher = dispatcher
+        self.progress = Progress()
+        self.model: TransferModel | None = None
+
+    def feed(self, event: Event) -> list[Transition]:
         if not isinstance(event, Observation):
-            continue
+            return []
         if isinstance(event, IntentRecorded):
-            if model is not None and isinstance(dispatcher, AdapterMachine):
-                dispatcher.remove(model)
-            progress, model = Progress(), TransferModel(event.intent.transfer_id)
-            dispatcher.add(model)
-        if model is None:
-            continue  # observations before any intent belong to no session
-        for decision in decide(progress, event):
-            step = dispatcher.fire(model, decision.trigger, decision.reason)
-            produced.append(transition_event(progress, step, event.at_ns))
-    if model is not None and isinstance(dispatcher, AdapterMachine):
-        dispatcher.remove(model)
+            self.close()
+            self.progress, self.model = Progress(), TransferModel(event.intent.transfer_id)
+            self.dispatcher.add(self.model)
+        if self.model is None:
+            return []  # observations before any intent belong to no session
+        produced = []
+        for decision in decide(self.progress, event):
+            step = self.dispatcher.fire(self.model, decision.trigger, decision.reason)
+            produced.append(transition_event(self.progress, step, event.at_ns))
+        return produced
+
+    def close(self) -> None:
+        if self.model is not None and isinstance(self.dispatcher, AdapterMachine):
+            self.dispatcher.remove(self.model)
+        self.model = None
+
+
+def redrive(events: Iterable[Event], dispatcher: AdapterMachine | CompiledDispatch) -> list[Transition]:
+    """The transitions today's code decides for one stream's recorded observations."""
+    redriver = Redriver(dispatcher)
+    produced = [t for event in events for t in redriver.feed(event)]
+    redriver.close()
     return produced

@@ -10,13 +10,15 @@ divergence: the log itself breaks the contract). Replay touches no store and no 
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from engine.machine import TransferModel, make_dispatcher
-from engine.redrive import redrive
+from engine.decide import Progress
+from engine.machine import AdapterMachine, CompiledDispatch, TransferModel, make_dispatcher
+from engine.redrive import Redriver
 from events.chain import ChainState
 from events.payloads import LogCreated, LogRepaired, Transition
 from events.record import Record
@@ -56,6 +58,7 @@ class ReplayReport(msgspec.Struct, frozen=True):
 
 
 def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[Record]], Problem | None]:
+    """Every transfer stream's records (held in memory: for diff, not for replay)."""
     scanner = Scanner(path, ChainState())
     streams: dict[str, list[Record]] = {}
     for record in scanner:
@@ -66,93 +69,119 @@ def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[R
     return streams, scanner.problem
 
 
-def replay_stream(records: list[Record], *, lever: bool = True) -> tuple[TransferReplay, list[Transition]]:
-    stream = records[0].stream if records else ""
-    recorded = [r for r in records if isinstance(r.data, Transition)]
-    impossible = structural_problem(recorded)
-    produced = redrive([r.data for r in records], make_dispatcher(lever))
-    divergence = first_divergence(recorded, produced)
-    last = recorded[-1].data if recorded else None
-    assert last is None or isinstance(last, Transition)
-    outcome = "impossible" if impossible else "diverged" if divergence else "reproduced"
-    result = TransferReplay(
-        transfer_id=stream,
-        outcome=outcome,
-        transitions=len(recorded),
-        terminal_state=last.to_state.value if last and last.to_state in TERMINAL_STATES else None,
-        reason_code=last.reason_code.value if last and last.reason_code else None,
-        divergence=divergence,
-        impossible=impossible,
-    )
-    return result, produced
+class StreamReplay:
+    """One transfer replayed as its records stream past: the recorded observations drive
+    today's decisions; each recorded transition is compared with the next one produced.
+    Memory is what one session needs, not the whole stream."""
 
+    def __init__(self, stream: str, dispatcher: AdapterMachine | CompiledDispatch) -> None:
+        self.stream = stream
+        self.redriver = Redriver(dispatcher)
+        self.produced: deque[Transition] = deque()
+        self.leading: deque[Record] = deque(maxlen=3)
+        self.transitions = 0
+        self.divergence: Divergence | None = None
+        self.impossible = ""
+        self.state: State | None = None
+        self.last: Transition | None = None
+        self.table = make_dispatcher(True)  # compiled from the contract table, proven equal to the Machine
 
-def structural_problem(recorded: list[Record]) -> str:
-    """Why the recorded transitions could not come from the state machine ('' when they could)."""
-    table = make_dispatcher(True)  # compiled from the contract table (proven equal to the Machine)
-    state: State | None = None
-    for record in recorded:
+    def feed(self, record: Record, trace: bytearray | None) -> None:
         data = record.data
-        assert isinstance(data, Transition)
+        if not isinstance(data, Transition):
+            self.produced.extend(self.redriver.feed(data))
+            if trace is not None:
+                trace += canonical_json(trace_row(record))
+            return
+        actual = self.produced.popleft() if self.produced else None
+        if self.divergence is None and actual != data:
+            self._diverged(record, actual)
+        if not self.impossible:
+            self.impossible = self._structural(record, data)
+        if trace is not None and actual is not None:
+            row = trace_row(record)
+            row["data"] = msgspec.to_builtins(actual)
+            trace += canonical_json(row)
+        self.transitions += 1
+        self.last = data
+        self.leading.append(record)
+        if data.to_state in TERMINAL_STATES:
+            self.redriver.close()
+            self.redriver.progress = Progress()  # the session is over: keep no intent in memory
+
+    def finish(self, trace: bytearray | None) -> TransferReplay:
+        self.redriver.close()
+        if self.produced and self.divergence is None:
+            self._diverged(None, self.produced[0])
+        for extra in self.produced:
+            if trace is not None:
+                trace += canonical_json(
+                    {"seq": 0, "stream": self.stream, "sv": 0, "type": "transition", "data": msgspec.to_builtins(extra)}
+                )
+        last = self.last
+        return TransferReplay(
+            transfer_id=self.stream,
+            outcome="impossible" if self.impossible else "diverged" if self.divergence else "reproduced",
+            transitions=self.transitions,
+            terminal_state=last.to_state.value if last and last.to_state in TERMINAL_STATES else None,
+            reason_code=last.reason_code.value if last and last.reason_code else None,
+            divergence=self.divergence,
+            impossible=self.impossible,
+        )
+
+    def _diverged(self, expected: Record | None, actual: Transition | None) -> None:
+        want = msgspec.to_builtins(expected.data) if expected is not None else None
+        got = msgspec.to_builtins(actual) if actual is not None else None
+        fields = sorted(k for k in set(want or {}) | set(got or {}) if (want or {}).get(k) != (got or {}).get(k))
+        leading = [{"seq": r.seq, **msgspec.to_builtins(r.data)} for r in self.leading]
+        self.divergence = Divergence(expected.seq if expected else 0, self.transitions, want, got, fields, leading)
+
+    def _structural(self, record: Record, data: Transition) -> str:
+        """Why this recorded transition could not come from the state machine ('' when it could)."""
         if data.from_state is State.IDLE and data.trigger in (Trigger.START, Trigger.RESUME_REQUESTED):
-            state = State.IDLE  # a new session starts from idle
+            self.state = State.IDLE  # a new session starts from idle
+        state = self.state
         if state is None or data.from_state is not state:
             return f"seq {record.seq}: a transition from {data.from_state} while the transfer is in {state}"
         if data.trigger is Trigger.TRIGGER_REJECTED:
             possible = state in TERMINAL_STATES and data.to_state is state
         else:
-            step = table.fire(TransferModel(data.transfer_id, state), data.trigger, data.reason_code)
+            step = self.table.fire(TransferModel(data.transfer_id, state), data.trigger, data.reason_code)
             possible = (step.to_state, step.reason_code) == (data.to_state, data.reason_code)
         if not possible:
             return f"seq {record.seq}: {state} -{data.trigger}-> {data.to_state} ({data.reason_code}) is not in the transition table"
-        state = data.to_state
-    return ""
+        self.state = data.to_state
+        return ""
 
 
-def first_divergence(recorded: list[Record], produced: list[Transition]) -> Divergence | None:
-    for index in range(max(len(recorded), len(produced))):
-        expected = recorded[index] if index < len(recorded) else None
-        actual = produced[index] if index < len(produced) else None
-        if expected is not None and actual is not None and expected.data == actual:
-            continue
-        want = msgspec.to_builtins(expected.data) if expected is not None else None
-        got = msgspec.to_builtins(actual) if actual is not None else None
-        fields = sorted(k for k in set(want or {}) | set(got or {}) if (want or {}).get(k) != (got or {}).get(k))
-        leading = [{"seq": r.seq, **msgspec.to_builtins(r.data)} for r in recorded[max(0, index - 3) : index]]
-        return Divergence(expected.seq if expected else 0, index, want, got, fields, leading)
-    return None
-
-
-def replay_log(path: Path, *, transfer: str | None = None, until: int | None = None, lever: bool = True) -> tuple[ReplayReport, bytes]:
-    """Replay every transfer (or one); returns the report and the re-execution's trace."""
-    streams, problem = load_streams(path, until)
-    results = []
-    trace = bytearray()
-    for stream, records in sorted(streams.items()):
-        if transfer is not None and stream != transfer:
-            continue
-        result, produced = replay_stream(records, lever=lever)
-        results.append(result)
-        trace += _trace(records, produced)
-    message = problem.error(str(path)).one_line() if problem else None
-    return ReplayReport(str(path), results, message), bytes(trace)
-
-
-def _trace(records: list[Record], produced: list[Transition]) -> bytes:
-    """The re-execution as trace rows: recorded observations as they were, transitions as
-    produced, each at the position (seq, sv) of the recorded event it stands for."""
-    out = bytearray()
-    transitions = iter(produced)
+def replay_stream(records: list[Record], *, lever: bool = True) -> TransferReplay:
+    replay = StreamReplay(records[0].stream if records else "", make_dispatcher(lever))
     for record in records:
-        if isinstance(record.data, Transition):
-            actual = next(transitions, None)
-            if actual is None:
-                continue
-            row = trace_row(record)
-            row["data"] = msgspec.to_builtins(actual)
-            out += canonical_json(row)
-        else:
-            out += canonical_json(trace_row(record))
-    for extra in transitions:
-        out += canonical_json({"seq": 0, "stream": records[0].stream, "sv": 0, "type": "transition", "data": msgspec.to_builtins(extra)})
-    return bytes(out)
+        replay.feed(record, None)
+    return replay.finish(None)
+
+
+def replay_log(
+    path: Path, *, transfer: str | None = None, until: int | None = None, lever: bool = True, want_trace: bool = True
+) -> tuple[ReplayReport, bytes]:
+    """Replay every transfer (or one) in one streaming pass; returns the report and the
+    re-execution's trace (transfers in id order, each in log order, as `asup trace`)."""
+    dispatcher = make_dispatcher(lever)
+    live: dict[str, StreamReplay] = {}
+    traces: dict[str, bytearray] = {}
+    scanner = Scanner(path, ChainState())
+    for record in scanner:
+        if until is not None and record.seq > until:
+            break
+        if isinstance(record.data, LogCreated | LogRepaired) or (transfer is not None and record.stream != transfer):
+            continue
+        replay = live.get(record.stream)
+        if replay is None:
+            replay = live[record.stream] = StreamReplay(record.stream, dispatcher)
+            if want_trace:
+                traces[record.stream] = bytearray()
+        replay.feed(record, traces.get(record.stream))
+    results = [live[s].finish(traces.get(s)) for s in sorted(live)]
+    trace = b"".join(bytes(traces[s]) for s in sorted(traces))
+    message = scanner.problem.error(str(path)).one_line() if scanner.problem else None
+    return ReplayReport(str(path), results, message), trace

@@ -33,7 +33,7 @@ def replay(
     """
     if not log.is_file():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    report, trace = replay_log(log, transfer=transfer, until=until, lever=lever)
+    report, trace = replay_log(log, transfer=transfer, until=until, lever=lever, want_trace=trace_out is not None)
     if transfer is not None and not report.transfers:
         raise AsupError(ErrorCode.USAGE, f"no transfer {transfer!r} in the log", file=str(log))
     if trace_out is not None:
