@@ -44,7 +44,7 @@ from projections.transfers import Transfers
 from projections.violations import Violations
 
 
-def scenario_streams(work: Path) -> list[list[Event]]:
+def scenario_streams(work: Path) -> list[tuple[str, list[Event]]]:
     """One run of every built-in scenario: each stream's events, as templates."""
     log = MemoryLog("bench", clock=StepClock())
 
@@ -59,27 +59,29 @@ def scenario_streams(work: Path) -> list[list[Event]]:
     for record in log.read():
         if record.stream != "$log":
             streams.setdefault(record.stream, []).append(record.data)
-    return list(streams.values())
+    return list(streams.items())
 
 
-def build_log(path: Path, templates: list[list[Event]], events: int) -> int:
+def build_log(path: Path, templates: list[tuple[str, list[Event]]], events: int) -> int:
     written = 0
     copy = 0
     with JsonlLog.open(path, durability=Durability.NONE, clock=StepClock()) as log:
         while written < events:
-            for template in templates:
+            for original, template in templates:
                 stream = f"t-{copy:07d}"
-                items = [Pending(stream, _renamed(e, stream)) for e in template]
+                items = [Pending(stream, _renamed(e, original, stream)) for e in template]
                 log.append_batch(items)
                 written += len(items)
                 copy += 1
     return written
 
 
-def _renamed(event: Event, stream: str) -> Event:
-    if isinstance(event, Transition | CheckpointRead):
+def _renamed(event: Event, original: str, stream: str) -> Event:
+    """The template's transfer id replaced by the copy's, wherever the template named it
+    (a checkpoint of another transfer keeps naming that other transfer)."""
+    if isinstance(event, Transition | CheckpointRead) and event.transfer_id == original:
         return msgspec.structs.replace(event, transfer_id=stream)
-    if isinstance(event, IntentRecorded):
+    if isinstance(event, IntentRecorded) and event.intent.transfer_id == original:
         return msgspec.structs.replace(event, intent=msgspec.structs.replace(event.intent, transfer_id=stream))
     return event
 
