@@ -29,8 +29,8 @@ LOG_SCHEMA = "asup.log/1"
 HEADER_STREAM = "$log"
 MAX_LINE = 1 << 20  # a longer line is not a record asup writes
 
-_TRAILER_HEAD = b',"h":"blake3:'
-TRAILER_LEN = len(_TRAILER_HEAD) + 64 + len(b'"}')  # 79, the newline not counted
+TRAILER_HEAD = b',"h":"blake3:'
+TRAILER_LEN = len(TRAILER_HEAD) + 64 + len(b'"}')  # 79, the newline not counted
 
 
 class Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag_field="type"):
@@ -66,7 +66,7 @@ def _record_class(tag: str, payload: type[Event]) -> type[Record]:
 
 
 RECORD_CLASSES: dict[type[Event], type[Record]] = {payload: _record_class(tag, payload) for tag, payload in REGISTRY.items()}
-_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(functools.reduce(operator.or_, RECORD_CLASSES.values()))
+DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(functools.reduce(operator.or_, RECORD_CLASSES.values()))
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -97,7 +97,7 @@ LINE_HEADS: dict[type[Event], bytes] = {
     payload: b'{"type":' + _ENCODER.encode(tag) + b',"v":%d,"seq":%d,"stream":%b,"sv":%d,"id":%b,"ts":%b,"data":%b,"prev":%b'
     for tag, payload in REGISTRY.items()
 }
-LINE_TRAILER = _TRAILER_HEAD + b'%b"}\n'
+LINE_TRAILER = TRAILER_HEAD + b'%b"}\n'
 
 
 def line_prefix(data: Event, *, seq: int, stream_json: bytes, sv: int, id_json: bytes, ts_json: bytes, payload: bytes, prev: str) -> bytes:
@@ -162,7 +162,7 @@ def check_line(body: bytes, complete: bool = True) -> LineFault | None:
         return LineFault("too_long", f"line exceeds the {MAX_LINE}-byte limit")
     if not complete:
         return LineFault("no_newline", "line has no terminating newline (cut by a crash?)")
-    if len(body) <= TRAILER_LEN or body[-TRAILER_LEN : -TRAILER_LEN + 13] != _TRAILER_HEAD or body[-2:] != b'"}':
+    if len(body) <= TRAILER_LEN or body[-TRAILER_LEN : -TRAILER_LEN + 13] != TRAILER_HEAD or body[-2:] != b'"}':
         return LineFault("digest_mismatch", "line does not end in a digest trailer", "$.h")
     if blake3(memoryview(body)[:-TRAILER_LEN]).hexdigest().encode() != body[-66:-2]:
         return LineFault("digest_mismatch", "digest does not match the line's bytes", "$.h")
@@ -173,12 +173,12 @@ def fast_decode(body: bytes) -> Record | None:
     """The record of a complete, well-framed line whose digest holds; None for anything
     else (then `decode_line` says why). The hot path of every read: no slices copied."""
     n = len(body)
-    if not (TRAILER_LEN < n < MAX_LINE and body.startswith(_TRAILER_HEAD, n - TRAILER_LEN) and body.endswith(b'"}')):
+    if not (TRAILER_LEN < n < MAX_LINE and body.startswith(TRAILER_HEAD, n - TRAILER_LEN) and body.endswith(b'"}')):
         return None
     if not body.startswith(blake3(memoryview(body)[: n - TRAILER_LEN]).hexdigest().encode(), n - 66):
         return None
     try:
-        record: Record = _DECODER.decode(body)
+        record: Record = DECODER.decode(body)
     except msgspec.MsgspecError:
         return None
     return record if record.v == SCHEMA_VERSION else None
@@ -190,7 +190,7 @@ def decode_line(body: bytes, complete: bool = True) -> Record | LineFault:
     if fault is not None:
         return fault
     try:
-        record: Record = _DECODER.decode(body)
+        record: Record = DECODER.decode(body)
     except msgspec.ValidationError as exc:
         return _validation_fault(body, str(exc))
     except msgspec.DecodeError as exc:
