@@ -41,12 +41,24 @@ class FoldResult(msgspec.Struct):
 
 def fold_records(projections: Sequence[Projection[Any]], states: dict[str, Any], records: Iterable[Record]) -> int:
     """Fold `records` into `states` (in place); returns how many were folded."""
+    names = [p.name for p in projections]
+    applies = [p.apply for p in projections]
+    current = [states[name] for name in names]
     count = 0
-    steps = [(p.name, p.apply) for p in projections]
-    for record in records:
-        for name, apply in steps:
-            states[name] = apply(states[name], record)
-        count += 1
+    if len(applies) == 1:
+        (apply,) = applies
+        (state,) = current
+        for record in records:
+            state = apply(state, record)
+            count += 1
+        current = [state]
+    else:
+        pairs = list(enumerate(applies))
+        for record in records:
+            for i, apply in pairs:
+                current[i] = apply(current[i], record)
+            count += 1
+    states.update(zip(names, current, strict=True))
     return count
 
 
@@ -59,17 +71,19 @@ def fold_log(
 ) -> FoldResult:
     chain, offset, states, resumed = _start(path, projections, checkpoint)
     scanner = Scanner(path, chain, offset)
-    records = (r for r in scanner if until_seq is None or r.seq <= until_seq)
-    folded = fold_records(projections, states, _stop_after(records, until_seq))
+    records: Iterable[Record] = scanner if until_seq is None else _stop_after(scanner, until_seq)
+    folded = fold_records(projections, states, records)
     if checkpoint is not None and scanner.problem is None and until_seq is None and chain.log_id is not None:
         _save(checkpoint, projections, states, chain, scanner.valid_size)
     return FoldResult(states, chain.last_seq, folded, scanner.problem, resumed)
 
 
-def _stop_after(records: Iterable[Record], until_seq: int | None) -> Iterable[Record]:
+def _stop_after(records: Iterable[Record], until_seq: int) -> Iterable[Record]:
     for record in records:
+        if record.seq > until_seq:
+            return
         yield record
-        if until_seq is not None and record.seq >= until_seq:
+        if record.seq >= until_seq:
             return
 
 

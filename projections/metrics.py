@@ -33,15 +33,18 @@ class Metrics:
     def apply(self, state: MetricsState, record: Record) -> MetricsState:
         data = record.data
         stream = record.stream
-        if isinstance(data, Observation):
-            if isinstance(data, IntentRecorded):
+        kind = type(data)
+        if kind is Transition:
+            assert isinstance(data, Transition)
+            if data.to_state in TERMINAL_STATES and stream in state.started_at:
+                _add(state, f"transfer_{data.to_state.value}", data.duration_ms)
+                del state.started_at[stream]
+        elif isinstance(data, Observation):
+            if kind is IntentRecorded:
                 state.started_at[stream] = data.at_ns
             elif stream in state.last_at:
                 _add(state, record.type, (data.at_ns - state.last_at[stream]) / 1e6)
             state.last_at[stream] = data.at_ns
-        elif isinstance(data, Transition) and data.to_state in TERMINAL_STATES and stream in state.started_at:
-            _add(state, f"transfer_{data.to_state.value}", data.duration_ms)
-            del state.started_at[stream]
         return state
 
     def render(self, state: MetricsState) -> dict[str, Any]:

@@ -35,6 +35,9 @@ class TransfersState(msgspec.Struct):
     transfers: dict[str, TransferView] = msgspec.field(default_factory=dict)
 
 
+_OPENS = frozenset({Transition, IntentRecorded, TargetHashed})  # the types that make a stream a transfer
+
+
 class Transfers:
     name = "transfers"
     state_type = TransfersState
@@ -44,25 +47,29 @@ class Transfers:
 
     def apply(self, state: TransfersState, record: Record) -> TransfersState:
         data = record.data
-        if not isinstance(data, Transition | IntentRecorded | TargetHashed) and record.stream not in state.transfers:
-            return state
+        kind = type(data)
         view = state.transfers.get(record.stream)
         if view is None:
+            if kind not in _OPENS:
+                return state  # e.g. the log's own `$log` stream
             view = state.transfers[record.stream] = TransferView(record.stream, first_seq=record.seq)
         view.events += 1
         view.last_seq = record.seq
-        if isinstance(data, Transition):
+        if kind is Transition:
+            assert isinstance(data, Transition)
             view.state, view.attempt, view.committed_cursor = data.to_state.value, data.attempt, data.committed_cursor
             view.transitions += 1
             view.duration_ms = data.duration_ms
             if data.reason_code is not None:
                 view.reason_code = data.reason_code.value
-        elif isinstance(data, IntentRecorded):
+        elif kind is IntentRecorded:
+            assert isinstance(data, IntentRecorded)
             intent = data.intent
             view.sessions += 1
             view.artifact_id, view.artifact_class, view.mode = intent.artifact_id, intent.artifact_class, intent.mode.value
             view.size, view.expected_checksum = intent.size, intent.expected_checksum
-        elif isinstance(data, TargetHashed):
+        elif kind is TargetHashed:
+            assert isinstance(data, TargetHashed)
             view.verified_digest = data.digest
         return state
 
