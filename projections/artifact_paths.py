@@ -57,6 +57,7 @@ class ArtifactPaths(msgspec.Struct, frozen=True):
             self.v1 / "asupersync_capability_matrix_v1.json",
             self.v1 / "asupersync_adapter_state_machine_v1.json",
             self.v1 / "asupersync_adapter_profiles_v1.json",
+            self.v1 / "asupersync_fault_injection_suite_v1.json",
         ]
 
     @property

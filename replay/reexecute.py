@@ -85,14 +85,17 @@ class StreamReplay:
         self.state: State | None = None
         self.last: Transition | None = None
         self.table = make_dispatcher(True)  # compiled from the contract table, proven equal to the Machine
+        self.tail_produced: list[Transition] = []  # what the last record fed, an observation, decided
 
     def feed(self, record: Record, trace: bytearray | None) -> None:
         data = record.data
         if not isinstance(data, Transition):
-            self.produced.extend(self.redriver.feed(data))
+            self.tail_produced = self.redriver.feed(data)
+            self.produced.extend(self.tail_produced)
             if trace is not None:
                 trace += canonical_json(trace_row(record))
             return
+        self.tail_produced = []
         actual = self.produced.popleft() if self.produced else None
         if self.divergence is None and actual != data:
             self._diverged(record, actual)
@@ -109,8 +112,12 @@ class StreamReplay:
             self.redriver.close()
             self.redriver.progress = Progress()  # the session is over: keep no intent in memory
 
-    def finish(self, trace: bytearray | None) -> TransferReplay:
+    def finish(self, trace: bytearray | None, *, cut: bool = False) -> TransferReplay:
+        """`cut`: the log was read only up to a point (--until, a torn tail): transitions the
+        stream's last observation decided may simply lie past it, and are not a divergence."""
         self.redriver.close()
+        if cut and self.tail_produced and list(self.produced) == self.tail_produced:
+            self.produced.clear()
         if self.produced and self.divergence is None:
             self._diverged(None, self.produced[0])
         for extra in self.produced:
@@ -170,8 +177,10 @@ def replay_log(
     live: dict[str, StreamReplay] = {}
     traces: dict[str, bytearray] = {}
     scanner = Scanner(path, ChainState())
+    cut = False
     for record in scanner:
         if until is not None and record.seq > until:
+            cut = True
             break
         if isinstance(record.data, LogCreated | LogRepaired) or (transfer is not None and record.stream != transfer):
             continue
@@ -181,7 +190,8 @@ def replay_log(
             if want_trace:
                 traces[record.stream] = bytearray()
         replay.feed(record, traces.get(record.stream))
-    results = [live[s].finish(traces.get(s)) for s in sorted(live)]
+    cut = cut or scanner.problem is not None
+    results = [live[s].finish(traces.get(s), cut=cut) for s in sorted(live)]
     trace = b"".join(bytes(traces[s]) for s in sorted(traces))
     message = scanner.problem.error(str(path)).one_line() if scanner.problem else None
     return ReplayReport(str(path), results, message), trace

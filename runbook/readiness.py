@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from engine.contracts import contract_dir
 from engine.durability import load_sidecar, sidecar_path
 from projections import checklist
 from projections.artifact_paths import ArtifactPaths
@@ -62,7 +63,9 @@ def steps(paths: ArtifactPaths, *, seed: int = 7) -> list[tuple[str, Callable[[]
 
 def _export(paths: ArtifactPaths) -> Step:
     written = evidence.export_contracts(paths)
-    return Step("export contracts", True, len(paths.contracts), f"{len(written)} updated", paths.rel(paths.v1))
+    exported = sorted(contract_dir().glob("*.json"))
+    present = all((paths.v1 / source.name).read_bytes() == source.read_bytes() for source in exported)
+    return Step("export contracts", present and bool(exported), len(exported), f"{len(written)} updated", paths.rel(paths.v1))
 
 
 def _gate(paths: ArtifactPaths, name: str) -> Step:

@@ -36,6 +36,7 @@ def run(matrix_path: Path | None = None, profiles_path: Path | None = None) -> G
         report.check("contracts_validate", False, error.one_line())
         return report
     report.check("contracts_validate", True, f"{len(matrix.capability_matrix)} classes, {len(profiles)} profiles")
+    report.check("matrix_has_classes", bool(matrix.capability_matrix), f"{len(matrix.capability_matrix)} artifact classes")
     for entry in matrix.capability_matrix:
         for mode in Mode:
             behavior = entry.behavior(mode)

@@ -83,6 +83,10 @@ def run(suite_path: Path | None = None, *, seeds: int | None = None) -> GateRepo
         return report
     report.check("suite_validates", True, f"{len(suite.fault_classes)} fault classes")
     chosen_seeds = suite.determinism_seeds[:seeds] if seeds else suite.determinism_seeds
+    has_faults = report.check("suite_has_fault_classes", bool(suite.fault_classes), f"{len(suite.fault_classes)} classes")
+    has_seeds = report.check("suite_has_determinism_seeds", bool(chosen_seeds), f"{len(chosen_seeds)} seeds")
+    if not (has_faults and has_seeds):
+        return report
     for fault in suite.fault_classes:
         scenario = as_scenario(fault)
         first = _run(scenario, chosen_seeds[0])
