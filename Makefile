@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py
 	$(BIN)/python bench/projection_bench.py
 	$(BIN)/python bench/tail_bench.py
+	$(BIN)/python bench/replay_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -69,6 +69,9 @@ def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[R
     return streams, scanner.problem
 
 
+_TABLE = CompiledDispatch()  # the structural check's rules: compiled from the contract table, proven equal to the Machine
+
+
 class StreamReplay:
     """One transfer replayed as its records stream past: the recorded observations drive
     today's decisions; each recorded transition is compared with the next one produced.
@@ -84,7 +87,7 @@ class StreamReplay:
         self.impossible = ""
         self.state: State | None = None
         self.last: Transition | None = None
-        self.table = make_dispatcher(True)  # compiled from the contract table, proven equal to the Machine
+        self.table = _TABLE
         self.tail_produced: list[Transition] = []  # what the last record fed, an observation, decided
 
     def feed(self, record: Record, trace: bytearray | None) -> None:

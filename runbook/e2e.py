@@ -29,6 +29,7 @@ from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
 from projections.fold import fold_log
 from projections.traces import Traces
+from projections.transfers import Transfers
 from replay.diff import diff_logs
 from replay.reexecute import replay_log
 
@@ -91,6 +92,7 @@ def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[
     write_atomic(trace_replay, replayed)
     again = anyio.run(_live, rerun, seed, lever)
     diffs = {d.stream: d for d in diff_logs(baseline, rerun)}
+    durations = {log: _durations(log) for log in (baseline, rerun)}
     by_stream = {t.transfer_id: t for t in report.transfers}
     rows = []
     for scenario, first, second in zip(SCENARIOS, live, again, strict=True):
@@ -105,13 +107,23 @@ def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[
             "log_path": paths.rel(baseline),
             "trace_path": paths.rel(trace_base),
         }
-        rows.append(_row(common, "baseline", first, []))
+        rows.append(_row(common, "baseline", first, [], durations[baseline].get(first.transfer_id, 0.0)))
         replay = by_stream.get(first.transfer_id)
         replay_checks = [("reproduced", replay is not None and replay.outcome == "reproduced", replay.outcome if replay else "missing")]
-        rows.append(_row({**common, "trace_path": paths.rel(trace_replay)}, "replay", first, replay_checks))
+        rows.append(
+            _row(
+                {**common, "trace_path": paths.rel(trace_replay)},
+                "replay",
+                first,
+                replay_checks,
+                durations[baseline].get(first.transfer_id, 0.0),
+            )
+        )
         stream = diffs.get(first.transfer_id)
         rerun_checks = [("same_as_baseline", stream is not None and stream.status == "same", stream.status if stream else "missing")]
-        rows.append(_row({**common, "log_path": paths.rel(rerun)}, "rerun", second, rerun_checks))
+        rows.append(
+            _row({**common, "log_path": paths.rel(rerun)}, "rerun", second, rerun_checks, durations[rerun].get(second.transfer_id, 0.0))
+        )
     events_path = out / "e2e_script_pack_events_v1.jsonl"
     write_atomic(events_path, b"".join(canonical_json(msgspec.to_builtins(r)) for r in rows))
     determinism = {
@@ -140,7 +152,13 @@ def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[
     }
 
 
-def _row(common: dict[str, Any], label: str, outcome: ScenarioOutcome, extra: list[tuple[str, bool, str]]) -> E2ERow:
+def _durations(log: Path) -> dict[str, float]:
+    """Each transfer's duration (injected clock) as its last transition recorded it."""
+    views = fold_log(log, [Transfers()]).states["transfers"].transfers
+    return {name: view.duration_ms for name, view in views.items()}
+
+
+def _row(common: dict[str, Any], label: str, outcome: ScenarioOutcome, extra: list[tuple[str, bool, str]], duration_ms: float) -> E2ERow:
     checks = [(c.name, c.passed, c.detail) for c in outcome.checks] + extra
     failed = [c for c in checks if not c[1]]
     return E2ERow(
@@ -151,7 +169,7 @@ def _row(common: dict[str, Any], label: str, outcome: ScenarioOutcome, extra: li
         terminal_state=outcome.state.value if outcome.state else None,
         checks_executed=len(checks),
         checks_failed=len(failed),
-        duration_ms=0.0,
+        duration_ms=duration_ms,
         detail="; ".join(f"{name}: {detail}" for name, _, detail in failed),
     )
 

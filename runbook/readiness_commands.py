@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +12,20 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from engine.durability import write_atomic
 from events.errors import AsupError, ErrorCode
 from projections.artifact_paths import ArtifactPaths
+from projections.base import canonical_json
 from runbook import e2e as e2e_mod
 from runbook import readiness as drill
 from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
+from runbook.gates import performance
+from runbook.gates.report import GateReport
 from runbook.output import console, emit_json, reports_errors
 from runbook.report_commands import ROOT_OPT, print_checklist
 
-e2e_app = typer.Typer(
-    help="The e2e script pack: every scenario live, replayed and re-run, compared.\n\nExample: asup e2e run", no_args_is_help=True
-)
+e2e_app = typer.Typer(help="The e2e script pack: every scenario live, replayed and re-run, compared.\n\nExample: asup e2e run")
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 GATE_NAMES = {"capability": "capability", "state-machine": "state_machine", "fault": "fault", "performance": "performance"}
 
@@ -30,10 +34,16 @@ GATE_NAMES = {"capability": "capability", "state-machine": "state_machine", "fau
 def gate(
     name: str = typer.Argument(..., help="capability | state-machine | fault | performance | all"),
     root: Path = ROOT_OPT,
+    record_baseline: bool = typer.Option(
+        False, "--record-baseline", help="performance: store this run's candidate as the machine's baseline."
+    ),
+    baseline: Path | None = typer.Option(None, "--baseline", help="performance: also compare with a stored baseline (same machine only)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Run a gate (real code, counted checks), write its report under asupersync/v1/gates/ and a
-    gate event. Exit 1 when it fails or executed no check.
+    gate event. Exit 1 when it fails or executed no check. The performance gate compares lever
+    off and on interleaved in one run; a stored baseline is compared only on the machine that
+    recorded it (the report names the machine).
 
     Example: asup gate state-machine --root artifacts
     """
@@ -43,7 +53,7 @@ def gate(
     paths = ArtifactPaths(root)
     results: list[dict[str, Any]] = []
     for gate_name in chosen:
-        report, target = drill.run_gate(paths, gate_name)
+        report, target = drill.run_gate(paths, gate_name, _with_baseline(gate_name, paths, record_baseline, baseline))
         results.append(
             {
                 "gate": gate_name,
@@ -66,6 +76,32 @@ def gate(
                 out.print(f"  ✘ {failure['name']}: {failure['detail']}", markup=False)
     if any(r["verdict"] != "pass" for r in results):
         raise typer.Exit(1)
+
+
+def _with_baseline(name: str, paths: ArtifactPaths, record: bool, stored: Path | None) -> Callable[[], GateReport] | None:
+    if name != "performance" or not (record or stored):
+        return None
+
+    def run() -> GateReport:
+        report = performance.run()
+        if stored is not None:
+            try:
+                performance.compare_stored(report, msgspec.json.decode(stored.read_bytes(), type=dict[str, Any]), performance.THRESHOLD)
+            except (OSError, msgspec.MsgspecError) as exc:
+                raise AsupError(ErrorCode.USAGE, f"cannot read the stored baseline: {exc}", file=str(stored)) from exc
+        if record:
+            paths.gates.mkdir(parents=True, exist_ok=True)
+            write_atomic(paths.gates / "asupersync_performance_baseline_v1.json", canonical_json(performance.stored_document(report)))
+        return report
+
+    return run
+
+
+@e2e_app.callback(invoke_without_command=True)
+def e2e_default(ctx: typer.Context) -> None:
+    """Bare `asup e2e` runs the pack with the defaults (`asup e2e run`)."""
+    if ctx.invoked_subcommand is None:
+        e2e_run(root=Path(os.environ.get("ASUP_ROOT", "artifacts")), seed=7, as_json=False)
 
 
 @e2e_app.command("run")

@@ -14,6 +14,8 @@ Time comes from an injectable `measure`, so tests drive the gate without a real 
 
 from __future__ import annotations
 
+import os
+import platform
 import random
 import statistics
 import tempfile
@@ -42,6 +44,55 @@ THRESHOLD = 0.05
 CHUNK = 16 * 1024
 
 
+def machine() -> dict[str, Any]:
+    """What a stored baseline is only valid on: CPU model, cores, memory, OS and Python."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines() if line.startswith("model name")), "unknown")
+    memory = next((line.split()[1] for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal")), "0")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_kib": int(memory),
+        "system": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def compare_stored(report: GateReport, stored: dict[str, Any], threshold: float) -> None:
+    """A baseline recorded earlier is compared only on the machine that recorded it."""
+    here = machine()
+    if stored.get("machine") != here:
+        report.measurements["stored_baseline"] = {
+            "compared": False,
+            "reason": "recorded on another machine",
+            "recorded_on": stored.get("machine"),
+        }
+        return
+    now = report.measurements.get("latency_ms", {}).get("candidate", {}).get("p50")
+    then = stored.get("latency_ms_p50")
+    report.measurements["stored_baseline"] = {"compared": True, "p50_now": now, "p50_stored": then}
+    if isinstance(now, float) and isinstance(then, float):
+        report.check("latency_ms/p50_vs_stored_baseline", now <= then * (1 + threshold), f"{now:.3f} ms now vs {then:.3f} ms stored")
+
+
+def stored_document(report: GateReport) -> dict[str, Any]:
+    latency = report.measurements.get("latency_ms", {}).get("candidate", {})
+    memory = report.measurements.get("peak_memory_kib", {}).get("candidate", {})
+    return {
+        "schema_version": "1.0.0",
+        "machine": machine(),
+        "latency_ms_p50": latency.get("p50"),
+        "latency_ms_p95": latency.get("p95"),
+        "peak_memory_kib_p50": memory.get("p50"),
+    }
+
+
 def wall_clock(variant: str, work: Callable[[], None]) -> float:
     start = time.perf_counter()
     work()
@@ -68,6 +119,7 @@ def run(
             for variant in order:
                 samples[variant].append(_one(work, f"{index}-{variant}", variant, measure, seed))
     _judge(report, samples, warmup, threshold, seed)
+    report.measurements["machine"] = machine()
     return report
 
 
