@@ -133,6 +133,7 @@ class Scanner:
         chain = self.chain
         hasher = blake3()  # reset per line: cheaper than a new hasher each time
         reset, update, hexdigest, decode = hasher.reset, hasher.update, hasher.hexdigest, DECODER.decode
+        streams, window = chain.streams, chain.id_window
         with self._open() as fh:
             fh.seek(self.offset)
             offset, carry = self.offset, b""
@@ -152,7 +153,21 @@ class Scanner:
                                 record = decode(body)
                             except msgspec.MsgspecError:
                                 record = None
-                    if record is None or record.v != SCHEMA_VERSION or chain.advance(record) is not None:
+                    if record is None or record.v != SCHEMA_VERSION:
+                        yield from self._per_line(fh, offset)
+                        return
+                    head = streams.get(record.stream)
+                    if (
+                        head is not None
+                        and not window
+                        and record.seq == chain.last_seq + 1
+                        and record.sv == head.sv + 1
+                        and record.prev == head.h
+                    ):
+                        chain.last_seq = record.seq  # the common case of `chain.advance`, inline
+                        chain.last_h = head.h = record.h
+                        head.sv = record.sv
+                    elif chain.advance(record) is not None:
                         yield from self._per_line(fh, offset)
                         return
                     offset += len(body) + 1
