@@ -14,7 +14,7 @@ from blake3 import blake3
 
 from events.chain import ChainState, Position
 from events.errors import AsupError, ErrorCode
-from events.record import LINE_TRAILER, MAX_LINE, TRAILER_LEN, line_prefix
+from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN
 from events.store import Pending
 
 _ENCODER = msgspec.json.Encoder()
@@ -28,11 +28,7 @@ class Batch:
         self.line_ends: list[int] = []  # offsets in data just past each new line
 
     def commit(self, chain: ChainState) -> None:
-        for stream, sv, h, event_id, seq in self.new:
-            chain.remember(stream, sv, h, event_id, seq)
-        if self.new:
-            chain.last_seq = self.new[-1][4]
-            chain.last_h = self.new[-1][2]
+        chain.remember_all(self.new)
 
 
 def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
@@ -52,23 +48,29 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
     ts_json = encode(ts)
     hasher = blake3()  # one per call: a shared one would not be thread-safe
     reset, update, hexdigest = hasher.reset, hasher.update, hasher.hexdigest
+    keys: dict[str, tuple[bytes, bytes]] = {}  # stream -> (its id-hash prefix, its JSON): once per stream
     for item in items:
         stream = item.stream
         got = heads.get(stream)
         sv_now, prev = got if got is not None else (chain.version(stream), chain.prev_of(stream))
+        key = keys.get(stream)
+        if key is None:
+            key = keys[stream] = (f"{log_id}\x00{stream}\x00".encode(), encode(stream))
         expected = item.expected_version
         payload = encode(item.event)
         event_id = item.id
         if not event_id:
             reset()
-            update(f"{log_id}\x00{stream}\x00{(sv_now if expected is None else expected) + 1}\x00".encode())
+            update(b"%b%d\x00" % (key[0], (sv_now if expected is None else expected) + 1))
             update(payload)
             event_id = "e-" + hexdigest(12)  # == derive_event_id(...), without a second encode
-        seen = ids.get((stream, event_id)) if ids else None
-        seen = seen or chain.find_recent(stream, event_id)
-        if seen is not None:
-            positions.append(seen)
-            continue
+        # A derived id at the stream's next version cannot be stored yet: only an explicit id or
+        # an expectation behind the stream (a retry, or a stale writer) needs the lookup.
+        if item.id or (expected is not None and expected != sv_now):
+            seen = ids.get((stream, event_id)) or chain.find_recent(stream, event_id)
+            if seen is not None:
+                positions.append(seen)
+                continue
         if expected is not None and expected != sv_now:
             raise AsupError(
                 ErrorCode.CONFLICT_DETECTED,
@@ -76,9 +78,12 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
             )
         seq += 1
         sv = sv_now + 1
-        prefix = line_prefix(
-            item.event, seq=seq, stream_json=encode(stream), sv=sv, id_json=encode(event_id), ts_json=ts_json, payload=payload, prev=prev
-        )
+        head = LINE_HEADS.get(type(item.event))
+        if head is None:
+            raise AsupError(ErrorCode.BAD_INPUT, f"{type(item.event).__name__} is not a registered event type")
+        # derived ids and digests are hex: quoting is their JSON encoding; a caller's id may need escapes
+        id_json = encode(event_id) if item.id else b'"%b"' % event_id.encode()
+        prefix = head % (SCHEMA_VERSION, seq, key[1], sv, id_json, ts_json, payload, b'"%b"' % prev.encode())
         if len(prefix) + TRAILER_LEN + 1 > MAX_LINE:
             raise AsupError(ErrorCode.BAD_INPUT, f"event {type(item.event).__name__} encodes to more than {MAX_LINE} bytes")
         reset()
@@ -89,7 +94,8 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
         h = "blake3:" + digest
         position = Position(seq, stream, sv)
         heads[stream] = (sv, h)
-        ids[(stream, event_id)] = position
+        if item.id or expected is not None:
+            ids[(stream, event_id)] = position
         positions.append(position)
         new.append((stream, sv, h, event_id, seq))
         line_ends.append(len(data))

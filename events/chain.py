@@ -128,6 +128,32 @@ class ChainState:
         self.last_h = record.h
         self.remember(record.stream, record.sv, record.h, record.id, record.seq)
 
+    def remember_all(self, new: list[tuple[str, int, str, str, int]]) -> None:
+        """`remember` for a committed batch of (stream, sv, h, id, seq), lookups hoisted."""
+        streams, recent, ids, size = self.streams, self.recent, self._ids, self.id_window
+        for stream, sv, h, event_id, seq in new:
+            head = streams.get(stream)
+            if head is None:
+                streams[stream] = StreamHead(sv, h)
+            else:
+                head.sv = sv
+                head.h = h
+            if not size:
+                continue
+            window = recent.get(stream)
+            if window is None:
+                window = recent[stream] = deque(maxlen=size)
+            index = ids.get(stream) or self._index(stream)
+            if len(window) == size:
+                old_id, old_seq, _ = window[0]
+                if index.get(old_id, (0, 0))[0] == old_seq:
+                    del index[old_id]
+            window.append((event_id, seq, sv))
+            index[event_id] = (seq, sv)
+        if new:
+            self.last_seq = new[-1][4]
+            self.last_h = new[-1][2]
+
     def remember(self, stream: str, sv: int, h: str, event_id: str, seq: int) -> None:
         head = self.streams.get(stream)
         if head is None:
