@@ -129,53 +129,71 @@ class Scanner:
     def __iter__(self) -> Iterator[Record]:
         """Whole blocks split at once, each line checked inline; the first line that is not
         a plain next record (a fault, a chain problem, an incomplete or over-long tail) hands
-        over to the per-line path from its offset, which decides and reports it."""
+        over to the per-line path from its offset, which decides and reports it. Counters live
+        in locals and reach the scanner and chain whenever control leaves the fast loop."""
         chain = self.chain
         hasher = blake3()  # reset per line: cheaper than a new hasher each time
         reset, update, hexdigest, decode = hasher.reset, hasher.update, hasher.hexdigest, DECODER.decode
         streams, window = chain.streams, chain.id_window
+        offset, last_seq, last_h, records = self.offset, chain.last_seq, chain.last_h, 0
+
+        def sync() -> None:
+            nonlocal records
+            chain.last_seq, chain.last_h, self.valid_size = last_seq, last_h, offset
+            self.records += records
+            records = 0
+
         with self._open() as fh:
-            fh.seek(self.offset)
-            offset, carry = self.offset, b""
-            while block := fh.read(BLOCK):
-                data = carry + block if carry else block
-                bodies = data.split(b"\n")
-                carry = bodies.pop()
-                for body in bodies:
-                    # inline `fast_decode`: framing, digest and typed decode of a plain line
-                    n = len(body)
-                    record = None
-                    if TRAILER_LEN < n < MAX_LINE and body.startswith(TRAILER_HEAD, n - TRAILER_LEN) and body.endswith(b'"}'):
-                        reset()
-                        update(body[: n - TRAILER_LEN])
-                        if body.startswith(hexdigest().encode(), n - 66):
-                            try:
-                                record = decode(body)
-                            except msgspec.MsgspecError:
-                                record = None
-                    if record is None or record.v != SCHEMA_VERSION:
-                        yield from self._per_line(fh, offset)
-                        return
-                    head = streams.get(record.stream)
-                    if (
-                        head is not None
-                        and not window
-                        and record.seq == chain.last_seq + 1
-                        and record.sv == head.sv + 1
-                        and record.prev == head.h
-                    ):
-                        chain.last_seq = record.seq  # the common case of `chain.advance`, inline
-                        chain.last_h = head.h = record.h
-                        head.sv = record.sv
-                    elif chain.advance(record) is not None:
-                        yield from self._per_line(fh, offset)
-                        return
-                    offset += len(body) + 1
-                    self.records += 1
-                    self.valid_size = offset
-                    yield record
-                if len(carry) >= MAX_LINE:
-                    break
+            fh.seek(offset)
+            carry, handed = b"", False
+            try:
+                while block := fh.read(BLOCK):
+                    data = carry + block if carry else block
+                    bodies = data.split(b"\n")
+                    carry = bodies.pop()
+                    for body in bodies:
+                        # inline `fast_decode`: framing, digest and typed decode of a plain line
+                        n = len(body)
+                        record = None
+                        if TRAILER_LEN < n < MAX_LINE and body.startswith(TRAILER_HEAD, n - TRAILER_LEN) and body.endswith(b'"}'):
+                            reset()
+                            update(body[: n - TRAILER_LEN])
+                            if body.startswith(hexdigest().encode(), n - 66):
+                                try:
+                                    record = decode(body)
+                                except msgspec.MsgspecError:
+                                    record = None
+                        if record is None or record.v != SCHEMA_VERSION:
+                            sync()
+                            handed = True  # the per-line path owns the counters from here
+                            yield from self._per_line(fh, offset)
+                            return
+                        head = streams.get(record.stream)
+                        if (
+                            head is not None
+                            and not window
+                            and record.seq == last_seq + 1
+                            and record.sv == head.sv + 1
+                            and record.prev == head.h
+                        ):
+                            head.h = last_h = record.h  # the common case of `chain.advance`, inline
+                            head.sv = record.sv
+                            last_seq = record.seq
+                        else:
+                            sync()
+                            if chain.advance(record) is not None:
+                                handed = True
+                                yield from self._per_line(fh, offset)
+                                return
+                            last_seq, last_h = chain.last_seq, chain.last_h
+                        offset += n + 1
+                        records += 1
+                        yield record
+                    if len(carry) >= MAX_LINE:
+                        break
+            finally:
+                if not handed:
+                    sync()
             if carry:
                 yield from self._per_line(fh, offset)
 
