@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import msgspec
 
 from events.payloads import LogCreated
@@ -31,16 +29,16 @@ class Position(msgspec.Struct, frozen=True, gc=False):
 
 
 class ChainState:
-    """The heads of a log as read so far, plus a bounded window of recent ids per stream."""
+    """The heads of a log as read so far, plus a bounded window of recent ids per stream
+    (an insertion-ordered dict: id -> (seq, sv), the oldest dropped past `id_window`)."""
 
     def __init__(self, id_window: int = 0) -> None:
         self.log_id: str | None = None
         self.last_seq = 0
         self.last_h = ""
         self.streams: dict[str, StreamHead] = {}
-        self.recent: dict[str, deque[tuple[str, int, int]]] = {}
+        self.windows: dict[str, dict[str, tuple[int, int]]] = {}
         self.id_window = id_window
-        self._ids: dict[str, dict[str, tuple[int, int]]] = {}  # stream -> id -> (seq, sv): `recent` as a lookup
 
     def version(self, stream: str) -> int:
         head = self.streams.get(stream)
@@ -53,16 +51,9 @@ class ChainState:
         assert self.log_id is not None, "the header sets the log id first"
         return genesis(self.log_id, stream)
 
-    def _index(self, stream: str) -> dict[str, tuple[int, int]]:
-        index = self._ids.get(stream)
-        if index is None:  # e.g. heads restored from an index file: built from the window once
-            index = self._ids[stream] = {i: (q, v) for i, q, v in self.recent.get(stream, ())}
-        return index
-
     def find_recent(self, stream: str, event_id: str) -> Position | None:
-        if not self.id_window:
-            return None
-        hit = self._index(stream).get(event_id)
+        window = self.windows.get(stream)
+        hit = window.get(event_id) if window else None
         return None if hit is None else Position(hit[0], stream, hit[1])
 
     def problem(self, record: Record) -> str | None:
@@ -130,7 +121,7 @@ class ChainState:
 
     def remember_all(self, new: list[tuple[str, int, str, str, int]]) -> None:
         """`remember` for a committed batch of (stream, sv, h, id, seq), lookups hoisted."""
-        streams, recent, ids, size = self.streams, self.recent, self._ids, self.id_window
+        streams, windows, size = self.streams, self.windows, self.id_window
         for stream, sv, h, event_id, seq in new:
             head = streams.get(stream)
             if head is None:
@@ -138,38 +129,17 @@ class ChainState:
             else:
                 head.sv = sv
                 head.h = h
-            if not size:
-                continue
-            window = recent.get(stream)
-            if window is None:
-                window = recent[stream] = deque(maxlen=size)
-            index = ids.get(stream) or self._index(stream)
-            if len(window) == size:
-                old_id, old_seq, _ = window[0]
-                if index.get(old_id, (0, 0))[0] == old_seq:
-                    del index[old_id]
-            window.append((event_id, seq, sv))
-            index[event_id] = (seq, sv)
+            if size:
+                window = windows.get(stream)
+                if window is None:
+                    window = windows[stream] = {}
+                window[event_id] = (seq, sv)
+                if len(window) > size:
+                    del window[next(iter(window))]  # the oldest leaves the window
         if new:
             self.last_seq = new[-1][4]
             self.last_h = new[-1][2]
 
     def remember(self, stream: str, sv: int, h: str, event_id: str, seq: int) -> None:
-        head = self.streams.get(stream)
-        if head is None:
-            self.streams[stream] = StreamHead(sv, h)
-        else:
-            head.sv = sv
-            head.h = h
-        if not self.id_window:
-            return  # a reader that never appends needs no idempotency window
-        window = self.recent.get(stream)
-        if window is None:
-            window = self.recent[stream] = deque(maxlen=self.id_window)
-        index = self._index(stream)
-        if len(window) == self.id_window:
-            old_id, old_seq, _ = window[0]
-            if index.get(old_id, (0, 0))[0] == old_seq:
-                del index[old_id]  # it leaves the window with this append
-        window.append((event_id, seq, sv))
-        index[event_id] = (seq, sv)
+        self.remember_all([(stream, sv, h, event_id, seq)])
+        self.last_seq, self.last_h = seq, h

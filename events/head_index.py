@@ -9,7 +9,6 @@ scan. It is a cache: losing it costs time, never data.
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -51,7 +50,7 @@ def snapshot(chain: ChainState, size: int) -> HeadIndex:
         last_seq=chain.last_seq,
         last_h=chain.last_h,
         streams={name: (head.sv, head.h) for name, head in chain.streams.items()},
-        recent={name: list(window) for name, window in chain.recent.items()},
+        recent={name: [(i, q, v) for i, (q, v) in window.items()] for name, window in chain.windows.items()},
     )
     return msgspec.structs.replace(index, digest=index.content_digest())
 
@@ -62,10 +61,7 @@ def restore(index: HeadIndex, id_window: int) -> ChainState:
     chain.last_seq = index.last_seq
     chain.last_h = index.last_h
     chain.streams = {name: StreamHead(sv, h) for name, (sv, h) in index.streams.items()}
-    chain.recent = {
-        name: deque((tuple(item) for item in window), maxlen=id_window)  # type: ignore[misc]
-        for name, window in index.recent.items()
-    }
+    chain.windows = {name: {i: (q, v) for i, q, v in window[-id_window:]} for name, window in index.recent.items()} if id_window else {}
     return chain
 
 
