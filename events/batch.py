@@ -25,7 +25,6 @@ class Batch:
         self.data = bytearray()
         self.positions: list[Position] = []
         self.new: list[tuple[str, int, str, str, int]] = []  # stream, sv, h, id, seq
-        self.line_ends: list[int] = []  # offsets in data just past each new line
 
     def commit(self, chain: ChainState) -> None:
         chain.remember_all(self.new)
@@ -40,7 +39,7 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
     log_id = chain.log_id
     assert log_id is not None, "a log has a header before any append"
     batch = Batch()
-    data, positions, new, line_ends = batch.data, batch.positions, batch.new, batch.line_ends
+    data, positions, new = batch.data, batch.positions, batch.new
     heads: dict[str, tuple[int, str]] = {}
     ids: dict[tuple[str, str], Position] = {}
     seq = chain.last_seq
@@ -98,5 +97,4 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
             ids[(stream, event_id)] = position
         positions.append(position)
         new.append((stream, sv, h, event_id, seq))
-        line_ends.append(len(data))
     return batch

@@ -153,19 +153,19 @@ class JsonlLog:
             raise AsupError(ErrorCode.IO_FAILED, f"writer fenced after {self._fenced}; reopen the log", file=str(self.path))
         batch = plan(self._chain, items, format_ts(self._clock.now_ns()))
         if batch.data:
-            self._write(batch.data, batch.line_ends)
+            self._write(batch.data)
             batch.commit(self._chain)
             if self._size - self._indexed_at >= INDEX_EVERY:
                 head_index.save(self.path, self._chain, self._size)
                 self._indexed_at = self._size
         return batch.positions
 
-    def _write(self, data: bytearray, line_ends: list[int]) -> None:
+    def _write(self, data: bytearray) -> None:
         start = self._size
         try:
             if self._durability is Durability.ALWAYS:
                 begin = 0
-                for end in line_ends:
+                while (end := data.find(b"\n", begin) + 1) > 0:  # a line at a time, each synced
                     _write_all(self._fd, memoryview(data)[begin:end])
                     os.fsync(self._fd)
                     begin = end
