@@ -28,6 +28,23 @@ class Position(msgspec.Struct, frozen=True, gc=False):
     sv: int
 
 
+class ChainHeads:
+    """The head queries every store answers from its chain (mixed into the stores)."""
+
+    _chain: ChainState
+
+    def last_position(self) -> tuple[int, str]:
+        """(last seq, its digest)."""
+        return self._chain.last_seq, self._chain.last_h
+
+    def stream_version(self, stream: str) -> int:
+        return self._chain.version(stream)
+
+    def stream_head(self, stream: str) -> tuple[int, str]:
+        """(the stream's version, the digest of its last record); (0, genesis) when empty."""
+        return self._chain.version(stream), self._chain.prev_of(stream)
+
+
 class ChainState:
     """The heads of a log as read so far, plus a bounded window of recent ids per stream
     (an insertion-ordered dict: id -> (seq, sv), the oldest dropped past `id_window`)."""

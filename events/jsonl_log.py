@@ -21,7 +21,7 @@ from pathlib import Path
 
 from events import head_index
 from events.batch import plan
-from events.chain import ChainState, Position
+from events.chain import ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes
 from events.errors import AsupError, ErrorCode
@@ -36,7 +36,7 @@ from events.vocabulary import Durability
 INDEX_EVERY = 64 << 20  # bytes appended between head-index saves
 
 
-class JsonlLog:
+class JsonlLog(ChainHeads):
     """A JSONL log opened for append. Use `JsonlLog.open(path)`; close it (or `with`)."""
 
     def __init__(self, path: Path, chain: ChainState, fd: int, lock: WriterLock, durability: Durability, clock: Clock) -> None:
@@ -112,15 +112,6 @@ class JsonlLog:
 
     def read_stream(self, stream: str) -> Iterator[Record]:
         return (record for record in read_records(self.path) if record.stream == stream)
-
-    def last_position(self) -> tuple[int, str]:
-        return self._chain.last_seq, self._chain.last_h
-
-    def stream_version(self, stream: str) -> int:
-        return self._chain.version(stream)
-
-    def stream_head(self, stream: str) -> tuple[int, str]:
-        return self._chain.version(stream), self._chain.prev_of(stream)
 
     def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
         return follow_path(self.path, from_seq)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import anyio
 
 from events.batch import plan
-from events.chain import ChainState, Position
+from events.chain import ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
 from events.payloads import Event, LogCreated
 from events.record import HEADER_STREAM, LOG_SCHEMA, Record
@@ -17,7 +17,7 @@ from events.scan import Scanner
 from events.store import Pending, pending_for
 
 
-class MemoryLog:
+class MemoryLog(ChainHeads):
     def __init__(self, log_id: str = "memory", *, clock: Clock | None = None, id_window: int = 64) -> None:
         self._chain = ChainState(id_window)
         self._chain.log_id = log_id
@@ -38,15 +38,6 @@ class MemoryLog:
 
     def read_stream(self, stream: str) -> Iterator[Record]:
         return (record for record in self.read() if record.stream == stream)
-
-    def last_position(self) -> tuple[int, str]:
-        return self._chain.last_seq, self._chain.last_h
-
-    def stream_version(self, stream: str) -> int:
-        return self._chain.version(stream)
-
-    def stream_head(self, stream: str) -> tuple[int, str]:
-        return self._chain.version(stream), self._chain.prev_of(stream)
 
     async def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
         chain = ChainState()

@@ -21,20 +21,11 @@ from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.observations import PrimitiveRequest
 from events.vocabulary import Mode
+from projections.runbook_map import SECTION
 from runbook.output import console, emit_json, reports_errors
 
 DEFAULT_LOG = Path("artifacts/logs/transfers.jsonl")
-SECTIONS = {
-    "unsupported_capability": "A",
-    "capability_mismatch": "A",
-    "integrity_precheck_failed": "B",
-    "retry_exhausted": "C",
-    "conflict_detected": "C",
-    "resume_seed_mismatch": "C",
-    "resume_transfer_mismatch": "C",
-    "resume_cursor_ahead": "C",
-    "invalid_transition": "C",
-}
+SECTIONS: dict[str, str] = {code.value: section for code, section in SECTION.items()}
 
 
 class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
