@@ -1,7 +1,8 @@
-"""Following a log as it grows: poll for complete new lines, verify, yield.
+"""Following a log as it grows: read only complete records past the last one returned.
 
-A partial last line is an append in flight: it is never surfaced, only waited for. The
-live tail of `asup tail` (inotify, filters, rendering) builds on this.
+A partial last line is an append in flight (or a torn tail): it is never surfaced, only
+waited for. `Tailer` is the reading half; `follow_path` polls it (the store interface's
+`follow`); `asup tail` wakes it with inotify instead (replay/tail.py).
 """
 
 from __future__ import annotations
@@ -16,23 +17,39 @@ from events.errors import AsupError, ErrorCode
 from events.record import Record
 from events.scan import Scanner
 
-POLL_SECONDS = 0.005
+POLL_SECONDS = 0.001
+
+
+class Tailer:
+    """Reads what has been committed since the last call; keeps the chain across calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.chain = ChainState()
+        self.offset = 0
+
+    def drain(self) -> list[Record]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []  # not created yet, or being replaced: wait
+        if size < self.offset:
+            raise AsupError(ErrorCode.CORRUPT_RECORD, f"log shrank below byte {self.offset} already read (replaced?)", file=str(self.path))
+        if size == self.offset:
+            return []
+        scanner = Scanner(self.path, self.chain, self.offset)
+        records = list(scanner)
+        self.offset = scanner.valid_size
+        if scanner.problem is not None and scanner.problem.kind != "torn_tail":
+            raise scanner.problem.error(str(self.path))
+        return records
 
 
 async def follow_path(path: Path, from_seq: int = 1, poll_seconds: float = POLL_SECONDS) -> AsyncIterator[Record]:
-    chain = ChainState()
-    offset = 0
+    """Records from `from_seq` on, then each new one, checking the file every `poll_seconds`."""
+    tailer = Tailer(path)
     while True:
-        if path.exists():
-            size = path.stat().st_size
-            if size < offset:
-                raise AsupError(ErrorCode.CORRUPT_RECORD, f"log shrank below byte {offset} that was already read", file=str(path))
-            if size > offset:
-                scanner = Scanner(path, chain, offset)
-                for record in scanner:
-                    if record.seq >= from_seq:
-                        yield record
-                offset = scanner.valid_size
-                if scanner.problem is not None and scanner.problem.kind != "torn_tail":
-                    raise scanner.problem.error(str(path))
+        for record in tailer.drain():
+            if record.seq >= from_seq:
+                yield record
         await anyio.sleep(poll_seconds)

@@ -16,37 +16,10 @@ from pathlib import Path
 import anyio
 import watchfiles
 
-from events.chain import ChainState
-from events.errors import AsupError, ErrorCode
+from events.follow import POLL_SECONDS, Tailer
 from events.record import Record
-from events.scan import Scanner
 
-POLL_SECONDS = 0.001
-
-
-class Tailer:
-    """Reads what has been committed since the last call; keeps the chain across calls."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.chain = ChainState()
-        self.offset = 0
-
-    def drain(self) -> list[Record]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []  # not created yet, or being replaced: wait
-        if size < self.offset:
-            raise AsupError(ErrorCode.CORRUPT_RECORD, f"log shrank below byte {self.offset} already read (replaced?)", file=str(self.path))
-        if size == self.offset:
-            return []
-        scanner = Scanner(self.path, self.chain, self.offset)
-        records = list(scanner)
-        self.offset = scanner.valid_size
-        if scanner.problem is not None and scanner.problem.kind != "torn_tail":
-            raise scanner.problem.error(str(self.path))
-        return records
+__all__ = ["Tailer", "follow"]
 
 
 Filter = Callable[[Record], bool]
