@@ -10,7 +10,7 @@ it is. A writer that restarts simply appends after the last record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -22,7 +22,6 @@ from events.record import Record
 __all__ = ["Tailer", "follow"]
 
 
-Filter = Callable[[Record], bool]
 
 
 async def follow(
