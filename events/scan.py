@@ -134,6 +134,7 @@ class Scanner:
         chain = self.chain
         hasher = blake3()  # reset per line: cheaper than a new hasher each time
         reset, update, hexdigest, decode = hasher.reset, hasher.update, hasher.hexdigest, DECODER.decode
+        head_at, trailer, longest, close = TRAILER_LEN, TRAILER_HEAD, MAX_LINE, b'"}'  # locals: this loop runs per line
         streams, window = chain.streams, chain.id_window
         offset, last_seq, last_h, records = self.offset, chain.last_seq, chain.last_h, 0
 
@@ -155,9 +156,10 @@ class Scanner:
                         # inline `fast_decode`: framing, digest and typed decode of a plain line
                         n = len(body)
                         record = None
-                        if TRAILER_LEN < n < MAX_LINE and body.startswith(TRAILER_HEAD, n - TRAILER_LEN) and body.endswith(b'"}'):
+                        if head_at < n < longest and body.startswith(trailer, n - head_at) and body.endswith(close):
                             reset()
-                            update(body[: n - TRAILER_LEN])
+                            update(body[: n - head_at])
+                            # the hex text itself, byte for byte (fromhex would also accept upper case)
                             if body.startswith(hexdigest().encode(), n - 66):
                                 try:
                                     record = decode(body)
