@@ -11,13 +11,15 @@ import sys
 from importlib.metadata import version
 
 import typer
+import typer.main
 from typer._click.exceptions import UsageError  # typer vendors click; the lock file pins it
 
 from engine.contracts import default_matrix, default_state_machine
-from events.errors import ExitCode
+from events.errors import AsupError, ExitCode
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
 from runbook import (
     batch_commands,
+    config,
     contract_commands,
     evidence_commands,
     log_commands,
@@ -82,7 +84,12 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        code = app(standalone_mode=False)
+        defaults = config.default_map(typer.main.get_command(app), config.load())
+    except AsupError as error:
+        sys.stderr.write(f"asup: {error.one_line()}\n")
+        sys.exit(int(error.exit_code))
+    try:
+        code = app(standalone_mode=False, default_map=defaults)
     except UsageError as exc:  # click would print a multi-line box; asup errors are one line
         where = f" ({exc.ctx.command_path})" if exc.ctx else ""
         if exc.format_message():  # empty when the help was printed for a bare group
