@@ -73,7 +73,7 @@ def root(
     Exit codes: 0 ok; 1 a check failed (damage, divergence, gate, stale expectation);
     2 usage or unreadable input; 3 the log is held by another writer; 130 interrupted.
 
-    Example: asup log verify artifacts/demo/demo_log.jsonl
+    Example: asup readiness --root artifacts
     """
 
 
