@@ -20,9 +20,3 @@ def digest_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             hasher.update(block)
     return PREFIX + hasher.hexdigest()
-
-
-def is_digest(text: str) -> bool:
-    if len(text) != len(ZERO) or not text.startswith(PREFIX):
-        return False
-    return all(c in "0123456789abcdef" for c in text[len(PREFIX) :])

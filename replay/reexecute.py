@@ -164,13 +164,6 @@ class StreamReplay:
         return ""
 
 
-def replay_stream(records: list[Record], *, lever: bool = True) -> TransferReplay:
-    replay = StreamReplay(records[0].stream if records else "", make_dispatcher(lever))
-    for record in records:
-        replay.feed(record, None)
-    return replay.finish(None)
-
-
 def replay_log(
     path: Path, *, transfer: str | None = None, until: int | None = None, lever: bool = True, want_trace: bool = True
 ) -> tuple[ReplayReport, bytes]:
