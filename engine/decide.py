@@ -12,6 +12,7 @@ import random
 
 import msgspec
 
+from engine.contracts import default_state_machine
 from events.observations import (
     BackoffDrawn,
     CapabilityNegotiated,
@@ -29,8 +30,9 @@ from events.observations import (
 from events.payloads import Event
 from events.vocabulary import ReasonCode, Trigger
 
-BACKOFF_BASE_MS = 10
-BACKOFF_CAP_MS = 1000
+_HARDENED = default_state_machine().retry_policy.hardened  # the contract is the one source of the bounds
+BACKOFF_BASE_MS = _HARDENED.backoff_base_ms
+BACKOFF_CAP_MS = _HARDENED.backoff_cap_ms
 
 
 class Decision(msgspec.Struct, frozen=True):

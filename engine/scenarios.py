@@ -10,6 +10,7 @@ no check fails.
 from __future__ import annotations
 
 import random
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from engine.faults import FaultyTarget, SimulatedCrash, parse_plan
 from engine.intent import build_intent
 from engine.machine import AdapterMachine, CompiledDispatch
 from engine.stores import DirectoryStore
-from events.clock import Clock
+from events.clock import Clock, StepClock
 from events.errors import AsupError, ErrorCode
 from events.observations import Intent
 from events.vocabulary import Mode, ReasonCode, State
@@ -321,3 +322,25 @@ def _checks(scenario: Scenario, result: TransferResult | None, target: Directory
     else:
         checks.append(Check("artifact_present", final.exists(), f"{target_name} exists after completing"))
     return checks
+
+
+async def run_scenarios(
+    chosen: list[Scenario],
+    appender: Appender,
+    dispatcher: AdapterMachine | CompiledDispatch,
+    *,
+    seed: int,
+    workdir: Path | None = None,
+    on_done: Callable[[ScenarioOutcome], None] | None = None,
+) -> list[ScenarioOutcome]:
+    """Run `chosen` in order into one log, each in its own work directory (under `workdir`
+    when given and kept, else a temporary one)."""
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="asup-scenarios-") as tmp:
+        for scenario in chosen:
+            where = (workdir or Path(tmp)) / scenario.name
+            outcome = await run_scenario(scenario, where, appender, dispatcher, seed=seed, clock=StepClock)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
+    return outcomes

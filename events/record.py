@@ -169,21 +169,6 @@ def check_line(body: bytes, complete: bool = True) -> LineFault | None:
     return None
 
 
-def fast_decode(body: bytes) -> Record | None:
-    """The record of a complete, well-framed line whose digest holds; None for anything
-    else (then `decode_line` says why). The hot path of every read: no slices copied."""
-    n = len(body)
-    if not (TRAILER_LEN < n < MAX_LINE and body.startswith(TRAILER_HEAD, n - TRAILER_LEN) and body.endswith(b'"}')):
-        return None
-    if not body.startswith(blake3(memoryview(body)[: n - TRAILER_LEN]).hexdigest().encode(), n - 66):
-        return None
-    try:
-        record: Record = DECODER.decode(body)
-    except msgspec.MsgspecError:
-        return None
-    return record if record.v == SCHEMA_VERSION else None
-
-
 def decode_line(body: bytes, complete: bool = True) -> Record | LineFault:
     """A checked line's record, or why it is not one (its bytes are never trusted)."""
     fault = check_line(body, complete)

@@ -27,7 +27,6 @@ from events.record import (
     Record,
     check_line,
     decode_line,
-    fast_decode,
 )
 
 BLOCK = 1 << 20
@@ -153,7 +152,7 @@ class Scanner:
                     bodies = data.split(b"\n")
                     carry = bodies.pop()
                     for body in bodies:
-                        # inline `fast_decode`: framing, digest and typed decode of a plain line
+                        # the fast path of `decode_line`, inline: framing, digest and typed decode of a plain line
                         n = len(body)
                         record = None
                         if head_at < n < longest and body.startswith(trailer, n - head_at) and body.endswith(close):
@@ -203,13 +202,10 @@ class Scanner:
         chain = self.chain
         lines = iter_lines(fh, offset, chain.last_seq + 1)
         for line in lines:
-            outcome = fast_decode(line.body) if line.complete else None
-            if outcome is None:
-                slow = decode_line(line.body, line.complete)
-                if isinstance(slow, LineFault):
-                    self.problem = _classify(line, slow, lines, fh)
-                    return
-                outcome = slow
+            outcome = decode_line(line.body, line.complete)
+            if isinstance(outcome, LineFault):
+                self.problem = _classify(line, outcome, lines, fh)
+                return
             issue = chain.advance(outcome)
             if issue is not None:
                 self.problem = Problem("corrupt", line.number, line.offset, "chain", issue, seq=outcome.seq)

@@ -11,7 +11,6 @@ check fails."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import msgspec
 from engine.appender import DirectAppender
 from engine.durability import write_atomic
 from engine.machine import make_dispatcher
-from engine.scenarios import SCENARIOS, ScenarioOutcome, run_scenario
+from engine.scenarios import SCENARIOS, ScenarioOutcome, run_scenarios
 from engine.scrub import keep_aside
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
@@ -68,12 +67,8 @@ def _fresh(path: Path) -> None:
 
 
 async def _live(log_path: Path, seed: int, lever: bool) -> list[ScenarioOutcome]:
-    outcomes = []
-    with JsonlLog.open(log_path, log_id="e2e", clock=StepClock()) as log, tempfile.TemporaryDirectory(prefix="asup-e2e-") as tmp:
-        appender, dispatcher = DirectAppender(log), make_dispatcher(lever)
-        for scenario in SCENARIOS:
-            outcomes.append(await run_scenario(scenario, Path(tmp) / scenario.name, appender, dispatcher, seed=seed, clock=StepClock))
-    return outcomes
+    with JsonlLog.open(log_path, log_id="e2e", clock=StepClock()) as log:
+        return await run_scenarios(list(SCENARIOS), DirectAppender(log), make_dispatcher(lever), seed=seed)
 
 
 def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[str, Any]:

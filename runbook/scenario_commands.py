@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import anyio
@@ -12,7 +11,7 @@ from rich.table import Table
 
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
-from engine.scenarios import SCENARIOS, Scenario, ScenarioOutcome, get, run_scenario
+from engine.scenarios import SCENARIOS, Scenario, ScenarioOutcome, get, run_scenarios
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
@@ -90,20 +89,15 @@ def run(
 
 
 async def _run_all(chosen: list[Scenario], log_path: Path, seed: int, workdir: Path | None, lever: bool) -> list[ScenarioOutcome]:
-    outcomes = []
     out = console()
     with (
         JsonlLog.open(log_path, log_id="scenarios", clock=StepClock()) as log,
         Progress(console=out, transient=True, disable=not out.is_terminal) as bar,
     ):
         task = bar.add_task("scenarios", total=len(chosen))
-        appender, dispatcher = DirectAppender(log), make_dispatcher(lever)
-        for scenario in chosen:
-            with tempfile.TemporaryDirectory(prefix=f"asup-{scenario.name}-") as tmp:
-                where = (workdir / scenario.name) if workdir else Path(tmp)
-                outcomes.append(await run_scenario(scenario, where, appender, dispatcher, seed=seed, clock=StepClock))
-            bar.advance(task)
-    return outcomes
+        return await run_scenarios(
+            chosen, DirectAppender(log), make_dispatcher(lever), seed=seed, workdir=workdir, on_done=lambda _o: bar.advance(task)
+        )
 
 
 def _row(o: ScenarioOutcome) -> dict[str, object]:

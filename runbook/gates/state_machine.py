@@ -4,7 +4,6 @@ built from it matches it row for row, the compiled lever equals the Machine for 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import anyio
@@ -12,7 +11,7 @@ import anyio
 from engine.appender import DirectAppender
 from engine.contracts import MachineSpec, load_state_machine
 from engine.machine import AdapterMachine, CompiledDispatch, TransferModel
-from engine.scenarios import SCENARIOS, run_scenario
+from engine.scenarios import SCENARIOS, run_scenarios
 from events.clock import StepClock
 from events.errors import AsupError
 from events.memory_log import MemoryLog
@@ -79,13 +78,7 @@ def _equivalence(report: GateReport, machine: AdapterMachine, lever: CompiledDis
 def _live_reason_codes(report: GateReport, lever: CompiledDispatch) -> None:
     log = MemoryLog("state-machine-gate", clock=StepClock())
 
-    async def scenarios() -> None:
-        appender = DirectAppender(log)
-        with tempfile.TemporaryDirectory(prefix="asup-gate-") as tmp:
-            for scenario in SCENARIOS:
-                await run_scenario(scenario, Path(tmp) / scenario.name, appender, lever, seed=1, clock=StepClock)
-
-    anyio.run(scenarios)
+    anyio.run(lambda: run_scenarios(list(SCENARIOS), DirectAppender(log), lever, seed=1))
     reached = {r.data.reason_code for r in log.read() if isinstance(r.data, Transition) and r.data.reason_code is not None}
     for code in ReasonCode:
         report.check(f"live/{code}/reached", code in reached)
