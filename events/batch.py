@@ -7,80 +7,83 @@ committed (so a failed write or a stale expectation leaves the heads as they wer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 from blake3 import blake3
 
 from events.chain import ChainState, Position
 from events.errors import AsupError, ErrorCode
-from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN
+from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN, payload_of, stream_tag
 from events.store import Pending
 
 _ENCODER = msgspec.json.Encoder()
+
+LineAt = Callable[[int], bytes]
+"""Reads the stored line starting at a byte offset of the log (for checking a retry)."""
 
 
 class Batch:
     def __init__(self) -> None:
         self.data = bytearray()
         self.positions: list[Position] = []
-        self.new: list[tuple[str, int, str, str, int]] = []  # stream, sv, h, id, seq
+        self.new: list[tuple[str, int, str, str, int, int]] = []  # stream, sv, h, id, seq, offset in `data`
 
-    def commit(self, chain: ChainState) -> None:
-        chain.remember_all(self.new)
+    def commit(self, chain: ChainState, base: int) -> None:
+        """Advance the chain past the written batch, whose bytes begin at offset `base`."""
+        chain.remember_all(self.new, base)
 
 
-def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
+def plan(chain: ChainState, items: Sequence[Pending], ts: str, line_at: LineAt) -> Batch:
     """Encode `items` after the chain's heads; raises `conflict_detected` on a stale expectation.
 
-    The hot path of every append: each payload is encoded once (for its id and its line),
-    the timestamp once per batch, and one hasher is reset rather than made per event.
+    The hot path of every append: each payload is encoded once, the timestamp once per
+    batch, one hasher is reset rather than made per event, and a derived id costs a format
+    (its stream's tag is hashed once per batch). An item expecting a version the stream has
+    passed is a retry only if the event stored at that version is the same event (read back
+    with `line_at`); a different one is a stale writer's, and conflicts.
     """
     log_id = chain.log_id
     assert log_id is not None, "a log has a header before any append"
     batch = Batch()
     data, positions, new = batch.data, batch.positions, batch.new
     heads: dict[str, tuple[int, str]] = {}
-    ids: dict[tuple[str, str], Position] = {}
+    ids: dict[tuple[str, str], tuple[Position, bytes]] = {}  # this batch's ids that a later item may repeat
     seq = chain.last_seq
     encode = _ENCODER.encode
     ts_json = encode(ts)
     hasher = blake3()  # one per call: a shared one would not be thread-safe
     reset, update, hexdigest = hasher.reset, hasher.update, hasher.hexdigest
-    keys: dict[str, tuple[bytes, bytes]] = {}  # stream -> (its id-hash prefix, its JSON): once per stream
+    keys: dict[str, tuple[str, bytes]] = {}  # stream -> (its id prefix, its JSON): once per stream
     for item in items:
         stream = item.stream
         got = heads.get(stream)
         sv_now, prev = got if got is not None else (chain.version(stream), chain.prev_of(stream))
         key = keys.get(stream)
         if key is None:
-            key = keys[stream] = (f"{log_id}\x00{stream}\x00".encode(), encode(stream))
+            key = keys[stream] = (f"e-{stream_tag(log_id, stream)}-", encode(stream))  # derive_event_id(...) but the version
         expected = item.expected_version
         payload = encode(item.event)
-        event_id = item.id
-        if not event_id:
-            reset()
-            update(b"%b%d\x00" % (key[0], (sv_now if expected is None else expected) + 1))
-            update(payload)
-            event_id = "e-" + hexdigest(12)  # == derive_event_id(...), without a second encode
         # A derived id at the stream's next version cannot be stored yet: only an explicit id or
         # an expectation behind the stream (a retry, or a stale writer) needs the lookup.
         if item.id or (expected is not None and expected != sv_now):
-            seen = ids.get((stream, event_id)) or chain.find_recent(stream, event_id)
+            event_id = item.id or f"{key[0]}{(sv_now if expected is None else expected) + 1}"
+            seen = _seen(chain, ids, stream, event_id, payload if not item.id else None, line_at)
             if seen is not None:
                 positions.append(seen)
                 continue
-        if expected is not None and expected != sv_now:
-            raise AsupError(
-                ErrorCode.CONFLICT_DETECTED,
-                f"stream {stream!r} is at version {sv_now}, the append expected {expected}; nothing was written",
-            )
+            if expected is not None and expected != sv_now:
+                raise AsupError(
+                    ErrorCode.CONFLICT_DETECTED,
+                    f"stream {stream!r} is at version {sv_now}, the append expected {expected}; nothing was written",
+                )
         seq += 1
         sv = sv_now + 1
+        event_id = item.id or f"{key[0]}{sv}"
         head = LINE_HEADS.get(type(item.event))
         if head is None:
             raise AsupError(ErrorCode.BAD_INPUT, f"{type(item.event).__name__} is not a registered event type")
-        # derived ids and digests are hex: quoting is their JSON encoding; a caller's id may need escapes
+        # derived ids and digests need no escapes: quoting is their JSON encoding; a caller's id may need them
         id_json = encode(event_id) if item.id else b'"%b"' % event_id.encode()
         prefix = head % (SCHEMA_VERSION, seq, key[1], sv, id_json, ts_json, payload, b'"%b"' % prev.encode())
         if len(prefix) + TRAILER_LEN + 1 > MAX_LINE:
@@ -88,13 +91,34 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str) -> Batch:
         reset()
         update(prefix)
         digest = hexdigest()
+        offset = len(data)
         data += prefix
         data += LINE_TRAILER % digest.encode()
         h = "blake3:" + digest
         position = Position(seq, stream, sv)
         heads[stream] = (sv, h)
         if item.id or expected is not None:
-            ids[(stream, event_id)] = position
+            ids[(stream, event_id)] = (position, payload)
         positions.append(position)
-        new.append((stream, sv, h, event_id, seq))
+        new.append((stream, sv, h, event_id, seq, offset))
     return batch
+
+
+def _seen(
+    chain: ChainState,
+    ids: dict[tuple[str, str], tuple[Position, bytes]],
+    stream: str,
+    event_id: str,
+    payload: bytes | None,
+    line_at: LineAt,
+) -> Position | None:
+    """The position `event_id` already holds in `stream`, if the event there is the same one
+    (`payload` None: an explicit id, which is the caller's promise of sameness)."""
+    planned = ids.get((stream, event_id))
+    if planned is not None:
+        return planned[0] if payload is None or planned[1] == payload else None
+    stored = chain.find_recent(stream, event_id)
+    if stored is None:
+        return None
+    position, offset = stored
+    return position if payload is None or payload_of(line_at(offset)) == payload else None

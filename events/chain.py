@@ -47,14 +47,15 @@ class ChainHeads:
 
 class ChainState:
     """The heads of a log as read so far, plus a bounded window of recent ids per stream
-    (an insertion-ordered dict: id -> (seq, sv), the oldest dropped past `id_window`)."""
+    (an insertion-ordered dict: id -> (seq, sv, byte offset of its line), the oldest dropped
+    past `id_window`; the offset lets a retry be checked against the stored event)."""
 
     def __init__(self, id_window: int = 0) -> None:
         self.log_id: str | None = None
         self.last_seq = 0
         self.last_h = ""
         self.streams: dict[str, StreamHead] = {}
-        self.windows: dict[str, dict[str, tuple[int, int]]] = {}
+        self.windows: dict[str, dict[str, tuple[int, int, int]]] = {}
         self.id_window = id_window
 
     def version(self, stream: str) -> int:
@@ -68,10 +69,11 @@ class ChainState:
         assert self.log_id is not None, "the header sets the log id first"
         return genesis(self.log_id, stream)
 
-    def find_recent(self, stream: str, event_id: str) -> Position | None:
+    def find_recent(self, stream: str, event_id: str) -> tuple[Position, int] | None:
+        """Where a recent id of `stream` landed: its position and the byte offset of its line."""
         window = self.windows.get(stream)
         hit = window.get(event_id) if window else None
-        return None if hit is None else Position(hit[0], stream, hit[1])
+        return None if hit is None else (Position(hit[0], stream, hit[1]), hit[2])
 
     def problem(self, record: Record) -> str | None:
         """Why `record` cannot follow the records admitted so far, or None."""
@@ -102,11 +104,12 @@ class ChainState:
             return "header does not chain to its log's genesis"
         return None
 
-    def advance(self, record: Record) -> str | None:
+    def advance(self, record: Record, offset: int = -1) -> str | None:
         """Check `record` against the heads and, when it fits, admit it: why not, or None.
 
         The common case (next seq, an existing stream, v1) is decided inline; anything
-        else goes through `problem` for the precise message.
+        else goes through `problem` for the precise message. `offset` (of the record's line)
+        is kept in the id window.
         """
         head = self.streams.get(record.stream)
         if (
@@ -119,27 +122,28 @@ class ChainState:
         ):
             issue = self.problem(record)
             if issue is None:
-                self.admit(record)
+                self.admit(record, offset)
             return issue
         self.last_seq = record.seq
         self.last_h = head.h = record.h
         head.sv = record.sv
         if self.id_window:
-            self.remember(record.stream, record.sv, record.h, record.id, record.seq)
+            self.remember(record.stream, record.sv, record.h, record.id, record.seq, offset)
         return None
 
-    def admit(self, record: Record) -> None:
+    def admit(self, record: Record, offset: int = -1) -> None:
         """Advance the heads past `record` (already checked by `problem`)."""
         if self.log_id is None and isinstance(record.data, LogCreated):
             self.log_id = record.data.log_id
         self.last_seq = record.seq
         self.last_h = record.h
-        self.remember(record.stream, record.sv, record.h, record.id, record.seq)
+        self.remember(record.stream, record.sv, record.h, record.id, record.seq, offset)
 
-    def remember_all(self, new: list[tuple[str, int, str, str, int]]) -> None:
-        """`remember` for a committed batch of (stream, sv, h, id, seq), lookups hoisted."""
+    def remember_all(self, new: list[tuple[str, int, str, str, int, int]], base: int = 0) -> None:
+        """`remember` for a committed batch of (stream, sv, h, id, seq, offset), lookups
+        hoisted; the offsets are relative to `base`, where the batch's bytes begin."""
         streams, windows, size = self.streams, self.windows, self.id_window
-        for stream, sv, h, event_id, seq in new:
+        for stream, sv, h, event_id, seq, offset in new:
             head = streams.get(stream)
             if head is None:
                 streams[stream] = StreamHead(sv, h)
@@ -150,13 +154,13 @@ class ChainState:
                 window = windows.get(stream)
                 if window is None:
                     window = windows[stream] = {}
-                window[event_id] = (seq, sv)
+                window[event_id] = (seq, sv, base + offset)
                 if len(window) > size:
                     del window[next(iter(window))]  # the oldest leaves the window
         if new:
             self.last_seq = new[-1][4]
             self.last_h = new[-1][2]
 
-    def remember(self, stream: str, sv: int, h: str, event_id: str, seq: int) -> None:
-        self.remember_all([(stream, sv, h, event_id, seq)])
+    def remember(self, stream: str, sv: int, h: str, event_id: str, seq: int, offset: int = -1) -> None:
+        self.remember_all([(stream, sv, h, event_id, seq, offset)])
         self.last_seq, self.last_h = seq, h

@@ -17,7 +17,7 @@ from blake3 import blake3
 from events.chain import ChainState, StreamHead
 from events.record import TRAILER_LEN
 
-FORMAT = 2  # 2: with a digest over the content
+FORMAT = 3  # 2: with a digest over the content; 3: recent ids carry their line's offset
 
 
 class HeadIndex(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,7 +29,7 @@ class HeadIndex(msgspec.Struct, forbid_unknown_fields=True):
     last_seq: int
     last_h: str
     streams: dict[str, tuple[int, str]]
-    recent: dict[str, list[tuple[str, int, int]]]
+    recent: dict[str, list[tuple[str, int, int, int]]]  # id, seq, sv, offset
     digest: str = ""
 
     def content_digest(self) -> str:
@@ -50,7 +50,7 @@ def snapshot(chain: ChainState, size: int) -> HeadIndex:
         last_seq=chain.last_seq,
         last_h=chain.last_h,
         streams={name: (head.sv, head.h) for name, head in chain.streams.items()},
-        recent={name: [(i, q, v) for i, (q, v) in window.items()] for name, window in chain.windows.items()},
+        recent={name: [(i, *at) for i, at in window.items()] for name, window in chain.windows.items()},
     )
     return msgspec.structs.replace(index, digest=index.content_digest())
 
@@ -61,7 +61,8 @@ def restore(index: HeadIndex, id_window: int) -> ChainState:
     chain.last_seq = index.last_seq
     chain.last_h = index.last_h
     chain.streams = {name: StreamHead(sv, h) for name, (sv, h) in index.streams.items()}
-    chain.windows = {name: {i: (q, v) for i, q, v in window[-id_window:]} for name, window in index.recent.items()} if id_window else {}
+    if id_window:
+        chain.windows = {name: {i: (q, v, o) for i, q, v, o in window[-id_window:]} for name, window in index.recent.items()}
     return chain
 
 

@@ -29,7 +29,7 @@ from events.follow import follow_path
 from events.lock import WriterLock
 from events.payloads import Event, LogCreated, LogRepaired
 from events.record import HEADER_STREAM, LOG_SCHEMA, Record
-from events.scan import Problem, read_records, scan
+from events.scan import Problem, line_at, read_records, scan
 from events.store import Pending, pending_for
 from events.vocabulary import Durability
 
@@ -142,14 +142,19 @@ class JsonlLog(ChainHeads):
             raise AsupError(ErrorCode.WRITER_CLOSED, "the log is closed", file=str(self.path))
         if self._fenced is not None:
             raise AsupError(ErrorCode.IO_FAILED, f"writer fenced after {self._fenced}; reopen the log", file=str(self.path))
-        batch = plan(self._chain, items, format_ts(self._clock.now_ns()))
+        batch = plan(self._chain, items, format_ts(self._clock.now_ns()), self._line_at)
         if batch.data:
+            start = self._size
             self._write(batch.data)
-            batch.commit(self._chain)
+            batch.commit(self._chain, start)
             if self._size - self._indexed_at >= INDEX_EVERY:
                 head_index.save(self.path, self._chain, self._size)
                 self._indexed_at = self._size
         return batch.positions
+
+    def _line_at(self, offset: int) -> bytes:
+        with self.path.open("rb") as fh:
+            return line_at(fh, offset)
 
     def _write(self, data: bytearray) -> None:
         start = self._size

@@ -13,7 +13,7 @@ from events.chain import ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
 from events.payloads import Event, LogCreated
 from events.record import HEADER_STREAM, LOG_SCHEMA, Record
-from events.scan import Scanner
+from events.scan import Scanner, line_at
 from events.store import Pending, pending_for
 
 
@@ -63,11 +63,12 @@ class MemoryLog(ChainHeads):
         return Scanner(lambda: io.BytesIO(snapshot), chain, offset)
 
     def _append(self, items: Sequence[Pending]) -> list[Position]:
-        batch = plan(self._chain, items, format_ts(self._clock.now_ns()))
+        batch = plan(self._chain, items, format_ts(self._clock.now_ns()), lambda offset: line_at(io.BytesIO(self.data), offset))
         if batch.data:
+            start = len(self.data)
             self.data += batch.data
             self._appends += 1
-            batch.commit(self._chain)
+            batch.commit(self._chain, start)
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 waiter.set()

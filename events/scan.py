@@ -75,6 +75,13 @@ def iter_lines(fh: BinaryIO, offset: int, first_number: int) -> Iterator[Line]:
         yield Line(number, offset, carry, False)
 
 
+def line_at(fh: BinaryIO, offset: int) -> bytes:
+    """The line starting at byte `offset` (without its newline); b"" past the end or at -1."""
+    if offset < 0:
+        return b""
+    return next((line.body for line in iter_lines(fh, offset, 0)), b"")
+
+
 class Problem(msgspec.Struct, frozen=True):
     """The first thing wrong with a log."""
 
@@ -187,7 +194,7 @@ class Scanner:
                         else:
                             offset = self._settle(offset, bodies[base : base + done], last_seq, last_h)
                             base, done = base + done, 0
-                            if chain.advance(record) is not None:
+                            if chain.advance(record, offset) is not None:
                                 handed = True
                                 yield from self._per_line(fh, offset)
                                 return
@@ -218,7 +225,7 @@ class Scanner:
             if isinstance(outcome, LineFault):
                 self.problem = _classify(line, outcome, lines, fh)
                 return
-            issue = chain.advance(outcome)
+            issue = chain.advance(outcome, line.offset)
             if issue is not None:
                 self.problem = Problem("corrupt", line.number, line.offset, "chain", issue, seq=outcome.seq)
                 return

@@ -269,3 +269,43 @@ def test_recent_ids_survive_reopen(tmp_path: Path, index_state: str) -> None:
         assert log.append_batch(batch[1:2]) == original[1:2]
     assert path.stat().st_size == size
     assert tags(_verified(path)) == ["a-0", "a-1", "a-2", "b-0", "a-3", "c-0"]
+
+
+@pytest.mark.parametrize("index_state", ["valid", "missing", "behind"])
+def test_stale_writer_after_reopen_conflicts(tmp_path: Path, index_state: str) -> None:
+    """After a reopen, a different event at an already-taken version is a stale writer's: it
+    conflicts and writes nothing (its derived id matches, the stored event does not)."""
+    path = tmp_path / "log.jsonl"
+    _build(path, {"a": 2})
+    behind = index_path(path).read_bytes()
+    with JsonlLog.open(path) as log:
+        winner = log.append("a", [transition("winner")], expected_version=2)
+    if index_state == "missing":
+        index_path(path).unlink()
+    elif index_state == "behind":
+        index_path(path).write_bytes(behind)
+    size = path.stat().st_size
+    with JsonlLog.open(path) as log:
+        with pytest.raises(AsupError) as info:
+            log.append("a", [transition("loser")], expected_version=2)
+        assert info.value.code is ErrorCode.CONFLICT_DETECTED
+        assert log.append("a", [transition("winner")], expected_version=2) == winner
+    assert path.stat().st_size == size
+    assert tags(_verified(path)) == ["a-0", "a-1", "winner"]
+
+
+def test_retry_checked_against_a_damaged_stored_line_conflicts(tmp_path: Path) -> None:
+    """If the stored line a retry is compared with no longer verifies, the retry is not
+    taken as a duplicate: the append fails closed (conflict), nothing is written."""
+    path = tmp_path / "log.jsonl"
+    _build(path, {"a": 3})
+    with JsonlLog.open(path) as log:
+        log.append("b", [transition("b-0")])
+        retry = log.append("a", [transition("a-1", 1)], expected_version=1)
+        assert [(p.seq, p.sv) for p in retry] == [(3, 2)], "intact, the same retry is recognised"
+        _damage_line(path, 3)  # a-1: behind the index, so the open did not see it
+        size = path.stat().st_size
+        with pytest.raises(AsupError) as info:
+            log.append("a", [transition("a-1", 1)], expected_version=1)
+        assert info.value.code is ErrorCode.CONFLICT_DETECTED
+    assert path.stat().st_size == size
