@@ -17,7 +17,7 @@ from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
 from runbook.output import console, emit_json, reports_errors
 
-app = typer.Typer(
+app = typer.Typer(rich_markup_mode="markdown", 
     help="Built-in scenarios: success, interruption and resume, one per failure reason code.\n\nExample: asup scenario run all",
     no_args_is_help=True,
 )
@@ -55,7 +55,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable l
 @reports_errors
 def run(
     name: str = typer.Argument(..., help="A scenario name, or 'all'."),
-    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="Log to write (an earlier file is kept as LOG.<n>)."),
+    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="Log to write (an earlier file is kept as `LOG.<n>`)."),
     seed: int = typer.Option(7, "--seed", help="Seed of the generated artifacts and the transfers."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Keep the generated stores here (default: a temp dir)."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),

@@ -8,6 +8,7 @@ own errors are exactly one line on stderr: `asup: FILE[:LINE]: code: message`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -381,6 +382,31 @@ def test_every_command_help_has_an_example(path: list[str]) -> None:
     result = asup(*path, "--help")
     assert result.exit_code == 0, result.output
     assert "Example:" in result.stdout
+
+
+def _command_of(path: list[str]) -> Any:
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", [p for p in _commands() if p], ids=" ".join)
+def test_help_keeps_placeholders_and_reflows_paragraphs(path: list[str]) -> None:
+    """Help is rendered as markdown: every `<placeholder>` written in a command's text or its
+    options' help survives, and a paragraph's source line breaks do not survive (on a wide
+    terminal each paragraph is one line)."""
+    command = _command_of(path)
+    texts = [command.help or "", *(getattr(param, "help", None) or "" for param in command.params)]
+    wide = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
+    assert wide.exit_code == 0, wide.output
+    for placeholder in {m for text in texts for m in re.findall(r"<[\w-]+>", text)}:
+        assert placeholder in wide.stdout, f"{placeholder} lost from `asup {' '.join(path)} --help`"
+    for paragraph in (command.help or "").split("\n\n")[1:]:
+        lines = [line.split() for line in paragraph.strip().splitlines()]
+        if len(lines) > 1 and lines[0] and lines[1]:
+            seam = f"{lines[0][-1]} {lines[1][0]}".replace("`", "")
+            assert seam in wide.stdout.replace("`", ""), f"`asup {' '.join(path)} --help` breaks its paragraph at {seam!r}"
 
 
 def test_command_list_covers_the_log_verbs() -> None:
