@@ -181,13 +181,7 @@ class Scanner:
                             return
                         head = find(record.stream)
                         seq = record.seq
-                        if (
-                            head is not None
-                            and not window
-                            and seq == last_seq + 1
-                            and record.sv == head.sv + 1
-                            and record.prev == head.h
-                        ):
+                        if head is not None and not window and seq == last_seq + 1 and record.sv == head.sv + 1 and record.prev == head.h:
                             head.h = last_h = record.h  # the common case of `chain.advance`, inline
                             head.sv += 1
                             last_seq = seq

@@ -22,8 +22,6 @@ from events.record import Record
 __all__ = ["Tailer", "follow"]
 
 
-
-
 async def follow(
     path: Path,
     *,

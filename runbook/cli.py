@@ -31,7 +31,8 @@ from runbook import (
     tail_commands,
 )
 
-app = typer.Typer(rich_markup_mode="markdown", 
+app = typer.Typer(
+    rich_markup_mode="markdown",
     name="asup",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},

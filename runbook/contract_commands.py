@@ -11,7 +11,8 @@ from rich.table import Table
 from engine.contracts import MATRIX_FILE, PROFILES_FILE, STATE_MACHINE_FILE, contract_dir, load_matrix, load_profiles, load_state_machine
 from runbook.output import console, emit_json, reports_errors
 
-app = typer.Typer(rich_markup_mode="markdown", 
+app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Show or validate the contracts (capability matrix, state machine, adapter profiles).\n\nExample: asup contract show matrix",
     no_args_is_help=True,
 )

@@ -13,12 +13,15 @@ from runbook import evidence
 from runbook.output import console, emit_json, reports_errors
 from runbook.report_commands import ROOT_OPT, print_checklist
 
-evidence_app = typer.Typer(rich_markup_mode="markdown", 
+evidence_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Build and seal the final evidence pack; record the sign-off.\n\nExample: asup evidence build --root artifacts",
     no_args_is_help=True,
 )
-durability_app = typer.Typer(rich_markup_mode="markdown", 
-    help="Erasure-coded sidecars: encode, scrub, decode drill.\n\nExample: asup durability scrub PACK PACK.ec.json", no_args_is_help=True
+durability_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Erasure-coded sidecars: encode, scrub, decode drill.\n\nExample: asup durability scrub PACK PACK.ec.json",
+    no_args_is_help=True,
 )
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 

@@ -22,7 +22,8 @@ from events.segments import verify_log
 from runbook.demo import write_demo_log
 from runbook.output import console, emit_json, reports_errors
 
-app = typer.Typer(rich_markup_mode="markdown", 
+app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Verify, repair, inspect and print an append-only JSONL log.\n\nExample: asup log verify artifacts/logs/transfers.jsonl",
     no_args_is_help=True,
 )

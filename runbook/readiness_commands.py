@@ -25,7 +25,9 @@ from runbook.gates.report import GateReport
 from runbook.output import console, emit_json, reports_errors
 from runbook.report_commands import ROOT_OPT, print_checklist
 
-e2e_app = typer.Typer(rich_markup_mode="markdown", help="The e2e script pack: every scenario live, replayed and re-run, compared.\n\nExample: asup e2e run")
+e2e_app = typer.Typer(
+    rich_markup_mode="markdown", help="The e2e script pack: every scenario live, replayed and re-run, compared.\n\nExample: asup e2e run"
+)
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 GATE_NAMES = {"capability": "capability", "state-machine": "state_machine", "fault": "fault", "performance": "performance"}
 

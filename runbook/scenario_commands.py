@@ -17,7 +17,8 @@ from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
 from runbook.output import console, emit_json, reports_errors
 
-app = typer.Typer(rich_markup_mode="markdown", 
+app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Built-in scenarios: success, interruption and resume, one per failure reason code.\n\nExample: asup scenario run all",
     no_args_is_help=True,
 )

@@ -385,7 +385,7 @@ def test_every_command_help_has_an_example(path: list[str]) -> None:
 
 
 def _command_of(path: list[str]) -> Any:
-    command = typer.main.get_command(app)
+    command: Any = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]
     return command
