@@ -53,6 +53,7 @@ from events.clock import StepClock, format_ts
 from events.jsonl_log import JsonlLog
 from events.payloads import Transition
 from events.scan import Scanner
+from events.segments import default_jobs, verify_log
 from events.store import Pending
 from events.vocabulary import Durability, Mode, ReasonCode, State, Trigger
 
@@ -276,6 +277,15 @@ def asup_verify(path: Path) -> tuple[Timer, int]:
     return timer, count
 
 
+def asup_verify_parallel(path: Path, jobs: int) -> tuple[Timer, int]:
+    """`asup log verify`'s whole-log check on `jobs` processes (segments stitched at the seams)."""
+    with Timer() as timer:
+        result = verify_log(path, jobs, parallel_from=0)
+    if result.problem is not None or result.segments < 2:
+        raise SystemExit(f"parallel verify did not run clean in segments: {result}")
+    return timer, result.records
+
+
 def naive_verify(path: Path) -> tuple[Timer, int]:
     """The stdlib baseline: json.loads per line of the same file (no digest, no types, no chain)."""
     with Timer() as timer, path.open(encoding="utf-8") as fh:
@@ -413,6 +423,11 @@ def big_run(directory: Path, work: Workload, target_mb: int, cold: bool) -> dict
             "events_per_s": child["records"] / child["seconds"],
             "gb_per_s": child["bytes"] / 1e9 / child["seconds"],
         }
+    jobs = default_jobs()
+    if jobs > 1:
+        _progress(f"big run: asup log verify on {jobs} processes (warm page cache)")
+        timer, records = asup_verify_parallel(path, jobs)
+        out["verify_parallel"] = {"jobs": jobs, "seconds": timer.wall, "records": records, "events_per_s": records / timer.wall}
     path.unlink()
     path.with_name(path.name + ".head.json").unlink(missing_ok=True)
     return out
@@ -543,6 +558,16 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         timer, count = naive_verify(verify_file)
         naive_v.add(timer)
 
+    jobs = default_jobs()
+    parallel: Stat | None = None
+    if jobs > 1:
+        _progress(f"verify on {jobs} processes: {args.events + 1:,} records x {args.repeats} runs")
+        parallel = Stat(args.events + 1, nbytes=size)
+        for _ in range(args.repeats):
+            timer, count = asup_verify_parallel(verify_file, jobs)
+            assert count == args.events + 1, count
+            parallel.add(timer)
+
     _progress("disk reference: write + fsync of one batch's bytes, and of one line")
     disk = disk_reference(directory, round(line_bytes * args.batch), round(line_bytes), args.repeats)
 
@@ -599,6 +624,9 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             },
             "append": {str(d): {"asup": a.to_json(), "naive": n.to_json(), "ratio": a.median / n.median} for d, (a, n) in appends.items()},
             "verify": {"asup": verify.to_json(), "naive": naive_v.to_json(), "ratio": verify.median / naive_v.median},
+            "verify_parallel": None
+            if parallel is None
+            else {"jobs": jobs, "asup": parallel.to_json(), "ratio_to_naive": parallel.median / naive_v.median},
             "disk": disk,
             "big": big,
             "floors": [{**asdict(f), "pass": f.passed, "aim_met": None if f.aim is None else f.value >= f.aim} for f in floors],
@@ -609,7 +637,9 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         if profiles:
             print(profiles, file=sys.stderr)
     else:
-        report = Report(args, info, context, work, appends, verify, naive_v, line_bytes, naive_line_bytes, disk, big, floors, note)
+        report = Report(
+            args, info, context, work, appends, verify, naive_v, parallel, jobs, line_bytes, naive_line_bytes, disk, big, floors, note
+        )
         report.show()
         if profiles:
             print(profiles)
@@ -625,6 +655,8 @@ class Report:
     appends: dict[Durability, tuple[Stat, Stat]]
     verify: Stat
     naive_v: Stat
+    parallel: Stat | None
+    jobs: int
     line_bytes: float
     naive_line_bytes: float
     disk: dict[str, float]
@@ -665,7 +697,14 @@ class Report:
         print()
         print(f"  {'verify + typed decode':<24}{head}")
         print(_row(f"full scan ({self.verify.events:,} rec)", self.verify, self.naive_v))
+        if self.parallel is not None:
+            print(_row(f"{self.jobs} processes", self.parallel, self.naive_v))
         print("  (asup: Scanner = framing + BLAKE3 + msgspec typed decode + chain checks; naive: json.loads per line; warm page cache)")
+        if self.parallel is not None:
+            print(
+                f"  ({self.jobs} processes: `asup log verify`'s segments stitched at the seams, pool start-up included; "
+                "the floors are judged on the one-process scan, against the one-process naive baseline)"
+            )
         print()
         d = self.disk
         print(
@@ -710,6 +749,12 @@ class Report:
             print(
                 f"          peak RSS {v['vm_hwm_kib'] / 1024:.1f} MiB (VmHWM of the child; {v['vm_rss_before_kib'] / 1024:.1f} MiB "
                 "after imports, before the scan)"
+            )
+        par = big.get("verify_parallel")
+        if par is not None:
+            print(
+                f"  verify  {big['bytes'] / 1e9 / par['seconds']:.3f} GB/s  {par['events_per_s']:>10,.0f} events/s  "
+                f"({par['seconds']:.1f} s, asup log verify on {par['jobs']} processes)"
             )
 
 
