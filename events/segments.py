@@ -65,11 +65,11 @@ class SegmentChain(ChainState):
     def __init__(self, log_id: str) -> None:
         super().__init__()
         self.log_id = log_id
-        self.first_seq = 0
+        self.first_seq: int | None = None  # None until the segment's first record (0 is a seq a damaged line can carry)
         self.entries: dict[str, tuple[int, str]] = {}
 
     def problem(self, record: Record) -> str | None:
-        if not self.first_seq:
+        if self.first_seq is None:
             self.first_seq = record.seq
             self.last_seq = record.seq - 1
         if record.stream not in self.streams and record.v == SCHEMA_VERSION and record.seq == self.last_seq + 1:
@@ -85,8 +85,9 @@ class _Bounded:
         self._fh = path.open("rb")
         self._end = end
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._fh.seek(self._end if whence == os.SEEK_END else min(offset, self._end))
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._fh.tell(), os.SEEK_END: self._end}[whence]
+        return self._fh.seek(max(0, min(base + offset, self._end)))
 
     def read(self, size: int = -1) -> bytes:
         left = max(0, self._end - self._fh.tell())
@@ -106,7 +107,7 @@ def boundaries(path: Path, parts: int) -> list[int]:
     with path.open("rb") as fh:
         for i in range(1, parts):
             fh.seek(max(size * i // parts, cuts[-1]))
-            fh.readline()  # to the end of the line the guess landed in
+            fh.readline(MAX_LINE)  # to the end of the line the guess landed in (a longer one: the scans refuse it)
             at = fh.tell()
             if cuts[-1] < at < size:
                 cuts.append(at)
@@ -122,6 +123,7 @@ def scan_segment(path: str, start: int, end: int, log_id: str | None) -> Segment
         pass
     entries = chain.entries if isinstance(chain, SegmentChain) else {}
     first = chain.first_seq if isinstance(chain, SegmentChain) else 1
+    first = chain.last_seq + 1 if first is None else first  # an empty segment
     return Segment(
         clean=scanner.problem is None and scanner.valid_size == end,
         records=scanner.records,
@@ -137,8 +139,10 @@ def scan_segment(path: str, start: int, end: int, log_id: str | None) -> Segment
 def stitch(segments: list[Segment]) -> Verified | None:
     """The verdict on a clean log from its segments in order, or None when a seam breaks."""
     head = segments[0]
-    if not all(s.clean for s in segments) or head.log_id is None:
+    if head.log_id is None or head.first_seq != 1:
         return None
+    if not all(s.clean and s.records == s.last_seq - s.first_seq + 1 for s in segments):
+        return None  # a segment's seqs are contiguous from its first: a count that differs means one was skipped
     log_id = head.log_id
     heads = dict(head.heads)
     last_seq, last_h, records = head.last_seq, head.last_h, head.records
