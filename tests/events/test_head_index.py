@@ -245,6 +245,14 @@ def test_bit_rotted_index_never_corrupts_the_log(tmp_path: Path, field: str) -> 
     assert tags(records)[-1] == "a-5", f"the append was acknowledged at {position} but its event is not in the log"
 
 
+def _set_index(path: Path, state: str, behind: bytes) -> None:
+    """Leave the head index valid, remove it, or put back an older one (`behind`)."""
+    if state == "missing":
+        index_path(path).unlink()
+    elif state == "behind":
+        index_path(path).write_bytes(behind)
+
+
 @pytest.mark.parametrize("index_state", ["valid", "missing", "behind"])
 def test_recent_ids_survive_reopen(tmp_path: Path, index_state: str) -> None:
     """After a reopen (index valid, missing or behind), a retried batch returns its original positions and writes nothing."""
@@ -259,10 +267,7 @@ def test_recent_ids_survive_reopen(tmp_path: Path, index_state: str) -> None:
     with JsonlLog.open(path) as log:
         original = log.append_batch(batch)
         log.append("c", [transition("c-0")])
-    if index_state == "missing":
-        index_path(path).unlink()
-    elif index_state == "behind":
-        index_path(path).write_bytes(behind)
+    _set_index(path, index_state, behind)
     size = path.stat().st_size
     with JsonlLog.open(path) as log:
         assert log.append_batch(batch) == original
@@ -280,10 +285,7 @@ def test_stale_writer_after_reopen_conflicts(tmp_path: Path, index_state: str) -
     behind = index_path(path).read_bytes()
     with JsonlLog.open(path) as log:
         winner = log.append("a", [transition("winner")], expected_version=2)
-    if index_state == "missing":
-        index_path(path).unlink()
-    elif index_state == "behind":
-        index_path(path).write_bytes(behind)
+    _set_index(path, index_state, behind)
     size = path.stat().st_size
     with JsonlLog.open(path) as log:
         with pytest.raises(AsupError) as info:
