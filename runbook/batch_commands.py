@@ -9,7 +9,6 @@ import anyio
 import msgspec
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from engine.adapter import TransferResult
 from engine.intent import DEFAULT_CHUNK, build_intent
@@ -18,7 +17,7 @@ from engine.stores import DirectoryStore
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 from runbook.sync_commands import DEFAULT_LOG, SECTIONS, IntentFile
 
 
@@ -121,7 +120,7 @@ def _row(r: TransferResult) -> dict[str, object]:
 
 
 def _print(results: list[TransferResult], log_path: Path) -> None:
-    table = Table("transfer", "state", "reason code", "section", "bytes", "attempt")
+    table = fold_table("transfer", "state", "reason code", "section", "bytes", "attempt")
     for r in results:
         reason = r.reason_code.value if r.reason_code else ""
         table.add_row(r.transfer_id, r.state.value, reason, SECTIONS.get(reason, ""), str(r.committed_cursor), str(r.attempt))

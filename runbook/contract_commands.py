@@ -6,10 +6,9 @@ from pathlib import Path
 
 import orjson
 import typer
-from rich.table import Table
 
 from engine.contracts import MATRIX_FILE, PROFILES_FILE, STATE_MACHINE_FILE, contract_dir, load_matrix, load_profiles, load_state_machine
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -36,17 +35,17 @@ def show(
         return
     out = console()
     if what == "state-machine":
-        table = Table("from", "trigger", "to", "reason code", "notes", title="adapter state machine")
+        table = fold_table("from", "trigger", "to", "reason code", "notes", title="adapter state machine")
         for row in load_state_machine().state_machine.transition_table:
             table.add_row(row.from_state, row.event, row.to_state, row.reason_code or "", row.notes)
     elif what == "matrix":
-        table = Table("operation", "artifact class", "primitives", title="capability matrix")
+        table = fold_table("operation", "artifact class", "primitives", title="capability matrix")
         for entry in load_matrix().capability_matrix:
             table.add_row(
                 entry.operation_id, entry.artifact_class, "\n".join(f"{p.id} v{p.version} {p.params}" for p in entry.asupersync_primitives)
             )
     else:
-        table = Table("profile", "offers", "description", title="adapter profiles")
+        table = fold_table("profile", "offers", "description", title="adapter profiles")
         for profile in load_profiles().profiles:
             table.add_row(profile.name, "\n".join(f"{k} v{o.version}" for k, o in profile.primitives.items()), profile.description)
     out.print(table)

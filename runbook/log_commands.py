@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import typer
-from rich.table import Table
 
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
@@ -20,7 +19,7 @@ from events.record import Record, record_to_builtins
 from events.scan import Scanner
 from events.segments import verify_log
 from runbook.demo import write_demo_log
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -148,8 +147,8 @@ def stats(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
         out = console()
         out.print(f"{path}: {scanner.records} records")
         for title, counter in (("type", by_type), ("reason code", by_reason), ("stream", by_stream)):
-            table = Table(title=f"by {title}", title_justify="left")
-            table.add_column(title)
+            table = fold_table(title=f"by {title}", title_justify="left")
+            table.add_column(title, overflow="fold")
             table.add_column("records", justify="right")
             for key, count in sorted(counter.items()):
                 table.add_row(key, str(count))

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from events.errors import AsupError, ExitCode
 
@@ -26,6 +27,15 @@ def console(stderr: bool = False) -> Console:
     out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
     if not out.is_terminal:
         out.soft_wrap = True
+    return out
+
+
+def fold_table(*headers: str, **options: Any) -> Table:
+    """A rich table whose cells fold instead of ending in an ellipsis: a transfer id, a path
+    or a command to copy is never cut short, however narrow the terminal."""
+    out = Table(**options)
+    for header in headers:
+        out.add_column(header, overflow="fold")
     return out
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
 from engine.durability import write_atomic
 from events.errors import AsupError, ErrorCode
@@ -22,7 +21,7 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 from runbook.report_commands import ROOT_OPT, print_checklist
 
 e2e_app = typer.Typer(
@@ -173,7 +172,7 @@ def readiness(
     if as_json:
         emit_json(summary)
     else:
-        table = Table("step", "result", "checks", "detail", "artifact", title=f"readiness ({root})")
+        table = fold_table("step", "result", "checks", "detail", "artifact", title=f"readiness ({root})")
         for s in results:
             table.add_row(s.name, "[green]pass[/green]" if s.passed else "[red]FAIL[/red]", str(s.checks), s.detail, s.artifact)
         out.print(table)
@@ -202,18 +201,20 @@ def triage(
     else:
         out = console()
         if result["failures"]:
-            table = Table("transfer", "reason code", "section", "level", "failed at seq", title="failed transfers")
+            table = fold_table("transfer", "reason code", "section", "level", "failed at seq", title="failed transfers")
             for f in result["failures"]:
                 table.add_row(f["transfer_id"], f["reason_code"], f["section"], f["level"], str(f["last_seq"]))
             out.print(table)
         elif Path(target).is_file():
             out.print(f"{target}: no transfer failed closed", markup=False)
-        steps = Table(
-            "section", "step", "result", "detail", "reproduce with", title=f"runbook sections {', '.join(result['sections']) or '-'}"
-        )
-        for s in result["steps"]:
-            steps.add_row(s["section"], s["step"], "[green]pass[/green]" if s["passed"] else "[red]FAIL[/red]", s["detail"], s["command"])
+        steps = fold_table("#", "section", "step", "result", "detail", title=f"runbook sections {', '.join(result['sections']) or '-'}")
+        for n, s in enumerate(result["steps"], 1):
+            steps.add_row(str(n), s["section"], s["step"], "[green]pass[/green]" if s["passed"] else "[red]FAIL[/red]", s["detail"])
         out.print(steps)
+        if result["steps"]:
+            out.print("reproduce with (one line each, to copy):")
+            for n, s in enumerate(result["steps"], 1):
+                out.print(f"  {n}  {s['command']}", markup=False, soft_wrap=True)
         out.print(f"escalation level: {result['level'] or 'none'}; {result['checks']} steps run")
     if not result["passed"]:
         raise typer.Exit(1)

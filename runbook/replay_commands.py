@@ -6,14 +6,13 @@ from pathlib import Path
 
 import msgspec
 import typer
-from rich.table import Table
 
 from events.errors import AsupError, ErrorCode
 from projections.fold import fold_log
 from projections.transfers import Transfers
 from replay.diff import diff_logs
 from replay.reexecute import ReplayReport, replay_log
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 
 
 @reports_errors
@@ -53,7 +52,7 @@ def replay(
 
 def _print(report: ReplayReport, until: int | None, states: object) -> None:
     out = console()
-    table = Table("transfer", "outcome", "transitions", "terminal", "reason")
+    table = fold_table("transfer", "outcome", "transitions", "terminal", "reason")
     for t in report.transfers:
         color = {"reproduced": "green", "diverged": "red", "impossible": "magenta"}[t.outcome]
         table.add_row(t.transfer_id, f"[{color}]{t.outcome}[/{color}]", str(t.transitions), t.terminal_state or "-", t.reason_code or "-")

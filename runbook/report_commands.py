@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 import typer
-from rich.table import Table
 
 from events.errors import AsupError, ErrorCode
 from projections import checklist as checklist_mod
@@ -22,7 +21,7 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 
 ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
@@ -60,7 +59,7 @@ def status(
 
 def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | None) -> None:
     out = console()
-    table = Table("transfer", "class", "mode", "state", "reason", "attempt", "bytes", "ms", title=f"{log} (through seq {seq})")
+    table = fold_table("transfer", "class", "mode", "state", "reason", "attempt", "bytes", "ms", title=f"{log} (through seq {seq})")
     for t in rendered["transfers"]["transfers"]:
         color = {"completed": "green", "failed_closed": "red"}.get(t["state"], "yellow")
         table.add_row(
@@ -76,13 +75,13 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
     out.print(table)
     codes = rendered["audit"]["reason_codes"]
     if codes:
-        reasons = Table("reason code", "count", "runbook section", "level", title="fail-closed reason codes")
+        reasons = fold_table("reason code", "count", "runbook section", "level", title="fail-closed reason codes")
         for code, row in codes.items():
             reasons.add_row(code, str(row["count"]), row["section"], row["level"])
         out.print(reasons)
     ops = rendered["metrics"]["operations"]
     if ops:
-        metrics = Table("operation", "count", "p50 ms", "p95 ms", "p99 ms", title="latency (injected clock)")
+        metrics = fold_table("operation", "count", "p50 ms", "p95 ms", "p99 ms", title="latency (injected clock)")
         for name, row in ops.items():
             metrics.add_row(name, str(row["count"]), f"{row['p50_ms']:.3f}", f"{row['p95_ms']:.3f}", f"{row['p99_ms']:.3f}")
         out.print(metrics)
@@ -189,7 +188,7 @@ def checklist(root: Path = ROOT_OPT, as_json: bool = typer.Option(False, "--json
 
 def print_checklist(items: list[checklist_mod.Item]) -> None:
     out = console()
-    table = Table("", "item", "status", "why", title="operator checklist")
+    table = fold_table("", "item", "status", "why", title="operator checklist")
     marks = {"pass": "[green]✔[/green]", "fail": "[red]✘[/red]", "pending": "[yellow]…[/yellow]"}
     for item in items:
         table.add_row(marks[item.status], item.title, item.status, item.reason)

@@ -7,7 +7,6 @@ from pathlib import Path
 import anyio
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
@@ -15,7 +14,7 @@ from engine.scenarios import SCENARIOS, Scenario, ScenarioOutcome, get, run_scen
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -46,7 +45,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable l
     if as_json:
         emit_json({"scenarios": rows})
         return
-    table = Table("scenario", "reference id", "mode", "expected", "what happens")
+    table = fold_table("scenario", "reference id", "mode", "expected", "what happens")
     for r in rows:
         table.add_row(r["name"], r["reference_id"] or "-", r["mode"], f"{r['expect_state']} {r['expect_reason'] or ''}", r["description"])
     console().print(table)
@@ -115,7 +114,7 @@ def _row(o: ScenarioOutcome) -> dict[str, object]:
 
 
 def _print(outcomes: list[ScenarioOutcome], log_path: Path, checks: int) -> None:
-    table = Table("scenario", "transfer", "state", "reason code", "checks", "verdict")
+    table = fold_table("scenario", "transfer", "state", "reason code", "checks", "verdict")
     for o in outcomes:
         verdict = "[green]pass[/green]" if o.passed else "[red]FAIL[/red]"
         table.add_row(

@@ -66,3 +66,17 @@ def test_triage_of_a_log_without_failures_runs_nothing_and_passes(tmp_path: Path
     document = json.loads(result.stdout)
     assert document["failures"] == [] and document["steps"] == [] and document["level"] is None
     assert result.exit_code == 0
+
+
+def test_triage_on_a_narrow_terminal_cuts_nothing_and_prints_each_command_whole(tmp_path: Path) -> None:
+    """At 60 columns no cell ends in an ellipsis, and every step's reproduce command is
+    printed whole on one line (to copy at 3 a.m.), the same commands as --json names."""
+    log = _scenario_log(tmp_path, "retry_exhausted")
+    root = tmp_path / "a-rather-long-output-root-directory-name"
+    document = json.loads(RUNNER.invoke(app, ["triage", str(log), "--root", str(root), "--json"]).stdout)
+    result = RUNNER.invoke(app, ["triage", str(log), "--root", str(root)], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    commands = [s["command"] for s in document["steps"]]
+    assert commands and all(f"{n}  {command}" in lines for n, command in enumerate(commands, 1)), result.stdout
