@@ -30,6 +30,11 @@ def console(stderr: bool = False) -> Console:
     return out
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 transfer`, `2 transfers`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def fold_table(*headers: str, **options: Any) -> Table:
     """A rich table whose cells fold instead of ending in an ellipsis: a transfer id, a path
     or a command to copy is never cut short, however narrow the terminal."""

@@ -21,7 +21,7 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
-from runbook.output import console, emit_json, fold_table, reports_errors
+from runbook.output import console, emit_json, fold_table, plural, reports_errors
 from runbook.report_commands import ROOT_OPT, print_checklist
 
 e2e_app = typer.Typer(
@@ -139,7 +139,7 @@ def e2e_validate(path: Path = typer.Argument(..., help="An e2e_script_pack_event
     if as_json:
         emit_json({"file": str(path), "rows": rows, "problems": problems, "valid": not problems})
     else:
-        console().print(f"{path}: {rows} rows, {len(problems)} problems", markup=False)
+        console().print(f"{path}: {plural(rows, 'row')}, {plural(len(problems), 'problem')}", markup=False)
         for problem in problems:
             console().print(f"  {problem}", markup=False)
     if problems:

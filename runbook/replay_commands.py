@@ -12,7 +12,7 @@ from projections.fold import fold_log
 from projections.transfers import Transfers
 from replay.diff import diff_logs
 from replay.reexecute import ReplayReport, replay_log
-from runbook.output import console, emit_json, fold_table, reports_errors
+from runbook.output import console, emit_json, fold_table, plural, reports_errors
 
 
 @reports_errors
@@ -75,7 +75,7 @@ def _print(report: ReplayReport, until: int | None, states: object) -> None:
         for row in rendered["transfers"]:
             out.print(f"  {row['transfer_id']}: {row['state']} (attempt {row['attempt']}, cursor {row['committed_cursor']})", markup=False)
     verdict = "reproduced" if report.reproduced else "NOT reproduced"
-    out.print(f"{len(report.transfers)} transfers replayed: {verdict}")
+    out.print(f"{plural(len(report.transfers), 'transfer')} replayed: {verdict}")
 
 
 @reports_errors

@@ -21,7 +21,7 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.output import console, emit_json, fold_table, reports_errors
+from runbook.output import console, emit_json, fold_table, plural, reports_errors
 
 ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
@@ -157,7 +157,7 @@ def escalate_cmd(
         emit_json({"level": level, "logs": [str(p) for p in logs], "rules": [msgspec.to_builtins(r) for r in rules]})
     else:
         out = console()
-        out.print(f"escalation: [bold]{level or 'none'}[/bold] ({len(rules)} rules fired over {len(logs)} logs)")
+        out.print(f"escalation: [bold]{level or 'none'}[/bold] ({plural(len(rules), 'rule')} fired over {plural(len(logs), 'log')})")
         for r in rules:
             out.print(f"  {r.level} {r.rule}: {r.detail}", markup=False)
     if level in ("P0", "P1"):
