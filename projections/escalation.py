@@ -9,6 +9,9 @@ P1 — reliability regressed: an operation's p99 over its threshold; a failed de
      conflict, cursor or invalid-transition code.
 P2 — evidence drifted: a stale sidecar; a stale or missing artifact path; the checklist
      not fully pass; a transfer failing closed on retry exhaustion or a stale resume.
+
+A fail-closed incident keeps its level after a later session of the same transfer
+completes (it happened, and the log proves it); its detail says the rerun recovered it.
 """
 
 from __future__ import annotations
@@ -91,10 +94,18 @@ def _transfer_rules(inputs: Inputs) -> list[Rule]:
     for accept in inputs.forbidden_accepts:
         rules.append(Rule("P0", "capability_accepted_but_forbidden", str(accept.get("transfer_id")), [accept]))
     if inputs.audit is not None:
+        views = inputs.transfers.transfers if inputs.transfers is not None else {}
         for entry in inputs.audit.entries:
             code = ReasonCode(entry.reason_code)
-            evidence = [{"seq": entry.seq, "transfer_id": entry.transfer_id, "evidence_seq": entry.evidence_seq, "section": SECTION[code]}]
-            rules.append(Rule(LEVEL[code], f"failed_closed_{code.value}", entry.transfer_id, evidence))
+            facts: dict[str, Any] = {"seq": entry.seq, "transfer_id": entry.transfer_id, "evidence_seq": entry.evidence_seq}
+            facts["section"] = SECTION[code]
+            detail = entry.transfer_id
+            later = views.get(entry.transfer_id)
+            if later is not None and later.state == "completed" and later.last_seq > entry.seq:
+                # the incident stands (it is in the log), but the operator sees that a rerun recovered it
+                facts["completed_later_at_seq"] = later.last_seq
+                detail += f" (a later session completed it, seq {later.last_seq})"
+            rules.append(Rule(LEVEL[code], f"failed_closed_{code.value}", detail, [facts]))
     return rules
 
 

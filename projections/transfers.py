@@ -66,6 +66,7 @@ class Transfers:
             assert isinstance(data, IntentRecorded)
             intent = data.intent
             view.sessions += 1
+            view.reason_code = view.verified_digest = None  # a new session's outcome is its own: a rerun that completes is not still failed
             view.artifact_id, view.artifact_class, view.mode = intent.artifact_id, intent.artifact_class, intent.mode.value
             view.size, view.expected_checksum = intent.size, intent.expected_checksum
         elif kind is TargetHashed:
