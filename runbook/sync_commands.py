@@ -191,3 +191,6 @@ def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int
     else:
         out.print(f"[red]{result.state}[/red] {transfer_id}: [bold]{reason}[/bold] (runbook section {SECTIONS.get(reason, '?')})")
     out.print(f"  log {log_path} seq {first}..{last}; inspect: asup log cat {log_path} --stream {transfer_id}", markup=False)
+    if reason is not None:
+        section = SECTIONS.get(reason, "?")
+        out.print(f"  next: asup triage {log_path} (runs section {section}'s steps, each with its reproduce command)", markup=False)

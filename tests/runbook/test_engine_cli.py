@@ -98,12 +98,14 @@ def test_sync_prints_state_without_json(source: Path, tmp_path: Path) -> None:
 
 
 def test_sync_strict_interruption_fails_closed_retry_exhausted_section_c(source: Path, tmp_path: Path) -> None:
-    """Strict mode with an interruption at chunk 0 exits 1, prints retry_exhausted and runbook section C, leaves no artifact."""
+    """Strict mode with an interruption at chunk 0 exits 1, prints retry_exhausted and runbook section C and
+    names `asup triage LOG` as the next step, leaves no artifact."""
     target = tmp_path / "dst" / "artifact.out"
     result = _sync(source, target, tmp_path / "log.jsonl", "--fault", "interruption@0")
     assert result.exit_code == 1, result.output
     assert "retry_exhausted" in result.stdout
     assert "runbook section C" in result.stdout
+    assert f"next: asup triage {tmp_path / 'log.jsonl'}" in " ".join(result.stdout.split())
     assert _no_partial(target)
 
 
