@@ -20,6 +20,7 @@ import itertools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, cast
@@ -183,10 +184,13 @@ def verify_log(path: Path, jobs: int = 0, *, parallel_from: int = PARALLEL_FROM)
     if log_id is None:
         return sequential(path)
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=len(cuts) - 2, mp_context=context) as pool:
-        futures = [pool.submit(scan_segment, str(path), a, b, log_id) for a, b in itertools.pairwise(cuts[1:])]
-        first = scan_segment(str(path), 0, cuts[1], None)  # this process takes the first segment meanwhile
-        rest = [future.result() for future in futures]
+    try:
+        with ProcessPoolExecutor(max_workers=len(cuts) - 2, mp_context=context) as pool:
+            futures = [pool.submit(scan_segment, str(path), a, b, log_id) for a, b in itertools.pairwise(cuts[1:])]
+            first = scan_segment(str(path), 0, cuts[1], None)  # this process takes the first segment meanwhile
+            rest = [future.result() for future in futures]
+    except (BrokenProcessPool, OSError):
+        return sequential(path)  # a worker died or could not start: the one-process scan still gives the verdict
     if first.log_id != log_id:
         return sequential(path)
     return stitch([first, *rest]) or sequential(path)

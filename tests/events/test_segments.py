@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -842,3 +843,25 @@ def test_cli_verify_damaged_log_same_problem_for_one_and_two_jobs(base: Base, tm
 def test_cli_verify_default_threshold(base: Base) -> None:
     """Unpatched, a small log is below the 32 MiB default: --jobs 1 and --jobs 2 print the same JSON."""
     assert verify_json(base.path, 1) == verify_json(base.path, 2)
+
+
+_REAL_SCAN = events.segments.scan_segment
+
+
+def _dying_scan(path: str, start: int, end: int, log_id: str | None) -> Segment:
+    """scan_segment, except that a worker (any segment after the first) exits hard."""
+    if log_id is not None:
+        os._exit(3)
+    return _REAL_SCAN(path, start, end, log_id)
+
+
+def test_a_worker_that_dies_falls_back_to_the_sequential_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a worker process dies while scanning, verify_log still gives the sequential verdict
+    instead of failing with the pool's error."""
+    path = tmp_path / "log.jsonl"
+    with JsonlLog.open(path, log_id="dies", durability=Durability.NONE, clock=StepClock()) as log:
+        for i in range(200):
+            log.append(f"s{i % 7}", [transition(f"e{i}", i)])
+    monkeypatch.setattr(events.segments, "scan_segment", _dying_scan)
+    result = verify_log(path, 2, parallel_from=0)
+    assert result == sequential(path) and result.problem is None and result.segments == 1
