@@ -71,6 +71,15 @@ def records(path: Path) -> list[Record]:
     return list(read_records(path, tolerate_torn_tail=False))
 
 
+def streams_of(path: Path) -> dict[str, list[Record]]:
+    """Stream -> its records (the `$log` stream left out), read independently of replay."""
+    out: dict[str, list[Record]] = {}
+    for record in records(path):
+        if record.stream != "$log":
+            out.setdefault(record.stream, []).append(record)
+    return out
+
+
 def lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 

@@ -21,10 +21,9 @@ from engine.scenarios import SCENARIOS, Scenario, Session, get, run_scenario
 from events.clock import Clock, StepClock
 from events.jsonl_log import JsonlLog
 from events.payloads import Transition
-from events.record import Record
 from events.vocabulary import Trigger
 from replay.diff import StreamDiff, diff_logs
-from tests.projections.helpers import invoke, payload, records
+from tests.projections.helpers import invoke, payload, streams_of
 
 SEED = 7
 
@@ -60,14 +59,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "b": run_log(root / "b.jsonl", SCENARIOS),
         "c": run_log(root / "c.jsonl", SCENARIOS, seed=SEED + 1),
     }
-
-
-def streams_of(path: Path) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = {}
-    for record in records(path):
-        if record.stream != "$log":
-            out.setdefault(record.stream, []).append(record)
-    return out
 
 
 def one(diffs: list[StreamDiff], stream: str) -> StreamDiff:

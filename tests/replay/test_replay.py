@@ -25,7 +25,7 @@ from events.payloads import Event, Transition
 from events.record import Record
 from events.vocabulary import ReasonCode, State, Trigger
 from replay.reexecute import TransferReplay, replay_log
-from tests.projections.helpers import copy_log, intent, invoke, payload, records, step, write_log
+from tests.projections.helpers import copy_log, intent, invoke, payload, records, step, streams_of, write_log
 
 SEED = 7
 ASUP = Path(sys.executable).with_name("asup")
@@ -54,15 +54,6 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
 def log(logs: dict[bool, Path], tmp_path: Path) -> Path:
     """A private copy of the lever-on scenario log."""
     return copy_log(logs[True], tmp_path / "scenarios.jsonl")
-
-
-def streams_of(path: Path) -> dict[str, list[Record]]:
-    """Stream -> its records, read independently of replay."""
-    out: dict[str, list[Record]] = {}
-    for record in records(path):
-        if record.stream != "$log":
-            out.setdefault(record.stream, []).append(record)
-    return out
 
 
 def transitions(stream: list[Record]) -> list[Record]:
