@@ -23,8 +23,9 @@ R = TypeVar("R")
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console; off a terminal it never wraps lines (pipes and logs get whole lines)."""
-    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    """A rich console; off a terminal it never wraps lines (pipes and logs get whole lines).
+    No emoji codes: `log.jsonl:100: ...` must not print as a picture."""
+    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, emoji=False)
     if not out.is_terminal:
         out.soft_wrap = True
     return out
