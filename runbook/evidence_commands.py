@@ -10,7 +10,7 @@ import typer
 from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from runbook import evidence
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, line, reports_errors, styled
 from runbook.report_commands import ROOT_OPT, print_checklist
 
 evidence_app = typer.Typer(
@@ -110,7 +110,7 @@ def scrub(
         emit_json({**msgspec.to_builtins(report), "healthy": report.healthy})
     else:
         color = "green" if report.healthy else "red"
-        console().print(f"[{color}]{report.status}[/{color}]: {report.detail}" + (f" (kept {report.kept})" if report.kept else ""))
+        console().print(line(styled(report.status, color), f": {report.detail}" + (f" (kept {report.kept})" if report.kept else "")))
     if not report.healthy:
         raise typer.Exit(1)
 
@@ -134,10 +134,13 @@ def decode_drill(
         emit_json(msgspec.to_builtins(event))
     elif event.ok:
         console().print(
-            f"[green]decoded[/green] without fragments {event.dropped}; one more loss failed closed: "
-            f"{event.one_more_loss_failed_closed}; proof #{event.proof_count}"
+            line(
+                styled("decoded", "green"),
+                f" without fragments {event.dropped}; one more loss failed closed: "
+                f"{event.one_more_loss_failed_closed}; proof #{event.proof_count}",
+            )
         )
     else:
-        console().print(f"[red]decode drill failed[/red]: {event.detail}", markup=True)
+        console().print(line(styled("decode drill failed", "red"), f": {event.detail}"))
     if not (event.ok and event.one_more_loss_failed_closed):
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ from events.record import Record, record_to_builtins
 from events.scan import Scanner
 from events.segments import verify_log
 from runbook.demo import write_demo_log
-from runbook.output import console, emit_json, fold_table, reports_errors
+from runbook.output import console, emit_json, fold_table, line, reports_errors, styled
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -79,8 +79,8 @@ def verify(
         emit_json(summary)
     else:
         out = console()
-        verdict = "[green]ok[/green]" if problem is None else "[red]DAMAGED[/red]"
-        out.print(f"{path}: {verdict} — {result.records} records, {result.streams} streams, last seq {result.last_seq}")
+        verdict = styled("ok", "green") if problem is None else styled("DAMAGED", "red")
+        out.print(line(f"{path}: ", verdict, f" — {result.records} records, {result.streams} streams, last seq {result.last_seq}"))
         if problem is not None:
             out.print(f"  first problem: {summary['problem']['message']}", markup=False, soft_wrap=True)
             if summary["problem"]["writer_active"]:

@@ -13,6 +13,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from events.errors import AsupError, ExitCode
 
@@ -24,11 +25,23 @@ R = TypeVar("R")
 
 def console(stderr: bool = False) -> Console:
     """A rich console; off a terminal it never wraps lines (pipes and logs get whole lines).
-    No emoji codes: `log.jsonl:100: ...` must not print as a picture."""
-    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, emoji=False)
+    No emoji codes and no markup: `log.jsonl:100: ...` must not print as a picture, and a
+    path or transfer id such as `[/x]` is printed as it is, never parsed as a style (colour
+    comes from `styled` parts instead)."""
+    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, emoji=False, markup=False)
     if not out.is_terminal:
         out.soft_wrap = True
     return out
+
+
+def styled(text: object, style: str) -> Text:
+    """`text` in `style`, literally: the only way colour enters asup's output."""
+    return Text(str(text), style=style)
+
+
+def line(*parts: str | Text) -> Text:
+    """One printed line from plain and styled parts."""
+    return Text.assemble(*parts)
 
 
 def plural(count: int, noun: str) -> str:

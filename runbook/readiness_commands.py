@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
+from rich.text import Text
 
 from engine.durability import write_atomic
 from events.errors import AsupError, ErrorCode
@@ -21,7 +22,7 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
-from runbook.output import console, emit_json, fold_table, plural, reports_errors
+from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
 from runbook.report_commands import ROOT_OPT, print_checklist
 
 e2e_app = typer.Typer(
@@ -72,7 +73,7 @@ def gate(
         for r in results:
             color = "green" if r["verdict"] == "pass" else "red"
             counts = f"{r['checks_executed']} checks executed, {r['checks_failed']} failed"
-            out.print(f"gate {r['gate']}: [{color}]{r['verdict']}[/{color}] — {counts} ({r['report']})")
+            out.print(line(f"gate {r['gate']}: ", styled(r["verdict"], color), f" — {counts} ({r['report']})"))
             for failure in r["failed"]:
                 out.print(f"  ✘ {failure['name']}: {failure['detail']}", markup=False)
     if any(r["verdict"] != "pass" for r in results):
@@ -174,11 +175,11 @@ def readiness(
     else:
         table = fold_table("step", "result", "checks", "detail", "artifact", title=f"readiness ({root})")
         for s in results:
-            table.add_row(s.name, "[green]pass[/green]" if s.passed else "[red]FAIL[/red]", str(s.checks), s.detail, s.artifact)
+            table.add_row(s.name, _passed(s.passed), str(s.checks), s.detail, s.artifact)
         out.print(table)
         print_checklist(current_checklist(paths))
-        verdict = "[green]READY[/green]" if summary["passed"] else "[red]NOT READY[/red]"
-        out.print(f"{verdict}: {summary['checks']} checks executed; checklist {summary['checklist']['verdict']}")
+        verdict = styled("READY", "green") if summary["passed"] else styled("NOT READY", "red")
+        out.print(line(verdict, f": {summary['checks']} checks executed; checklist {summary['checklist']['verdict']}"))
     if not summary["passed"]:
         raise typer.Exit(1)
 
@@ -209,7 +210,7 @@ def triage(
             out.print(f"{target}: no transfer failed closed", markup=False)
         steps = fold_table("#", "section", "step", "result", "detail", title=f"runbook sections {', '.join(result['sections']) or '-'}")
         for n, s in enumerate(result["steps"], 1):
-            steps.add_row(str(n), s["section"], s["step"], "[green]pass[/green]" if s["passed"] else "[red]FAIL[/red]", s["detail"])
+            steps.add_row(str(n), s["section"], s["step"], _passed(s["passed"]), s["detail"])
         out.print(steps)
         if result["steps"]:
             out.print("reproduce with (one line each, to copy):")
@@ -218,3 +219,7 @@ def triage(
         out.print(f"escalation level: {result['level'] or 'none'}; {result['checks']} steps run")
     if not result["passed"]:
         raise typer.Exit(1)
+
+
+def _passed(passed: bool) -> Text:
+    return styled("pass", "green") if passed else styled("FAIL", "red")

@@ -12,7 +12,7 @@ from projections.fold import fold_log
 from projections.transfers import Transfers
 from replay.diff import diff_logs
 from replay.reexecute import ReplayReport, replay_log
-from runbook.output import console, emit_json, fold_table, plural, reports_errors
+from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
 
 
 @reports_errors
@@ -55,7 +55,7 @@ def _print(report: ReplayReport, until: int | None, states: object) -> None:
     table = fold_table("transfer", "outcome", "transitions", "terminal", "reason")
     for t in report.transfers:
         color = {"reproduced": "green", "diverged": "red", "impossible": "magenta"}[t.outcome]
-        table.add_row(t.transfer_id, f"[{color}]{t.outcome}[/{color}]", str(t.transitions), t.terminal_state or "-", t.reason_code or "-")
+        table.add_row(t.transfer_id, styled(t.outcome, color), str(t.transitions), t.terminal_state or "-", t.reason_code or "-")
     out.print(table)
     for t in report.transfers:
         if t.divergence is not None:
@@ -68,7 +68,7 @@ def _print(report: ReplayReport, until: int | None, states: object) -> None:
         if t.impossible:
             out.print(f"{t.transfer_id}: impossible: {t.impossible}", markup=False)
     if report.problem:
-        out.print(f"[yellow]replayed up to:[/yellow] {report.problem}")
+        out.print(line(styled("replayed up to:", "yellow"), f" {report.problem}"))
     if until is not None and isinstance(states, object):
         rendered = Transfers().render(states)  # type: ignore[arg-type]
         out.print(f"state as of seq {until}:")

@@ -21,7 +21,7 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.output import console, emit_json, fold_table, plural, reports_errors
+from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
 
 ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
@@ -66,7 +66,7 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
             t["transfer_id"],
             t["artifact_class"],
             t["mode"],
-            f"[{color}]{t['state']}[/{color}]",
+            styled(t["state"], color),
             t["reason_code"] or "",
             str(t["attempt"]),
             f"{t['committed_cursor']}/{t['size']}",
@@ -86,7 +86,7 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
             metrics.add_row(name, str(row["count"]), f"{row['p50_ms']:.3f}", f"{row['p95_ms']:.3f}", f"{row['p99_ms']:.3f}")
         out.print(metrics)
     if problem:
-        out.print(f"[red]log problem:[/red] {problem}")
+        out.print(line(styled("log problem:", "red"), f" {problem}"))
 
 
 @reports_errors
@@ -157,7 +157,8 @@ def escalate_cmd(
         emit_json({"level": level, "logs": [str(p) for p in logs], "rules": [msgspec.to_builtins(r) for r in rules]})
     else:
         out = console()
-        out.print(f"escalation: [bold]{level or 'none'}[/bold] ({plural(len(rules), 'rule')} fired over {plural(len(logs), 'log')})")
+        fired = f" ({plural(len(rules), 'rule')} fired over {plural(len(logs), 'log')})"
+        out.print(line("escalation: ", styled(level or "none", "bold"), fired))
         for r in rules:
             out.print(f"  {r.level} {r.rule}: {r.detail}", markup=False)
     if level in ("P0", "P1"):
@@ -189,7 +190,7 @@ def checklist(root: Path = ROOT_OPT, as_json: bool = typer.Option(False, "--json
 def print_checklist(items: list[checklist_mod.Item]) -> None:
     out = console()
     table = fold_table("", "item", "status", "why", title="operator checklist")
-    marks = {"pass": "[green]✔[/green]", "fail": "[red]✘[/red]", "pending": "[yellow]…[/yellow]"}
+    marks = {"pass": styled("✔", "green"), "fail": styled("✘", "red"), "pending": styled("…", "yellow")}
     for item in items:
         table.add_row(marks[item.status], item.title, item.status, item.reason)
     out.print(table)

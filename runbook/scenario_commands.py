@@ -14,7 +14,7 @@ from engine.scenarios import SCENARIOS, Scenario, ScenarioOutcome, get, run_scen
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
-from runbook.output import console, emit_json, fold_table, reports_errors
+from runbook.output import console, emit_json, fold_table, reports_errors, styled
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -116,7 +116,7 @@ def _row(o: ScenarioOutcome) -> dict[str, object]:
 def _print(outcomes: list[ScenarioOutcome], log_path: Path, checks: int) -> None:
     table = fold_table("scenario", "transfer", "state", "reason code", "checks", "verdict")
     for o in outcomes:
-        verdict = "[green]pass[/green]" if o.passed else "[red]FAIL[/red]"
+        verdict = styled("pass", "green") if o.passed else styled("FAIL", "red")
         table.add_row(
             o.name, o.transfer_id, str(o.state), str(o.reason_code or "-"), f"{sum(c.passed for c in o.checks)}/{len(o.checks)}", verdict
         )

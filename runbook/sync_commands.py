@@ -22,7 +22,7 @@ from events.jsonl_log import JsonlLog
 from events.observations import PrimitiveRequest
 from events.vocabulary import Mode
 from projections.runbook_map import SECTION
-from runbook.output import console, emit_json, reports_errors
+from runbook.output import console, emit_json, line, reports_errors, styled
 
 DEFAULT_LOG = Path("artifacts/logs/transfers.jsonl")
 SECTIONS: dict[str, str] = {code.value: section for code, section in SECTION.items()}
@@ -187,9 +187,10 @@ def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int
         return
     out = console()
     if reason is None:
-        out.print(f"[green]{result.state}[/green] {transfer_id}: {result.committed_cursor} bytes, attempt {result.attempt}")
+        out.print(line(styled(result.state, "green"), f" {transfer_id}: {result.committed_cursor} bytes, attempt {result.attempt}"))
     else:
-        out.print(f"[red]{result.state}[/red] {transfer_id}: [bold]{reason}[/bold] (runbook section {SECTIONS.get(reason, '?')})")
+        section = f" (runbook section {SECTIONS.get(reason, '?')})"
+        out.print(line(styled(result.state, "red"), f" {transfer_id}: ", styled(reason, "bold"), section))
     out.print(f"  log {log_path} seq {first}..{last}; inspect: asup log cat {log_path} --stream {transfer_id}", markup=False)
     if reason is not None:
         section = SECTIONS.get(reason, "?")

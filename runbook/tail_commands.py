@@ -9,25 +9,28 @@ from pathlib import Path
 import anyio
 import orjson
 import typer
+from rich.text import Text
 
 from events.payloads import Transition
 from events.record import Record, record_to_builtins
 from replay.tail import Tailer, follow
-from runbook.output import console, reports_errors
+from runbook.output import console, line, reports_errors, styled
 
 COLORS = {"completed": "green", "failed_closed": "red"}
 
 
-def _line(record: Record) -> str:
+def _line(record: Record) -> Text:
     data = record.data
     if isinstance(data, Transition):
         color = COLORS.get(data.to_state.value, "cyan")
-        reason = f" [bold red]{data.reason_code}[/bold red]" if data.reason_code else ""
-        return (
-            f"[dim]{record.seq:>8}[/dim] {record.ts} {record.stream} "
-            f"{data.from_state} -{data.trigger}-> [{color}]{data.to_state}[/{color}]{reason}"
+        reason = styled(f" {data.reason_code}", "bold red") if data.reason_code else ""
+        return line(
+            styled(f"{record.seq:>8}", "dim"),
+            f" {record.ts} {record.stream} {data.from_state} -{data.trigger}-> ",
+            styled(data.to_state, color),
+            reason,
         )
-    return f"[dim]{record.seq:>8} {record.ts} {record.stream} {record.type}[/dim]"
+    return line(styled(f"{record.seq:>8} {record.ts} {record.stream} {record.type}", "dim"))
 
 
 @reports_errors
