@@ -30,7 +30,7 @@ from engine.adapter import SyncAdapter
 from engine.appender import DirectAppender
 from engine.faults import FaultyTarget, parse_plan
 from engine.intent import DEFAULT_CHUNK, build_intent
-from engine.machine import AdapterMachine, CompiledDispatch, TransferModel, make_dispatcher
+from engine.machine import TransferModel, make_dispatcher
 from engine.runner import Job, run_jobs
 from engine.stores import DirectoryStore
 from events.clock import StepClock
@@ -43,7 +43,7 @@ CLASS = "conformance_fixture_bundle"
 
 
 def transitions_per_second(work: Path, n: int, lever: bool, durability: Durability) -> float:
-    dispatcher: AdapterMachine | CompiledDispatch = make_dispatcher(lever)
+    dispatcher = make_dispatcher(lever)
     model = TransferModel("bench")
     dispatcher.add(model)
     log_path = work / f"transitions-{lever}-{durability}.jsonl"

@@ -23,8 +23,9 @@ from engine.appender import Appender
 from engine.contracts import AdapterProfile, CapabilityMatrix, default_matrix, load_profile
 from engine.decide import Progress, backoff_ms, decide
 from engine.layout import Layout, bundle_digest
-from engine.machine import AdapterMachine, CompiledDispatch, Step, TransferModel
+from engine.machine import Dispatcher, TransferModel
 from engine.negotiation import negotiate
+from engine.rules import Step
 from engine.stores import LateAck, SourceStore, TargetStore, TransportInterrupted
 from events.clock import Clock, SystemClock
 from events.observations import (
@@ -46,7 +47,7 @@ from events.observations import (
 from events.payloads import Event, Transition
 from events.record import encode_payload
 from events.store import Pending
-from events.vocabulary import TERMINAL_STATES, ReasonCode, State
+from events.vocabulary import ReasonCode, State
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -69,7 +70,7 @@ class SyncAdapter:
         appender: Appender,
         source: SourceStore,
         target: TargetStore,
-        dispatcher: AdapterMachine | CompiledDispatch,
+        dispatcher: Dispatcher,
         clock: Clock | None = None,
         matrix: CapabilityMatrix | None = None,
         profile: AdapterProfile | None = None,
@@ -94,15 +95,14 @@ class SyncAdapter:
     # --- the transfer ---------------------------------------------------------------
 
     async def run(self, intent: Intent, resume_from: str | None = None) -> TransferResult:
-        self._model = TransferModel(intent.transfer_id)
+        self._model = TransferModel(intent.transfer_id, self.dispatcher.rules.initial)
         self.dispatcher.add(self._model)
         self._stream_digest = payload_chain("", intent.transfer_id)
         self._version, _ = self.appender.stream_head(intent.transfer_id)
         try:
             await self._run(intent, resume_from)
         finally:
-            if isinstance(self.dispatcher, AdapterMachine):
-                self.dispatcher.remove(self._model)
+            self.dispatcher.remove(self._model)
         p = self.progress
         return TransferResult(intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events)
 
@@ -259,7 +259,7 @@ class SyncAdapter:
             if step.reason_code is not None:
                 self.reason = step.reason_code
             self._pending.append(transition_event(p, step, obs.at_ns))
-        terminal = self.state in TERMINAL_STATES
+        terminal = self.dispatcher.rules.is_terminal(self._model.state)
         if flush or terminal:
             await self._flush()
         return terminal

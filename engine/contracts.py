@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -107,7 +107,7 @@ class NonTerminalPolicy(Strict, frozen=True):
 
 class TerminalPolicy(Strict, frozen=True):
     event: Trigger
-    to_state: str
+    to_state: Literal["unchanged"]  # the only terminal policy: the state stays
     notes: str
 
 
@@ -269,12 +269,13 @@ def _check_machine(spec: MachineSpec, file: str) -> None:
     _check_vocabulary(spec, file)
     field = "$.state_machine.transition_table"
     terminal = set(spec.terminal_states)
+    failed = spec.invalid_trigger_policy.non_terminal.to_state
     seen: set[tuple[State, Trigger, ReasonCode | None]] = set()
     for i, row in enumerate(spec.transition_table):
         where = f"{field}[{i}]"
         if row.from_state in terminal:
             raise AsupError(ErrorCode.BAD_INPUT, f"terminal state {row.from_state} has an exit", file=file, field=where)
-        if (row.to_state == State.FAILED_CLOSED) != (row.reason_code is not None):
+        if (row.to_state == failed) != (row.reason_code is not None):
             raise AsupError(ErrorCode.BAD_INPUT, "a failed_closed row needs a reason code, and only such a row", file=file, field=where)
         key = (row.from_state, row.event, row.reason_code)
         if key in seen:
@@ -306,6 +307,11 @@ def _check_vocabulary(spec: MachineSpec, file: str) -> None:
             raise AsupError(ErrorCode.BAD_INPUT, f"{name} differ from the vocabulary: {differ}", file=file, field=f"$.state_machine.{name}")
     if spec.initial_state is not State.IDLE:
         raise AsupError(ErrorCode.BAD_INPUT, "the initial state must be idle", file=file, field="$.state_machine.initial_state")
+    starts = {row.event for row in spec.transition_table if row.from_state is spec.initial_state}
+    if not {Trigger.START, Trigger.RESUME_REQUESTED} <= starts:
+        # engine.rules begins a session with one of these two
+        where = "$.state_machine.transition_table"
+        raise AsupError(ErrorCode.BAD_INPUT, "a session must start from idle by start or resume_requested", file=file, field=where)
 
 
 def _reachable(spec: MachineSpec) -> set[State]:

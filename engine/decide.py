@@ -13,6 +13,7 @@ import random
 import msgspec
 
 from engine.contracts import default_state_machine
+from engine.rules import default_rules
 from events.observations import (
     BackoffDrawn,
     CapabilityNegotiated,
@@ -65,7 +66,7 @@ def decide(p: Progress, obs: Event) -> list[Decision]:
     match obs:
         case IntentRecorded(intent=intent, resume=resume, at_ns=at_ns):
             p.intent, p.started_ns = intent, at_ns
-            return [Decision(Trigger.RESUME_REQUESTED if resume else Trigger.START)]
+            return [Decision(default_rules().session_trigger(resume))]
         case CapabilityNegotiated(outcome=outcome):
             return [] if outcome == "accepted" else [Decision(Trigger.CAPABILITY_REJECTED, ReasonCode(outcome))]
         case SourceHashed():

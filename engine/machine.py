@@ -5,9 +5,9 @@ state-machine gate proves it for every (state, trigger, guard outcome).
 
 Guards: a row carries a reason code; a trigger fires a row only when the decision's reason
 code is that row's (so `capability_rejected` needs `unsupported_capability` or
-`capability_mismatch`). Anything the table does not allow from a non-terminal state fails
-closed with `invalid_transition`; in a terminal state it is recorded as `trigger_rejected`
-and the state stays.
+`capability_mismatch`). The policies for everything else (a terminal state rejects, an
+invalid trigger fails closed) are the contract's, read from `engine.rules`. Callers hold
+either as a `Dispatcher`.
 """
 
 from __future__ import annotations
@@ -15,21 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import msgspec
 from transitions import Machine, MachineError
 
-from engine.contracts import MachineSpec, default_state_machine
+from engine.rules import Rules, Step, default_rules
 from events.vocabulary import ReasonCode, State, Trigger
-
-
-class Step(msgspec.Struct, frozen=True):
-    """What one fired trigger did; becomes one `transition` event."""
-
-    from_state: State
-    trigger: Trigger
-    to_state: State
-    reason_code: ReasonCode | None
-    rejected_trigger: Trigger | None = None
 
 
 class TransferModel:
@@ -37,13 +26,20 @@ class TransferModel:
 
     trigger: Callable[..., bool]  # bound by Machine.add_model
 
-    def __init__(self, transfer_id: str, state: State = State.IDLE) -> None:
+    def __init__(self, transfer_id: str, state: State | None = None) -> None:
         self.transfer_id = transfer_id
-        self.state: str = state.value
+        self.state: str = (state or default_rules().initial).value
 
 
 class Dispatcher(Protocol):
+    """What every caller drives a transfer through: the Machine or the compiled lever."""
+
+    @property
+    def rules(self) -> Rules: ...
+
     def add(self, model: TransferModel) -> None: ...
+
+    def remove(self, model: TransferModel) -> None: ...
 
     def fire(self, model: TransferModel, trigger: Trigger, reason: ReasonCode | None = None) -> Step: ...
 
@@ -57,20 +53,21 @@ def _reason_guard(reason: ReasonCode | None) -> Any:
 
 
 class AdapterMachine:
-    """The reference implementation: a transitions.Machine built from the table."""
+    """The reference implementation: a transitions.Machine built from the table; the
+    terminal and failure policies are the rules'."""
 
-    def __init__(self, spec: MachineSpec | None = None) -> None:
-        self.spec = spec or default_state_machine().state_machine
-        self._terminal = frozenset(self.spec.terminal_states)
+    def __init__(self, rules: Rules | None = None) -> None:
+        self.rules = rules or default_rules()
+        spec = self.rules.spec
         self.machine = Machine(
             model=None,
-            states=[s.value for s in self.spec.states],
-            initial=self.spec.initial_state.value,
+            states=[s.value for s in spec.states],
+            initial=self.rules.initial.value,
             auto_transitions=False,
             ignore_invalid_triggers=False,
             send_event=True,
         )
-        for row in self.spec.transition_table:
+        for row in spec.transition_table:
             self.machine.add_transition(
                 row.event.value, row.from_state.value, row.to_state.value, conditions=[_reason_guard(row.reason_code)]
             )
@@ -84,51 +81,47 @@ class AdapterMachine:
 
     def fire(self, model: TransferModel, trigger: Trigger, reason: ReasonCode | None = None) -> Step:
         before = State(model.state)
-        if before in self._terminal:
-            return _rejected(before, trigger)
+        if self.rules.is_terminal(before):
+            return self.rules.reject(before, trigger)
         try:
             moved = model.trigger(trigger.value, reason=reason)
         except (MachineError, AttributeError):
             moved = False
         if not moved:
-            policy = self.spec.invalid_trigger_policy.non_terminal
-            self.machine.set_state(policy.to_state.value, model)
-            return Step(before, trigger, policy.to_state, policy.reason_code)
+            step = self.rules.fail(before, trigger)
+            self.machine.set_state(step.to_state.value, model)
+            return step
         return Step(before, trigger, State(model.state), reason)
 
 
 class CompiledDispatch:
-    """The optimisation lever: the same table compiled to one dict lookup per trigger."""
+    """The optimisation lever: the rules' table as one dict lookup per trigger."""
 
-    def __init__(self, spec: MachineSpec | None = None) -> None:
-        self.spec = spec or default_state_machine().state_machine
-        self._terminal = frozenset(self.spec.terminal_states)
-        self._table: dict[tuple[str, str, ReasonCode | None], State] = {}
-        for row in self.spec.transition_table:
-            self._table.setdefault((row.from_state.value, row.event.value, row.reason_code), row.to_state)
-        policy = self.spec.invalid_trigger_policy.non_terminal
-        self._fail = (policy.to_state, policy.reason_code)
+    def __init__(self, rules: Rules | None = None) -> None:
+        self.rules = rules or default_rules()
+        # keyed by plain strings: a model's state is one, and a str tuple hashes ~5x faster than enums
+        self._table = {(s.value, t.value, r): to for (s, t, r), to in self.rules.moves.items()}
+        self._terminal = frozenset(s.value for s in self.rules.terminal)
 
     def add(self, model: TransferModel) -> None:
         """Nothing to register: the model's `state` is all the dispatcher reads."""
 
+    def remove(self, model: TransferModel) -> None:
+        """Nothing registered, nothing to remove."""
+
     def fire(self, model: TransferModel, trigger: Trigger, reason: ReasonCode | None = None) -> Step:
-        before = State(model.state)
-        if before in self._terminal:
-            return _rejected(before, trigger)
-        target = self._table.get((model.state, trigger.value, reason))
+        state = model.state
+        if state in self._terminal:
+            return self.rules.reject(State(state), trigger)
+        target = self._table.get((state, trigger.value, reason))
         if target is None:
-            to_state, code = self._fail
-            model.state = to_state.value
-            return Step(before, trigger, to_state, code)
+            step = self.rules.fail(State(state), trigger)
+            model.state = step.to_state.value
+            return step
         model.state = target.value
-        return Step(before, trigger, target, reason)
+        return Step(State(state), trigger, target, reason)
 
 
-def _rejected(state: State, trigger: Trigger) -> Step:
-    return Step(state, Trigger.TRIGGER_REJECTED, state, None, rejected_trigger=trigger)
-
-
-def make_dispatcher(lever: bool) -> AdapterMachine | CompiledDispatch:
+def make_dispatcher(lever: bool) -> Dispatcher:
     """Lever off (the rollback): the transitions.Machine. Lever on: the compiled table."""
     return CompiledDispatch() if lever else AdapterMachine()

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from engine.adapter import transition_event
 from engine.decide import Progress, decide
-from engine.machine import AdapterMachine, CompiledDispatch, TransferModel
+from engine.machine import Dispatcher, TransferModel
 from events.observations import IntentRecorded, Observation
 from events.payloads import Event, Transition
 
@@ -21,7 +21,7 @@ class Redriver:
     session starts from a fresh model in `idle`, as the live adapter does.
     """
 
-    def __init__(self, dispatcher: AdapterMachine | CompiledDispatch) -> None:
+    def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.progress = Progress()
         self.model: TransferModel | None = None
@@ -31,7 +31,7 @@ class Redriver:
             return []
         if isinstance(event, IntentRecorded):
             self.close()
-            self.progress, self.model = Progress(), TransferModel(event.intent.transfer_id)
+            self.progress, self.model = Progress(), TransferModel(event.intent.transfer_id, self.dispatcher.rules.initial)
             self.dispatcher.add(self.model)
         if self.model is None:
             return []  # observations before any intent belong to no session
@@ -42,12 +42,12 @@ class Redriver:
         return produced
 
     def close(self) -> None:
-        if self.model is not None and isinstance(self.dispatcher, AdapterMachine):
+        if self.model is not None:
             self.dispatcher.remove(self.model)
         self.model = None
 
 
-def redrive(events: Iterable[Event], dispatcher: AdapterMachine | CompiledDispatch) -> list[Transition]:
+def redrive(events: Iterable[Event], dispatcher: Dispatcher) -> list[Transition]:
     """The transitions today's code decides for one stream's recorded observations."""
     redriver = Redriver(dispatcher)
     produced = [t for event in events for t in redriver.feed(event)]

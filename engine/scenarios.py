@@ -20,7 +20,7 @@ from engine.adapter import SyncAdapter, TransferResult
 from engine.appender import Appender
 from engine.faults import FaultyTarget, SimulatedCrash, parse_plan
 from engine.intent import build_intent
-from engine.machine import AdapterMachine, CompiledDispatch
+from engine.machine import Dispatcher
 from engine.stores import DirectoryStore
 from events.clock import Clock, StepClock
 from events.errors import AsupError, ErrorCode
@@ -243,7 +243,7 @@ async def run_scenario(
     scenario: Scenario,
     workdir: Path,
     appender: Appender,
-    dispatcher: AdapterMachine | CompiledDispatch,
+    dispatcher: Dispatcher,
     *,
     seed: int,
     clock: Callable[[], Clock],
@@ -327,7 +327,7 @@ def _checks(scenario: Scenario, result: TransferResult | None, target: Directory
 async def run_scenarios(
     chosen: list[Scenario],
     appender: Appender,
-    dispatcher: AdapterMachine | CompiledDispatch,
+    dispatcher: Dispatcher,
     *,
     seed: int,
     workdir: Path | None = None,

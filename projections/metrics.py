@@ -10,11 +10,13 @@ from typing import Any
 
 import msgspec
 
+from engine.rules import default_rules
 from events.observations import IntentRecorded, Observation
 from events.payloads import Transition
 from events.record import Record
-from events.vocabulary import TERMINAL_STATES
 from projections.base import percentile
+
+_TERMINAL = default_rules().terminal
 
 
 class MetricsState(msgspec.Struct):
@@ -36,7 +38,7 @@ class Metrics:
         kind = type(data)
         if kind is Transition:
             assert isinstance(data, Transition)
-            if data.to_state in TERMINAL_STATES and stream in state.started_at:
+            if data.to_state in _TERMINAL and stream in state.started_at:
                 _add(state, f"transfer_{data.to_state.value}", data.duration_ms)
                 del state.started_at[stream]
         elif isinstance(data, Observation):

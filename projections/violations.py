@@ -10,10 +10,12 @@ import msgspec
 
 from engine.contracts import AdapterProfile, Offer, default_matrix
 from engine.negotiation import negotiate
+from engine.rules import default_rules
 from events.observations import CapabilityNegotiated, Intent, IntentRecorded
 from events.payloads import Transition
 from events.record import Record
-from events.vocabulary import TERMINAL_STATES, Trigger
+
+_RULES = default_rules()
 
 
 class ViolationsState(msgspec.Struct):
@@ -32,7 +34,7 @@ class Violations:
     def apply(self, state: ViolationsState, record: Record) -> ViolationsState:
         data = record.data
         if isinstance(data, Transition):
-            if data.from_state in TERMINAL_STATES and data.trigger is not Trigger.TRIGGER_REJECTED:
+            if _RULES.leaves_terminal(data.from_state, data.trigger):
                 state.terminal_exits.append(
                     {
                         "seq": record.seq,

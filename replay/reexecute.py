@@ -17,13 +17,14 @@ from typing import Any
 import msgspec
 
 from engine.decide import Progress
-from engine.machine import AdapterMachine, CompiledDispatch, TransferModel, make_dispatcher
+from engine.machine import Dispatcher, make_dispatcher
 from engine.redrive import Redriver
+from engine.rules import Rules
 from events.chain import ChainState
 from events.payloads import LogCreated, LogRepaired, Transition
 from events.record import Record
 from events.scan import Problem, Scanner
-from events.vocabulary import TERMINAL_STATES, State, Trigger
+from events.vocabulary import ReasonCode, State
 from projections.base import canonical_json
 from projections.traces import trace_row
 
@@ -41,8 +42,8 @@ class TransferReplay(msgspec.Struct, frozen=True):
     transfer_id: str
     outcome: str  # reproduced | diverged | impossible
     transitions: int
-    terminal_state: str | None
-    reason_code: str | None
+    terminal_state: State | None
+    reason_code: ReasonCode | None
     divergence: Divergence | None = None
     impossible: str = ""
 
@@ -69,15 +70,12 @@ def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[R
     return streams, scanner.problem
 
 
-_TABLE = CompiledDispatch()  # the structural check's rules: compiled from the contract table, proven equal to the Machine
-
-
 class StreamReplay:
     """One transfer replayed as its records stream past: the recorded observations drive
     today's decisions; each recorded transition is compared with the next one produced.
     Memory is what one session needs, not the whole stream."""
 
-    def __init__(self, stream: str, dispatcher: AdapterMachine | CompiledDispatch) -> None:
+    def __init__(self, stream: str, dispatcher: Dispatcher) -> None:
         self.stream = stream
         self.redriver = Redriver(dispatcher)
         self.produced: deque[Transition] = deque()
@@ -87,7 +85,7 @@ class StreamReplay:
         self.impossible = ""
         self.state: State | None = None
         self.last: Transition | None = None
-        self.table = _TABLE
+        self.rules: Rules = dispatcher.rules  # the structural check's: the contract's, whichever dispatcher replays
         self.tail_produced: list[Transition] = []  # what the last record fed, an observation, decided
 
     def feed(self, record: Record, trace: bytearray | None) -> None:
@@ -111,7 +109,7 @@ class StreamReplay:
         self.transitions += 1
         self.last = data
         self.leading.append(record)
-        if data.to_state in TERMINAL_STATES:
+        if self.rules.is_terminal(data.to_state):
             self.redriver.close()
             self.redriver.progress = Progress()  # the session is over: keep no intent in memory
 
@@ -133,8 +131,8 @@ class StreamReplay:
             transfer_id=self.stream,
             outcome="impossible" if self.impossible else "diverged" if self.divergence else "reproduced",
             transitions=self.transitions,
-            terminal_state=last.to_state.value if last and last.to_state in TERMINAL_STATES else None,
-            reason_code=last.reason_code.value if last and last.reason_code else None,
+            terminal_state=last.to_state if last and self.rules.is_terminal(last.to_state) else None,
+            reason_code=last.reason_code if last else None,
             divergence=self.divergence,
             impossible=self.impossible,
         )
@@ -148,17 +146,12 @@ class StreamReplay:
 
     def _structural(self, record: Record, data: Transition) -> str:
         """Why this recorded transition could not come from the state machine ('' when it could)."""
-        if data.from_state is State.IDLE and data.trigger in (Trigger.START, Trigger.RESUME_REQUESTED):
-            self.state = State.IDLE  # a new session starts from idle
+        if self.rules.starts_session(data.from_state, data.trigger):
+            self.state = data.from_state  # a new session starts from the initial state
         state = self.state
         if state is None or data.from_state is not state:
             return f"seq {record.seq}: a transition from {data.from_state} while the transfer is in {state}"
-        if data.trigger is Trigger.TRIGGER_REJECTED:
-            possible = state in TERMINAL_STATES and data.to_state is state
-        else:
-            step = self.table.fire(TransferModel(data.transfer_id, state), data.trigger, data.reason_code)
-            possible = (step.to_state, step.reason_code) == (data.to_state, data.reason_code)
-        if not possible:
+        if not self.rules.produces(state, data.trigger, data.reason_code, data.to_state):
             return f"seq {record.seq}: {state} -{data.trigger}-> {data.to_state} ({data.reason_code}) is not in the transition table"
         self.state = data.to_state
         return ""

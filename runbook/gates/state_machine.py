@@ -10,7 +10,8 @@ import anyio
 
 from engine.appender import DirectAppender
 from engine.contracts import MachineSpec, load_state_machine
-from engine.machine import AdapterMachine, CompiledDispatch, TransferModel
+from engine.machine import AdapterMachine, CompiledDispatch, Dispatcher, TransferModel
+from engine.rules import Rules
 from engine.scenarios import SCENARIOS, run_scenarios
 from events.clock import StepClock
 from events.errors import AsupError
@@ -24,12 +25,13 @@ def run(table_path: Path | None = None, *, live: bool = True) -> GateReport:
     report = GateReport("state_machine")
     try:
         spec = load_state_machine(table_path).state_machine
+        rules = Rules(spec)
     except AsupError as error:
         report.check("table_validates", False, error.one_line())
         return report
     report.check("table_validates", True, f"{len(spec.transition_table)} rows")
-    _table(report, spec)
-    machine, lever = AdapterMachine(spec), CompiledDispatch(spec)
+    _table(report, rules)
+    machine, lever = AdapterMachine(rules), CompiledDispatch(rules)
     _machine_matches_table(report, spec, machine)
     report.measurements["equivalence_cases"] = _equivalence(report, machine, lever)
     if live:
@@ -37,14 +39,13 @@ def run(table_path: Path | None = None, *, live: bool = True) -> GateReport:
     return report
 
 
-def _table(report: GateReport, spec: MachineSpec) -> None:
-    terminal = set(spec.terminal_states)
-    for row in spec.transition_table:
+def _table(report: GateReport, rules: Rules) -> None:
+    for row in rules.spec.transition_table:
         where = f"{row.from_state}-{row.event}->{row.to_state}"
-        report.check(f"row/{where}/not_from_terminal", row.from_state not in terminal)
-        if row.to_state is State.FAILED_CLOSED:
+        report.check(f"row/{where}/not_from_terminal", not rules.is_terminal(row.from_state))
+        if row.to_state is rules.failed:
             report.check(f"row/{where}/has_reason", row.reason_code is not None)
-    declared = {r.reason_code for r in spec.transition_table} | {spec.invalid_trigger_policy.non_terminal.reason_code}
+    declared = {r.reason_code for r in rules.spec.transition_table} | {rules.invalid}
     for code in ReasonCode:
         report.check(f"reason/{code}/in_table", code in declared)
 
@@ -61,7 +62,7 @@ def _machine_matches_table(report: GateReport, spec: MachineSpec, machine: Adapt
     report.check("machine/no_auto_transitions", not any(name.startswith("to_") for name in machine.machine.events))
 
 
-def _equivalence(report: GateReport, machine: AdapterMachine, lever: CompiledDispatch) -> int:
+def _equivalence(report: GateReport, machine: Dispatcher, lever: Dispatcher) -> int:
     cases = 0
     for state in State:
         for trigger in Trigger:
@@ -75,7 +76,7 @@ def _equivalence(report: GateReport, machine: AdapterMachine, lever: CompiledDis
     return cases
 
 
-def _live_reason_codes(report: GateReport, lever: CompiledDispatch) -> None:
+def _live_reason_codes(report: GateReport, lever: Dispatcher) -> None:
     log = MemoryLog("state-machine-gate", clock=StepClock())
 
     anyio.run(lambda: run_scenarios(list(SCENARIOS), DirectAppender(log), lever, seed=1))

@@ -16,7 +16,7 @@ from engine.contracts import AdapterProfile
 from engine.faults import FaultPlan, FaultyTarget, parse_plan
 from engine.intent import build_intent
 from engine.layout import MANIFEST_NAME
-from engine.machine import AdapterMachine, CompiledDispatch, make_dispatcher
+from engine.machine import Dispatcher, make_dispatcher
 from engine.stores import DirectoryStore, TargetStore
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
@@ -138,7 +138,7 @@ def run_transfer(
     faults: str | FaultPlan = "",
     resume_from: str | None = None,
     lever: bool = True,
-    dispatcher: AdapterMachine | CompiledDispatch | None = None,
+    dispatcher: Dispatcher | None = None,
     profile: AdapterProfile | None = None,
     target: TargetStore | None = None,
     sleep: Sleep = no_sleep,

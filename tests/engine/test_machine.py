@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.contracts import MachineSpec, default_state_machine
-from engine.machine import AdapterMachine, CompiledDispatch, Step, TransferModel, make_dispatcher
+from engine.machine import AdapterMachine, CompiledDispatch, Dispatcher, TransferModel, make_dispatcher
+from engine.rules import Step
 from events.vocabulary import TERMINAL_STATES, ReasonCode, State, Trigger
 
 REASONS: list[ReasonCode | None] = [None, *ReasonCode]
@@ -48,15 +49,14 @@ def _cases() -> Iterator[tuple[State, Trigger, ReasonCode | None]]:
 
 
 def _fire_fresh(
-    dispatcher: AdapterMachine | CompiledDispatch, state: State, trigger: Trigger, reason: ReasonCode | None
+    dispatcher: Dispatcher, state: State, trigger: Trigger, reason: ReasonCode | None
 ) -> tuple[Step, str]:
     model = TransferModel(f"t-{state}-{trigger}-{reason}", state)
     dispatcher.add(model)
     try:
         step = dispatcher.fire(model, trigger, reason)
     finally:
-        if isinstance(dispatcher, AdapterMachine):
-            dispatcher.remove(model)
+        dispatcher.remove(model)
     return step, model.state
 
 
@@ -162,8 +162,7 @@ def test_terminal_states_reject_every_trigger_and_stay(lever: bool, terminal: St
             step = dispatcher.fire(model, trigger, reason)
             assert step == Step(terminal, Trigger.TRIGGER_REJECTED, terminal, None, rejected_trigger=trigger)
             assert model.state == terminal.value
-    if isinstance(dispatcher, AdapterMachine):
-        dispatcher.remove(model)
+    dispatcher.remove(model)
 
 
 def test_one_machine_serves_many_models_without_cross_talk() -> None:
