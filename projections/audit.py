@@ -9,16 +9,16 @@ import msgspec
 
 from events.payloads import Transition
 from events.record import Record
-from events.vocabulary import ReasonCode, State
+from events.vocabulary import ReasonCode, State, Trigger
 from projections.runbook_map import LEVEL, SECTION
 
 
 class AuditEntry(msgspec.Struct):
     seq: int
     transfer_id: str
-    from_state: str
-    trigger: str
-    reason_code: str
+    from_state: State
+    trigger: Trigger
+    reason_code: ReasonCode
     evidence_seq: int
     evidence_type: str
     evidence_digest: str  # h of the evidence record
@@ -45,7 +45,7 @@ class Audit:
             seq, kind, digest = state.last.get(record.stream, (0, "", ""))
             state.entries.append(
                 AuditEntry(
-                    record.seq, data.transfer_id, data.from_state.value, data.trigger.value, data.reason_code.value, seq, kind, digest
+                    record.seq, data.transfer_id, data.from_state, data.trigger, data.reason_code, seq, kind, digest
                 )
             )
         return state
@@ -53,8 +53,9 @@ class Audit:
     def render(self, state: AuditState) -> dict[str, Any]:
         summary: dict[str, dict[str, Any]] = {}
         for entry in state.entries:
-            code = ReasonCode(entry.reason_code)
-            row = summary.setdefault(entry.reason_code, {"count": 0, "section": SECTION[code], "level": LEVEL[code], "transfers": []})
+            code = entry.reason_code
+            # keyed by the value: orjson takes only exact str keys
+            row = summary.setdefault(code.value, {"count": 0, "section": SECTION[code], "level": LEVEL[code], "transfers": []})
             row["count"] += 1
             row["transfers"].append(entry.transfer_id)
         return {"fail_closed": [msgspec.to_builtins(e) for e in state.entries], "reason_codes": dict(sorted(summary.items()))}

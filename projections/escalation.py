@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from events.vocabulary import ReasonCode
+from events.vocabulary import ReasonCode, State
 from projections.audit import AuditState
 from projections.checklist import Item
 from projections.operations import OpsState
@@ -86,7 +86,7 @@ def _transfer_rules(inputs: Inputs) -> list[Rule]:
     rules = []
     if inputs.transfers is not None:
         for view in inputs.transfers.transfers.values():
-            if view.state == "completed" and view.verified_digest != view.expected_checksum:
+            if view.state is State.COMPLETED and view.verified_digest != view.expected_checksum:
                 evidence = [{"transfer_id": view.transfer_id, "last_seq": view.last_seq, "verified": view.verified_digest}]
                 rules.append(Rule("P0", "completed_without_checksum_match", view.transfer_id, evidence))
     for exit_ in inputs.terminal_exits:
@@ -101,7 +101,7 @@ def _transfer_rules(inputs: Inputs) -> list[Rule]:
             facts["section"] = SECTION[code]
             detail = entry.transfer_id
             later = views.get(entry.transfer_id)
-            if later is not None and later.state == "completed" and later.last_seq > entry.seq:
+            if later is not None and later.state is State.COMPLETED and later.last_seq > entry.seq:
                 # the incident stands (it is in the log), but the operator sees that a rerun recovered it
                 facts["completed_later_at_seq"] = later.last_seq
                 detail += f" (a later session completed it, seq {later.last_seq})"

@@ -6,9 +6,11 @@ from typing import Any
 
 import msgspec
 
+from engine.rules import default_rules
 from events.observations import IntentRecorded, TargetHashed
 from events.payloads import Transition
 from events.record import Record
+from events.vocabulary import ReasonCode, State
 
 
 class TransferView(msgspec.Struct):
@@ -16,11 +18,11 @@ class TransferView(msgspec.Struct):
     artifact_id: str = ""
     artifact_class: str = ""
     mode: str = ""
-    state: str = "idle"
+    state: State = default_rules().initial
     attempt: int = 0
     committed_cursor: int = 0
     size: int = 0
-    reason_code: str | None = None
+    reason_code: ReasonCode | None = None
     sessions: int = 0
     transitions: int = 0
     events: int = 0
@@ -57,11 +59,11 @@ class Transfers:
         view.last_seq = record.seq
         if kind is Transition:
             assert isinstance(data, Transition)
-            view.state, view.attempt, view.committed_cursor = data.to_state.value, data.attempt, data.committed_cursor
+            view.state, view.attempt, view.committed_cursor = data.to_state, data.attempt, data.committed_cursor
             view.transitions += 1
             view.duration_ms = data.duration_ms
             if data.reason_code is not None:
-                view.reason_code = data.reason_code.value
+                view.reason_code = data.reason_code
         elif kind is IntentRecorded:
             assert isinstance(data, IntentRecorded)
             intent = data.intent
@@ -78,5 +80,5 @@ class Transfers:
         rows = [msgspec.to_builtins(v) for _, v in sorted(state.transfers.items())]
         counts: dict[str, int] = {}
         for view in state.transfers.values():
-            counts[view.state] = counts.get(view.state, 0) + 1
+            counts[view.state.value] = counts.get(view.state.value, 0) + 1  # orjson takes only exact str keys
         return {"transfers": rows, "by_state": dict(sorted(counts.items())), "count": len(rows)}

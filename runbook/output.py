@@ -16,8 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from events.errors import AsupError, ExitCode
+from events.vocabulary import State
 
 JSON_SCHEMA = "asup.cli/1"
+STATE_COLORS: dict[State, str] = {State.COMPLETED: "green", State.FAILED_CLOSED: "red"}  # any other state: the caller's
 
 P = ParamSpec("P")
 R = TypeVar("R")

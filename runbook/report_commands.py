@@ -21,7 +21,7 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
+from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled
 
 ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
@@ -61,7 +61,7 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
     out = console()
     table = fold_table("transfer", "class", "mode", "state", "reason", "attempt", "bytes", "ms", title=f"{log} (through seq {seq})")
     for t in rendered["transfers"]["transfers"]:
-        color = {"completed": "green", "failed_closed": "red"}.get(t["state"], "yellow")
+        color = STATE_COLORS.get(t["state"], "yellow")
         table.add_row(
             t["transfer_id"],
             t["artifact_class"],

@@ -14,15 +14,13 @@ from rich.text import Text
 from events.payloads import Transition
 from events.record import Record, record_to_builtins
 from replay.tail import Tailer, follow
-from runbook.output import console, line, reports_errors, styled
-
-COLORS = {"completed": "green", "failed_closed": "red"}
+from runbook.output import STATE_COLORS, console, line, reports_errors, styled
 
 
 def _line(record: Record) -> Text:
     data = record.data
     if isinstance(data, Transition):
-        color = COLORS.get(data.to_state.value, "cyan")
+        color = STATE_COLORS.get(data.to_state, "cyan")
         reason = styled(f" {data.reason_code}", "bold red") if data.reason_code else ""
         return line(
             styled(f"{record.seq:>8}", "dim"),

@@ -12,7 +12,7 @@ import msgspec
 
 from engine.durability import sidecar_path
 from events.errors import AsupError, ErrorCode
-from events.vocabulary import ReasonCode
+from events.vocabulary import ReasonCode, State
 from projections.artifact_paths import ArtifactPaths
 from projections.fold import fold_log
 from projections.runbook_map import LEVEL, SECTION
@@ -32,7 +32,7 @@ class TriageStep(msgspec.Struct, frozen=True):
 
 class Failure(msgspec.Struct, frozen=True):
     transfer_id: str
-    reason_code: str
+    reason_code: ReasonCode
     section: str
     level: str
     last_seq: int
@@ -52,9 +52,9 @@ def failures(log: Path) -> list[Failure]:
         raise result.problem.error(str(log))
     out = []
     for view in sorted(result.states["transfers"].transfers.values(), key=lambda v: v.transfer_id):
-        if view.state == "failed_closed" and view.reason_code:
-            code = ReasonCode(view.reason_code)
-            out.append(Failure(view.transfer_id, code.value, SECTION[code], LEVEL[code], view.last_seq))
+        if view.state is State.FAILED_CLOSED and view.reason_code:
+            code = view.reason_code
+            out.append(Failure(view.transfer_id, code, SECTION[code], LEVEL[code], view.last_seq))
     return out
 
 
