@@ -19,6 +19,7 @@ class State(StrEnum):
     FAILED_CLOSED = "failed_closed"
 
 
+# The contract's terminal states are checked against this pin; code asks engine.rules.
 TERMINAL_STATES: frozenset[State] = frozenset({State.COMPLETED, State.FAILED_CLOSED})
 
 
