@@ -11,15 +11,15 @@ it, and a sidecar is replaced only atomically (temp, fsync, rename).
 from __future__ import annotations
 
 import binascii
-import os
 import random
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 from blake3 import blake3
-from pyeclib.ec_iface import ECDriver
+from pyeclib.ec_iface import ECDriver, ECDriverError
 
+from events.atomic import write_atomic
 from events.errors import AsupError, ErrorCode
 from events.record import field_of
 
@@ -98,24 +98,6 @@ def encode(pack: Path, *, k: int = 8, m: int = 4, codec: str = "isa_l_rs_vand") 
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_sidecar(path: Path, sidecar: Sidecar) -> None:
     write_atomic(path, msgspec.json.encode(sidecar))
 
@@ -191,15 +173,21 @@ def decode(sidecar: Sidecar, use: list[int]) -> bytes:
             ErrorCode.CORRUPT_RECORD,
             f"only {len(chosen)} verified fragments, {sidecar.k} needed: cannot decode",
         )
-    driver = _driver(sidecar.codec, sidecar.k, sidecar.m)
-    for data in chosen:
-        header = cast(dict[str, Any], driver.get_metadata(data, formatted=True))  # typed as bytes upstream
-        if header["orig_data_size"] != sidecar.pack_size:
-            raise AsupError(ErrorCode.CORRUPT_RECORD, "a fragment belongs to another pack (size in its header differs)")
-    data = bytes(driver.decode(chosen))
+    try:
+        data = _decode_verified(_driver(sidecar.codec, sidecar.k, sidecar.m), chosen, sidecar.pack_size)
+    except ECDriverError as exc:  # pyeclib's own hierarchy: translated at the boundary
+        raise AsupError(ErrorCode.CORRUPT_RECORD, f"pyeclib cannot decode: {exc}") from exc
     if _digest(data) != sidecar.pack_digest:
         raise AsupError(ErrorCode.CORRUPT_RECORD, "decoded bytes do not match the pack digest")
     return data
+
+
+def _decode_verified(driver: ECDriver, chosen: list[bytes], pack_size: int) -> bytes:
+    for data in chosen:
+        header = cast(dict[str, Any], driver.get_metadata(data, formatted=True))  # typed as bytes upstream
+        if header["orig_data_size"] != pack_size:
+            raise AsupError(ErrorCode.CORRUPT_RECORD, "a fragment belongs to another pack (size in its header differs)")
+    return bytes(driver.decode(chosen))
 
 
 def drill(sidecar: Sidecar, seed: int, at: str) -> tuple[bytes, DecodeProof]:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import msgspec
 
-from engine.durability import Sidecar, decode, encode, good_fragments, load_sidecar, write_atomic, write_sidecar
+from engine.durability import Sidecar, decode, encode, good_fragments, load_sidecar, write_sidecar
+from events.atomic import write_atomic
 from events.digest import digest_file
 
 HEALTHY = ("ok", "restored", "fragments_repaired")

@@ -17,6 +17,7 @@ from typing import Protocol
 from blake3 import blake3
 
 from engine.layout import MANIFEST_NAME, Layout, bundle_digest, check_name, manifest_bytes
+from events.atomic import write_atomic
 from events.errors import AsupError, ErrorCode
 from events.observations import BundleFile
 
@@ -260,7 +261,7 @@ class DirectoryStore:
         if kind == "bundle":
             for index in range(len(layout.files)):
                 _fsync_path(_member(temp, layout, index))
-            _write_synced(temp / MANIFEST_NAME, manifest_bytes(layout.files))  # published last
+            write_atomic(temp / MANIFEST_NAME, manifest_bytes(layout.files))  # published last
         else:
             _fsync_path(temp)
         if final.exists():
@@ -272,9 +273,9 @@ class DirectoryStore:
 
     def save_checkpoint(self, name: str, data: bytes) -> str:
         path = self.checkpoint_path(name)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        # not fsynced: the chunk bytes it counts are not synced before finalize either, so a
+        # synced checkpoint could promise bytes a crash lost (the final digest check catches both)
+        write_atomic(path, data, sync=False)
         return str(path)
 
     def load_checkpoint(self, path: str) -> bytes:
@@ -315,15 +316,6 @@ def _digest(base: Path, layout: Layout, kind: str) -> tuple[str, int]:
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

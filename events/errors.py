@@ -11,14 +11,31 @@ they are known.
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
+    """The process exit codes; `asup --help` and the README list them from `EXIT_MEANINGS`."""
+
     OK = 0
-    CHECK_FAILED = 1  # damage found, divergence, gate failed, stale expectation
-    USAGE = 2  # bad arguments or unreadable input
-    BUSY = 3  # the log is held by another writer
+    CHECK_FAILED = 1
+    USAGE = 2
+    BUSY = 3
     INTERRUPTED = 130
+
+
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.CHECK_FAILED: "a check failed (damage, divergence, gate, stale expectation) or the OS refused a write",
+    ExitCode.USAGE: "usage or unreadable input",
+    ExitCode.BUSY: "the log is held by another writer",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+}
+
+
+def exit_codes_help() -> str:
+    """The one sentence that documents every exit code."""
+    return "Exit codes: " + "; ".join(f"{int(code)} {EXIT_MEANINGS[code]}" for code in ExitCode) + "."
 
 
 class ErrorCode(StrEnum):
@@ -31,6 +48,7 @@ class ErrorCode(StrEnum):
     LOG_NOT_FOUND = "log_not_found"
     IO_FAILED = "io_failed"  # the OS refused a write or fsync: the writer is fenced
     WRITER_CLOSED = "writer_closed"
+    GATE_FAILED = "gate_failed"  # a gate could not measure: a run it drives did not complete
     USAGE = "usage"
 
 
@@ -44,6 +62,7 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.LOG_NOT_FOUND: ExitCode.USAGE,
     ErrorCode.IO_FAILED: ExitCode.CHECK_FAILED,
     ErrorCode.WRITER_CLOSED: ExitCode.USAGE,
+    ErrorCode.GATE_FAILED: ExitCode.CHECK_FAILED,
     ErrorCode.USAGE: ExitCode.USAGE,
 }
 
@@ -83,3 +102,15 @@ class AsupError(Exception):
         if self.field is not None:
             parts.append(f" [field {self.field}]")
         return "".join(parts)
+
+
+# a path that names nothing usable (or runs through a file) is the caller's mistake;
+# anything else (permissions, a full or read-only disk, EIO) the OS refused
+_BAD_PATH = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+def os_error(exc: OSError, doing: str, path: Path | str) -> AsupError:
+    """The AsupError for `exc` raised while `doing` something to `path`: `usage` when the
+    path names no usable file or directory, else `io_failed`."""
+    code = ErrorCode.USAGE if isinstance(exc, _BAD_PATH) else ErrorCode.IO_FAILED
+    return AsupError(code, f"{doing}: {exc.strerror or exc}", file=str(path))

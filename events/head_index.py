@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 from blake3 import blake3
 
+from events.atomic import write_atomic
 from events.chain import ChainState, StreamHead
 from events.record import TRAILER_LEN
 
@@ -67,11 +68,10 @@ def restore(index: HeadIndex, id_window: int) -> ChainState:
 
 
 def save(log_path: Path, chain: ChainState, size: int) -> None:
-    index = snapshot(chain, size)
-    target = index_path(log_path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(msgspec.json.encode(index))
-    tmp.replace(target)
+    """Replace the index; raises `io_failed` (or `usage`) naming the index file.
+
+    Not fsynced: a crash that loses it costs a rescan, never data."""
+    write_atomic(index_path(log_path), msgspec.json.encode(snapshot(chain, size)), sync=False)
 
 
 def load(log_path: Path, id_window: int) -> tuple[ChainState, int] | None:

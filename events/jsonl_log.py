@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from events import head_index
+from events.atomic import write_atomic
 from events.batch import plan
 from events.chain import ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, os_error
 from events.follow import follow_path
 from events.lock import WriterLock
 from events.payloads import Event, LogCreated, LogRepaired
@@ -69,7 +70,7 @@ class JsonlLog(ChainHeads):
         lock.acquire(lock_timeout)
         try:
             chain, torn = _recover(path, id_window)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = _open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "cannot open for append")
         except BaseException:
             lock.release()
             raise
@@ -122,8 +123,8 @@ class JsonlLog(ChainHeads):
         try:
             if self._fenced is None:
                 if self._durability is not Durability.NONE:
-                    os.fsync(self._fd)
-                head_index.save(self.path, self._chain, self._size)
+                    _io(self.path, "fsync", os.fsync, self._fd)
+                self._save_index()
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -148,9 +149,16 @@ class JsonlLog(ChainHeads):
             self._write(batch.data)
             batch.commit(self._chain, start)
             if self._size - self._indexed_at >= INDEX_EVERY:
-                head_index.save(self.path, self._chain, self._size)
+                self._save_index()
                 self._indexed_at = self._size
         return batch.positions
+
+    def _save_index(self) -> None:
+        # The index is a cache and the batch is already acknowledged: a failed save must not
+        # fail the append or the close. The index left behind is the previous one, which
+        # `head_index.load` still trusts only if it matches the log, so nothing stale is used.
+        with contextlib.suppress(AsupError):
+            head_index.save(self.path, self._chain, self._size)
 
     def _line_at(self, offset: int) -> bytes:
         with self.path.open("rb") as fh:
@@ -194,7 +202,7 @@ def _io(path: Path, what: str, call: Callable[[int], None], fd: int) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
+    fd = _open_fd(path.parent, os.O_RDONLY, "cannot open the directory")
     try:
         _io(path.parent, "directory fsync", os.fsync, fd)
     finally:
@@ -207,13 +215,32 @@ def _recover(path: Path, id_window: int) -> tuple[ChainState, LogRepaired | None
         return ChainState(id_window), None
     loaded = head_index.load(path, id_window)
     chain, offset = loaded if loaded is not None else (ChainState(id_window), 0)
-    result = scan(path, chain, offset=offset)
+    try:
+        result = scan(path, chain, offset=offset)
+    except OSError as exc:
+        raise os_error(exc, "cannot read", path) from exc
     problem = result.problem
     if problem is None:
         return chain, None
     if problem.kind != "torn_tail":
         raise problem.error(str(path))
     return chain, _quarantine(path, problem)
+
+
+def _open_fd(path: Path, flags: int, doing: str) -> int:
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise os_error(exc, doing, path) from exc
+
+
+def _cut(path: Path, offset: int) -> None:
+    fd = _open_fd(path, os.O_WRONLY, "cannot open to cut the torn tail")
+    try:
+        _io(path, "cut of the torn tail", lambda fd: os.ftruncate(fd, offset), fd)
+        _io(path, "fsync", os.fsync, fd)
+    finally:
+        os.close(fd)
 
 
 def _quarantine(path: Path, problem: Problem) -> LogRepaired:
@@ -225,19 +252,8 @@ def _quarantine(path: Path, problem: Problem) -> LogRepaired:
     while target.exists() and target.read_bytes() != torn:
         suffix += 1
         target = path.with_name(f"{path.name}.torn-{problem.offset}.{suffix}")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, memoryview(torn))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(target)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.ftruncate(fd, problem.offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(target, torn)  # fsynced, and its directory, before a byte of the log is cut
+    _cut(path, problem.offset)
     return LogRepaired(
         offset=problem.offset,
         length=len(torn),

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, os_error
 
 
 class WriterLock:
@@ -21,7 +21,10 @@ class WriterLock:
 
     def acquire(self, timeout: float = 0.0) -> None:
         """Take the lock, waiting up to `timeout` seconds; raises `log_locked` after."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise os_error(exc, "cannot open the lock file", self.path) from exc
         deadline = time.monotonic() + timeout
         while True:
             try:

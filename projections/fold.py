@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from events.atomic import make_dirs, write_atomic
 from events.chain import ChainState
 from events.head_index import HeadIndex, matches_tail, restore, snapshot
 from events.record import Record
@@ -116,7 +117,5 @@ def _save(target: Path, projections: Sequence[Projection[Any]], states: dict[str
         states={p.name: msgspec.Raw(msgspec.json.encode(states[p.name])) for p in projections},
         state_digests={p.name: digest_json(msgspec.to_builtins(states[p.name])) for p in projections},
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(msgspec.json.encode(document))
-    tmp.replace(target)
+    make_dirs(target.parent)
+    write_atomic(target, msgspec.json.encode(document), sync=False)  # a cache: a lost one costs a full fold

@@ -14,6 +14,7 @@ from engine.adapter import TransferResult
 from engine.intent import DEFAULT_CHUNK, build_intent
 from engine.runner import Job, run_jobs
 from engine.stores import DirectoryStore
+from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
@@ -88,7 +89,7 @@ def sync_batch(
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
     jobs = _jobs(batch, artifact_class, mode)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(log_path.parent)
     out = console()
     with (
         JsonlLog.open(log_path) as log,

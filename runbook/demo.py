@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from events.atomic import make_dirs
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from events.payloads import Transition
@@ -45,7 +46,7 @@ def keep_earlier(path: Path) -> Path | None:
 
 def write_demo_log(path: Path, seed: int) -> Path | None:
     """Write the demo; an existing file at `path` is renamed aside first, never overwritten."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     kept = keep_earlier(path)
     rng = random.Random(seed)
     with JsonlLog.open(path, log_id="demo", clock=StepClock()) as log:

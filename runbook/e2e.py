@@ -18,10 +18,10 @@ import anyio
 import msgspec
 
 from engine.appender import DirectAppender
-from engine.durability import write_atomic
 from engine.machine import make_dispatcher
 from engine.scenarios import SCENARIOS, ScenarioOutcome, run_scenarios
 from engine.scrub import keep_aside
+from events.atomic import make_dirs, write_atomic
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from projections.artifact_paths import ArtifactPaths
@@ -73,7 +73,7 @@ async def _live(log_path: Path, seed: int, lever: bool) -> list[ScenarioOutcome]
 
 def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[str, Any]:
     out = _dir(paths)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     baseline, rerun = out / "e2e_baseline_log.jsonl", out / "e2e_rerun_log.jsonl"
     trace_base, trace_replay = out / "e2e_baseline_trace.jsonl", out / "e2e_replay_trace.jsonl"
     for path in (baseline, rerun):

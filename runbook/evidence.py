@@ -6,7 +6,6 @@ sign-off; a sealed pack is never edited (a new build moves the old pack and side
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,11 @@ import msgspec
 from engine import durability
 from engine.contracts import contract_dir
 from engine.scrub import ScrubReport, keep_aside, scrub
+from events.atomic import make_dirs, write_atomic
 from events.chain import ChainState
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
+from events.errors import AsupError
 from events.jsonl_log import JsonlLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
@@ -35,7 +36,7 @@ OPS_LOG_ID = "asupersync-ops"
 
 def record_op(paths: ArtifactPaths, stream: str, event: Event) -> int:
     """Append one operations event; returns its seq."""
-    paths.v1.mkdir(parents=True, exist_ok=True)
+    make_dirs(paths.v1)
     with JsonlLog.open(paths.ops_log, log_id=OPS_LOG_ID, lock_timeout=10.0) as log:
         return log.append(stream, [event])[0].seq
 
@@ -117,7 +118,7 @@ def current_checklist(paths: ArtifactPaths) -> list[checklist.Item]:
 
 def export_contracts(paths: ArtifactPaths) -> list[Path]:
     """Copy the shipped contracts to the runbook paths (a differing copy is kept aside)."""
-    paths.v1.mkdir(parents=True, exist_ok=True)
+    make_dirs(paths.v1)
     written = []
     for source in sorted(contract_dir().glob("*.json")):
         target = paths.v1 / source.name
@@ -125,7 +126,7 @@ def export_contracts(paths: ArtifactPaths) -> list[Path]:
             continue
         if target.exists():
             keep_aside(target, "superseded")
-        shutil.copyfile(source, target)
+        write_atomic(target, source.read_bytes())
         written.append(target)
     return written
 
@@ -157,7 +158,7 @@ def build_pack(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[Path, 
     }
     _retire_previous(paths, ops)
     data = canonical_json(pack)
-    durability.write_atomic(paths.pack, data)
+    write_atomic(paths.pack, data)
     digest = digest_bytes(data)
     seq = record_op(
         paths,
@@ -171,7 +172,7 @@ def _retire_previous(paths: ArtifactPaths, ops: OpsState) -> None:
     if not paths.pack.exists():
         return
     history = paths.v1 / "history" / f"seal-{ops.seals[-1].seq if ops.seals else 0}"
-    history.mkdir(parents=True, exist_ok=True)
+    make_dirs(history)
     for path in (paths.pack, paths.sidecar):
         if path.exists():
             target = history / path.name
@@ -219,7 +220,7 @@ def run_scrub(paths: ArtifactPaths, pack: Path, sidecar: Path, *, repair: bool) 
         ),
     )
     if pack == paths.pack:
-        durability.write_atomic(paths.scrub_report, canonical_json(msgspec.to_builtins(report)))
+        write_atomic(paths.scrub_report, canonical_json(msgspec.to_builtins(report)))
     return report
 
 
@@ -228,7 +229,7 @@ def run_drill(paths: ArtifactPaths, sidecar_file: Path, out: Path, *, seed: int,
     at = format_ts((clock or SystemClock()).now_ns())
     try:
         data, proof = durability.drill(sidecar, seed, at)
-    except Exception as exc:
+    except AsupError as exc:  # a decode that fails closed is the drill's recorded outcome
         event = DecodeProofRecorded(
             sidecar=paths.rel(sidecar_file),
             output=paths.rel(out),
@@ -241,8 +242,8 @@ def run_drill(paths: ArtifactPaths, sidecar_file: Path, out: Path, *, seed: int,
         )
         record_op(paths, "durability", event)
         return event
-    out.parent.mkdir(parents=True, exist_ok=True)
-    durability.write_atomic(out, data)
+    make_dirs(out.parent)
+    write_atomic(out, data)
     updated = msgspec.structs.replace(sidecar, decode_proofs=[*sidecar.decode_proofs, proof])
     durability.write_sidecar(sidecar_file, updated)
     event = DecodeProofRecorded(
@@ -273,8 +274,8 @@ def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[str, lis
         "checklist": checklist.render(others),
     }
     data = canonical_json(document)
-    paths.v1.mkdir(parents=True, exist_ok=True)
-    durability.write_atomic(paths.signoff, data)
+    make_dirs(paths.v1)
+    write_atomic(paths.signoff, data)
     record_op(
         paths,
         "signoff",

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -15,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from events.errors import AsupError, ExitCode
+from events.atomic import make_dirs
+from events.errors import AsupError, ExitCode, os_error
 from events.vocabulary import State
 
 JSON_SCHEMA = "asup.cli/1"
@@ -66,6 +68,16 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def write_output(path: Path, data: bytes) -> None:
+    """Write a file the operator named (`-o`, `--trace`), creating its directory. Written in
+    place, not replaced: the name may be a FIFO or a device the operator means."""
+    make_dirs(path.parent)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise os_error(exc, "cannot write", path) from exc
+
+
 def fail(error: AsupError) -> typer.Exit:
     """Print `error` as one line on stderr; return the Exit to raise with its code."""
     console(stderr=True).print(f"asup: {error.one_line()}", markup=False, soft_wrap=True)
@@ -81,6 +93,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except AsupError as error:
             raise fail(error) from None
+        except OSError as exc:  # the last net: a failure no layer translated is still one line
+            raise fail(os_error(exc, "the OS refused", exc.filename or "")) from None
         except KeyboardInterrupt:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 

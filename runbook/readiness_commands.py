@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
-from engine.durability import write_atomic
+from events.atomic import make_dirs, write_atomic
 from events.errors import AsupError, ErrorCode
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
@@ -92,7 +92,7 @@ def _with_baseline(name: str, paths: ArtifactPaths, record: bool, stored: Path |
             except (OSError, msgspec.MsgspecError) as exc:
                 raise AsupError(ErrorCode.USAGE, f"cannot read the stored baseline: {exc}", file=str(stored)) from exc
         if record:
-            paths.gates.mkdir(parents=True, exist_ok=True)
+            make_dirs(paths.gates)
             write_atomic(paths.gates / "asupersync_performance_baseline_v1.json", canonical_json(performance.stored_document(report)))
         return report
 

@@ -12,7 +12,7 @@ from projections.fold import fold_log
 from projections.transfers import Transfers
 from replay.diff import diff_logs
 from replay.reexecute import ReplayReport, replay_log
-from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
+from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
 
 @reports_errors
@@ -36,8 +36,7 @@ def replay(
     if transfer is not None and not report.transfers:
         raise AsupError(ErrorCode.USAGE, f"no transfer {transfer!r} in the log", file=str(log))
     if trace_out is not None:
-        trace_out.parent.mkdir(parents=True, exist_ok=True)
-        trace_out.write_bytes(trace)
+        write_output(trace_out, trace)
     states = fold_log(log, [Transfers()], until_seq=until).states["transfers"] if until is not None else None
     if as_json:
         payload = msgspec.to_builtins(report) | {"reproduced": report.reproduced}

@@ -21,7 +21,7 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled
+from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
 ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
@@ -110,8 +110,7 @@ def trace(
     if output is None:
         sys.stdout.buffer.write(data)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(data)
+        write_output(output, data)
         console(stderr=True).print(f"wrote {len(lines)} trace rows to {output}", markup=False)
 
 

@@ -11,6 +11,7 @@ from rich.progress import Progress
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
 from engine.scenarios import SCENARIOS, Scenario, ScenarioOutcome, get, run_scenarios
+from events.atomic import make_dirs
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
@@ -67,7 +68,7 @@ def run(
     Example: asup scenario run all --log /tmp/scenarios.jsonl --seed 7
     """
     chosen = list(SCENARIOS) if name == "all" else [get(name)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(log_path.parent)
     kept = keep_earlier(log_path)
     outcomes = anyio.run(_run_all, chosen, log_path, seed, workdir, lever)
     checks = sum(len(o.checks) for o in outcomes)

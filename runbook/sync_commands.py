@@ -17,6 +17,7 @@ from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, pa
 from engine.intent import DEFAULT_CHUNK, build_intent, derive_transfer_id
 from engine.machine import make_dispatcher
 from engine.stores import DirectoryStore
+from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.observations import PrimitiveRequest
@@ -154,7 +155,7 @@ def _sync(
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)
     target = FaultyTarget(DirectoryStore(target_path.parent), plan, intent.chunk_size)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(log_path.parent)
     with JsonlLog.open(log_path) as log:
         first = log.last_position()[0] + 1
         adapter_ = SyncAdapter(appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever))

@@ -34,6 +34,7 @@ from engine.intent import build_intent
 from engine.machine import make_dispatcher
 from engine.stores import DirectoryStore
 from events.clock import StepClock
+from events.errors import AsupError, ErrorCode
 from events.memory_log import MemoryLog
 from events.vocabulary import Mode, State
 from projections.base import percentile
@@ -153,7 +154,8 @@ def _one(work: Path, name: str, variant: str, measure: Measure, seed: int) -> tu
     peak = tracemalloc.get_traced_memory()[1] / 1024
     tracemalloc.stop()
     if states != [State.COMPLETED]:
-        raise RuntimeError(f"performance run {name} did not complete: {states}")
+        ended = ", ".join(states) or "never ran"
+        raise AsupError(ErrorCode.GATE_FAILED, f"performance run {name} did not complete ({ended}): the gate cannot measure it")
     return elapsed, peak
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from engine.durability import write_atomic
+from events.atomic import make_dirs, write_atomic
 from events.digest import digest_bytes
 from events.operations import GateFinished
 from projections.artifact_paths import ArtifactPaths
@@ -56,7 +56,7 @@ def publish(paths: ArtifactPaths, report: GateReport) -> tuple[str, int]:
     """Write the report and record the gate event; returns (report path, event seq)."""
     from runbook.evidence import record_op  # evidence imports the gates' outputs, not the reverse
 
-    paths.gates.mkdir(parents=True, exist_ok=True)
+    make_dirs(paths.gates)
     target = paths.gates / f"asupersync_{report.gate}_gate_report_v1.json"
     data = canonical_json(report.document())
     write_atomic(target, data)
