@@ -16,7 +16,8 @@ from engine.layout import bundle_digest
 from engine.negotiation import default_requests
 from engine.stores import SourceStore
 from events.errors import AsupError, ErrorCode
-from events.observations import Intent
+from events.observations import Intent, PrimitiveRequest
+from events.record import field_of
 from events.vocabulary import Mode
 
 DEFAULT_CHUNK = 4 << 20  # large enough that the per-chunk log fsync stays in the noise
@@ -92,10 +93,36 @@ def build_intent(
     )
 
 
-def load_intent(path: Path) -> Intent:
+class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What `--intent FILE` (or a line of a batch) may say; flags given on the command line win."""
+
+    transfer_id: str | None = None
+    artifact_id: str | None = None
+    artifact_class: str | None = None
+    mode: Mode | None = None
+    seed: int | None = None
+    expected_checksum: str | None = None
+    max_attempts: int | None = None
+    chunk_size: int | None = None
+    source: str | None = None
+    target: str | None = None
+    adapter: str | None = None
+    requested: list[PrimitiveRequest] | None = None
+
+
+def load_intent(path: Path) -> IntentFile:
+    """The intent file at `path`; unreadable or invalid is `usage` (exit 2) naming it."""
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Intent)
+        data = path.read_bytes()
     except OSError as exc:
         raise AsupError(ErrorCode.USAGE, f"cannot read intent: {exc.strerror}", file=str(path)) from exc
+    return decode_intent(data, str(path))
+
+
+def decode_intent(data: bytes, file: str, line: int | None = None) -> IntentFile:
+    """One intent document. Invalid is `usage`, as for every file the operator writes
+    (config, fault plan, batch); `bad_input` is kept for files asup writes."""
+    try:
+        return msgspec.json.decode(data, type=IntentFile)
     except msgspec.MsgspecError as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"invalid intent: {exc}", file=str(path)) from exc
+        raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=file, line=line, field=field_of(str(exc))) from exc

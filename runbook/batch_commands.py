@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from engine.adapter import TransferResult
-from engine.intent import DEFAULT_CHUNK, build_intent
+from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, decode_intent
 from engine.runner import Job, run_jobs
 from engine.stores import DirectoryStore
 from events.atomic import make_dirs
@@ -19,7 +19,7 @@ from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
 from runbook.output import console, emit_json, fold_table, reports_errors
-from runbook.sync_commands import DEFAULT_LOG, SECTIONS, IntentFile
+from runbook.sync_commands import DEFAULT_LOG, SECTIONS
 
 
 def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
@@ -31,10 +31,7 @@ def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            spec = msgspec.json.decode(line, type=IntentFile)
-        except msgspec.MsgspecError as exc:
-            raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=str(path), line=number) from exc
+        spec = decode_intent(line, str(path), number)
         jobs.append(_job(spec, artifact_class, mode, str(path), number))
     if not jobs:
         raise AsupError(ErrorCode.USAGE, "the batch holds no intent", file=str(path))

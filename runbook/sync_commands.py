@@ -14,13 +14,12 @@ import typer
 from engine.adapter import SyncAdapter, TransferResult
 from engine.appender import DirectAppender
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
-from engine.intent import DEFAULT_CHUNK, build_intent, derive_transfer_id
+from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, derive_transfer_id, load_intent
 from engine.machine import make_dispatcher
 from engine.stores import DirectoryStore
 from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
-from events.observations import PrimitiveRequest
 from events.vocabulary import Mode
 from projections.runbook_map import SECTION
 from runbook.output import console, emit_json, line, reports_errors, styled
@@ -29,32 +28,8 @@ DEFAULT_LOG = Path("artifacts/logs/transfers.jsonl")
 SECTIONS: dict[str, str] = {code.value: section for code, section in SECTION.items()}
 
 
-class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """What `--intent FILE` may say; flags given on the command line win."""
-
-    transfer_id: str | None = None
-    artifact_id: str | None = None
-    artifact_class: str | None = None
-    mode: Mode | None = None
-    seed: int | None = None
-    expected_checksum: str | None = None
-    max_attempts: int | None = None
-    chunk_size: int | None = None
-    source: str | None = None
-    target: str | None = None
-    adapter: str | None = None
-    requested: list[PrimitiveRequest] | None = None
-
-
 def _intent_file(path: Path | None) -> IntentFile:
-    if path is None:
-        return IntentFile()
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=IntentFile)
-    except OSError as exc:
-        raise AsupError(ErrorCode.USAGE, f"cannot read intent: {exc.strerror}", file=str(path)) from exc
-    except msgspec.MsgspecError as exc:
-        raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=str(path)) from exc
+    return IntentFile() if path is None else load_intent(path)
 
 
 def _pick(flag: Any, from_file: Any, default: Any, what: str) -> Any:
