@@ -1,8 +1,5 @@
-"""The `asup` command line.
-
-Exit codes: 0 ok; 1 a check failed (damage, divergence, gate, stale expectation);
-2 usage or unreadable input; 3 the log is held by another writer; 130 interrupted.
-"""
+"""The `asup` command line. Its exit codes are `events.errors.ExitCode`; the root help
+lists them from `EXIT_MEANINGS`, so the enum is the one place they are written."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ import typer.main
 from typer._click.exceptions import UsageError  # typer vendors click; the lock file pins it
 
 from engine.contracts import default_matrix, default_state_machine
-from events.errors import AsupError, ExitCode
+from events.errors import AsupError, ExitCode, exit_codes_help
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
 from runbook import (
     batch_commands,
@@ -65,17 +62,19 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+ROOT_HELP = f"""asup: event-sourced sync adapters and the asupersync runbook's operator tooling.
+
+{exit_codes_help()}
+
+Example: asup readiness --root artifacts
+"""
+
+
+@app.callback(help=ROOT_HELP)
 def root(
     show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print versions and exit."),
 ) -> None:
-    """asup: event-sourced sync adapters and the asupersync runbook's operator tooling.
-
-    Exit codes: 0 ok; 1 a check failed (damage, divergence, gate, stale expectation);
-    2 usage or unreadable input; 3 the log is held by another writer; 130 interrupted.
-
-    Example: asup readiness --root artifacts
-    """
+    """The root options; the help is ROOT_HELP."""
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
