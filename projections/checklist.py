@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from events.payloads import Event
 from projections.operations import Cited, OpsState
 
 REQUIRED_GATES = ("capability", "state_machine", "fault", "performance")
@@ -48,18 +49,15 @@ class Item(msgspec.Struct, frozen=True):
     evidence: list[dict[str, Any]]
 
 
-def _cite(cited: Cited, **extra: Any) -> dict[str, Any]:
+def _cite(cited: Cited[Event], **extra: Any) -> dict[str, Any]:
     return {"seq": cited.seq, "record_digest": cited.h, **extra}
 
 
 def gates_item(ops: OpsState) -> Item:
-    evidence = [
-        _cite(ops.gates[g], gate=g, report=ops.gates[g].data["report"], report_digest=ops.gates[g].data["report_digest"])
-        for g in REQUIRED_GATES
-        if g in ops.gates
-    ]
+    cited = [ops.gates[g] for g in REQUIRED_GATES if g in ops.gates]
+    evidence = [_cite(c, gate=c.data.gate, report=c.data.report, report_digest=c.data.report_digest) for c in cited]
     missing = [g for g in REQUIRED_GATES if g not in ops.gates]
-    failed = [g for g in REQUIRED_GATES if g in ops.gates and (ops.gates[g].data["verdict"] != "pass" or ops.gates[g].data["checks"] == 0)]
+    failed = [c.data.gate for c in cited if c.data.verdict != "pass" or c.data.checks == 0]
     if failed:
         return Item("gates", ITEMS["gates"], "fail", f"gates failed or ran no check: {', '.join(failed)}", evidence)
     if missing:
@@ -71,18 +69,19 @@ def durability_item(ops: OpsState, pack_digest: str | None) -> Item:
     title = ITEMS["durability"]
     if pack_digest is None or ops.sidecar is None:
         return Item("durability", title, "pending", "no pack or no sidecar yet", [])
-    evidence = [_cite(ops.sidecar, sidecar=ops.sidecar.data["sidecar"], pack_digest=ops.sidecar.data["pack_digest"])]
-    if ops.sidecar.data["pack_digest"] != pack_digest:
+    sidecar = ops.sidecar.data
+    evidence = [_cite(ops.sidecar, sidecar=sidecar.sidecar, pack_digest=sidecar.pack_digest)]
+    if sidecar.pack_digest != pack_digest:
         return Item("durability", title, "fail", "the sidecar protects another version of the pack (re-encode)", evidence)
     scrub = ops.scrub if ops.scrub and ops.scrub.seq > ops.sidecar.seq else None
     proofs = [p for p in ops.proofs if p.seq > ops.sidecar.seq]
     if scrub is None or not proofs:
         return Item("durability", title, "pending", "scrub or decode drill not run since the sidecar was written", evidence)
-    evidence += [_cite(scrub, status=scrub.data["status"])] + [_cite(p, ok=p.data["ok"]) for p in proofs]
-    if scrub.data["status"] not in ("ok", "restored", "fragments_repaired") or scrub.data["sealed_digest"] != pack_digest:
-        return Item("durability", title, "fail", f"scrub status {scrub.data['status']}", evidence)
+    evidence += [_cite(scrub, status=scrub.data.status)] + [_cite(p, ok=p.data.ok) for p in proofs]
+    if scrub.data.status not in ("ok", "restored", "fragments_repaired") or scrub.data.sealed_digest != pack_digest:
+        return Item("durability", title, "fail", f"scrub status {scrub.data.status}", evidence)
     last = proofs[-1].data
-    if not (last["ok"] and last["one_more_loss_failed_closed"] and last["digest"] == pack_digest):
+    if not (last.ok and last.one_more_loss_failed_closed and last.digest == pack_digest):
         return Item("durability", title, "fail", "the last decode drill did not prove recovery and fail-closed loss", evidence)
     return Item("durability", title, "pass", f"sidecar, scrub and {len(proofs)} decode proof(s) for the current pack", evidence)
 
@@ -105,7 +104,7 @@ def pack_item(ops: OpsState, facts: Facts) -> Item:
         return Item("pack_current", title, "pending", "no evidence pack yet", [])
     evidence: list[dict[str, Any]] = [{"path": facts.pack_path, "digest": facts.pack_digest}]
     evidence += [
-        _cite(seal, pack=seal.data["pack"], digest=seal.data["digest"]) for seal in ops.seals if seal.data["digest"] == facts.pack_digest
+        _cite(seal, pack=seal.data.pack, digest=seal.data.digest) for seal in ops.seals if seal.data.digest == facts.pack_digest
     ]
     if facts.pack_drift:
         return Item("pack_current", title, "fail", f"stale or missing: {', '.join(facts.pack_drift)}", evidence)
@@ -117,10 +116,10 @@ def signoff_item(ops: OpsState, others: list[Item], pack_digest: str | None) -> 
     if ops.signoff is None:
         return Item("signoff", title, "pending", "not signed off yet", [])
     data = ops.signoff.data
-    evidence = [_cite(ops.signoff, signoff=data["signoff"], digest=data["digest"], verdict=data["verdict"])]
-    if data["verdict"] != "pass":
+    evidence = [_cite(ops.signoff, signoff=data.signoff, digest=data.digest, verdict=data.verdict)]
+    if data.verdict != "pass":
         return Item("signoff", title, "fail", "the last sign-off was not fully pass", evidence)
-    if data["pack_digest"] != pack_digest:
+    if data.pack_digest != pack_digest:
         return Item("signoff", title, "fail", "the sign-off is for another version of the pack", evidence)
     regressed = [i.id for i in others if i.status != "pass"]
     if regressed:

@@ -125,10 +125,10 @@ def _ops_rules(inputs: Inputs) -> list[Rule]:
         return []
     rules = []
     for proof in ops.proofs:
-        if not (proof.data["ok"] and proof.data["one_more_loss_failed_closed"]):
-            rules.append(Rule("P1", "decode_proof_failed", proof.data.get("detail", ""), [{"seq": proof.seq, "record_digest": proof.h}]))
+        if not (proof.data.ok and proof.data.one_more_loss_failed_closed):
+            rules.append(Rule("P1", "decode_proof_failed", proof.data.detail, [{"seq": proof.seq, "record_digest": proof.h}]))
     if ops.scrub is not None:
-        status = ops.scrub.data["status"]
+        status = ops.scrub.data.status
         evidence = [{"seq": ops.scrub.seq, "record_digest": ops.scrub.h, "status": status}]
         if status in ("corrupt", "missing_pack", "fragments_damaged"):
             rules.append(Rule("P1", "scrub_failed", status, evidence))

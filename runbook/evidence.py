@@ -143,7 +143,7 @@ def build_pack(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[Path, 
         "sealed_at": format_ts((clock or SystemClock()).now_ns()),
         "evidence_inventory": inventory(paths),
         "log_heads": log_heads(paths),
-        "gate_results": {g: {**c.data, "seq": c.seq} for g, c in sorted(ops.gates.items())},
+        "gate_results": {g: {**msgspec.to_builtins(c.data), "seq": c.seq} for g, c in sorted(ops.gates.items())},
         "checklist": checklist.render(items),
         "escalation": {"level": level_of(rules), "rules": [msgspec.to_builtins(r) for r in rules]},
         "durability_artifacts": {
@@ -204,7 +204,7 @@ def encode_sidecar(paths: ArtifactPaths, pack: Path, *, k: int, m: int, codec: s
 def run_scrub(paths: ArtifactPaths, pack: Path, sidecar: Path, *, repair: bool) -> ScrubReport:
     ops = ops_state(paths)
     sealed = durability.load_sidecar(sidecar).pack_digest
-    sealed_at = max((c.seq for c in ops.seals if c.data["digest"] == sealed), default=0)
+    sealed_at = max((c.seq for c in ops.seals if c.data.digest == sealed), default=0)
     report = scrub(pack, sidecar, later_seals=Operations.seal_digests(ops, after_seq=sealed_at), repair=repair)
     record_op(
         paths,
