@@ -47,7 +47,7 @@ from events.observations import (
 from events.payloads import Event, Transition
 from events.record import encode_payload
 from events.store import Pending
-from events.vocabulary import ReasonCode, State
+from events.vocabulary import FaultKind, ReasonCode, State
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -188,7 +188,7 @@ class SyncAdapter:
         try:
             committed, epoch = self.target.write(intent.target, layout, offset, data)
         except TransportInterrupted as exc:
-            if await self._observe(FaultMet(kind="interruption", chunk=index, detail=str(exc), at_ns=self._now())):
+            if await self._observe(FaultMet(kind=FaultKind.INTERRUPTION, chunk=index, detail=str(exc), at_ns=self._now())):
                 return True
             delay = backoff_ms(intent.seed, p.attempt)
             if await self._observe(BackoffDrawn(attempt=p.attempt, delay_ms=delay, at_ns=self._now())):
@@ -238,7 +238,7 @@ class SyncAdapter:
             try:
                 self.target.finalize(intent.target, layout, intent.kind)
             except LateAck as exc:
-                await self._observe(FaultMet(kind="late_ack", chunk=exc.chunk, detail=str(exc), at_ns=self._now()))
+                await self._observe(FaultMet(kind=FaultKind.LATE_ACK, chunk=exc.chunk, detail=str(exc), at_ns=self._now()))
                 return
         await self._observe(TargetFinalized(name=intent.target, digest=digest, at_ns=self._now()))
 

@@ -29,7 +29,7 @@ from events.observations import (
     TargetHashed,
 )
 from events.payloads import Event
-from events.vocabulary import ReasonCode, Trigger
+from events.vocabulary import FaultKind, ReasonCode, Trigger
 
 _HARDENED = default_state_machine().retry_policy.hardened  # the contract is the one source of the bounds
 BACKOFF_BASE_MS = _HARDENED.backoff_base_ms
@@ -68,7 +68,8 @@ def decide(p: Progress, obs: Event) -> list[Decision]:
             p.intent, p.started_ns = intent, at_ns
             return [Decision(default_rules().session_trigger(resume))]
         case CapabilityNegotiated(outcome=outcome):
-            return [] if outcome == "accepted" else [Decision(Trigger.CAPABILITY_REJECTED, ReasonCode(outcome))]
+            code = outcome.reason_code
+            return [] if code is None else [Decision(Trigger.CAPABILITY_REJECTED, code)]
         case SourceHashed():
             return [_precheck(p, obs)]
         case CheckpointRead():
@@ -79,12 +80,12 @@ def decide(p: Progress, obs: Event) -> list[Decision]:
             return _epoch(p, obs)
         case ChunkWritten():
             return [_commit(p, obs)]
-        case FaultMet(kind="interruption"):
+        case FaultMet(kind=FaultKind.INTERRUPTION):
             if p.attempt + 1 > p.max_attempts:
                 return [Decision(Trigger.RETRY_BUDGET_EXCEEDED, ReasonCode.RETRY_EXHAUSTED)]
             p.attempt += 1
             return [Decision(Trigger.TRANSPORT_INTERRUPTED)]
-        case FaultMet(kind="late_ack"):
+        case FaultMet(kind=FaultKind.LATE_ACK):
             return [Decision(Trigger.CHUNK_COMMITTED)]  # a commit the transfer is past: fails closed
         case BackoffDrawn():
             return [Decision(Trigger.RESUME_APPLIED)]

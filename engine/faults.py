@@ -27,8 +27,9 @@ from engine import checkpoint as ckpt
 from engine.layout import Layout
 from engine.stores import LateAck, Lease, TargetStore, TransportInterrupted
 from events.errors import AsupError, ErrorCode
+from events.vocabulary import FaultKind
 
-KINDS = ("interruption", "partial_write", "checksum_mismatch", "stale_metadata", "epoch_drift", "slow", "late_ack", "crash")
+KINDS = tuple(FaultKind)
 SLOW_MS = 50
 
 
@@ -37,8 +38,19 @@ class SimulatedCrash(BaseException):
 
 
 class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: FaultKind
+    chunk: int = 0
+
+
+class _FileSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A plan file's entry as written: its kind is checked by `load_plan`, naming the entry."""
+
     kind: str
     chunk: int = 0
+
+
+class _PlanFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    faults: list[_FileSpec] = msgspec.field(default_factory=list)
 
 
 class FaultPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,13 +74,13 @@ def parse_plan(text: str) -> FaultPlan:
             raise AsupError(ErrorCode.USAGE, f"fault {part!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
         if at and not (chunk.isascii() and chunk.isdecimal()):
             raise AsupError(ErrorCode.USAGE, f"fault {part!r}: chunk {chunk!r} is not a non-negative integer")
-        faults.append(FaultSpec(kind, int(chunk) if at else 0))
+        faults.append(FaultSpec(FaultKind(kind), int(chunk) if at else 0))
     return FaultPlan(faults)
 
 
 def load_plan(path: Path) -> FaultPlan:
     try:
-        plan = msgspec.json.decode(path.read_bytes(), type=FaultPlan)
+        plan = msgspec.json.decode(path.read_bytes(), type=_PlanFile)
     except OSError as exc:
         raise AsupError(ErrorCode.USAGE, f"cannot read fault plan: {exc.strerror}", file=str(path)) from exc
     except msgspec.MsgspecError as exc:
@@ -76,7 +88,7 @@ def load_plan(path: Path) -> FaultPlan:
     for i, fault in enumerate(plan.faults):
         if fault.kind not in KINDS or fault.chunk < 0:
             raise AsupError(ErrorCode.USAGE, f"unknown kind {fault.kind!r} or negative chunk", file=str(path), field=f"$.faults[{i}]")
-    return plan
+    return FaultPlan([FaultSpec(FaultKind(f.kind), f.chunk) for f in plan.faults])
 
 
 class FaultyTarget:
@@ -89,7 +101,7 @@ class FaultyTarget:
         self.fired: list[FaultSpec] = []
         self._sleep = sleep
 
-    def _take(self, kind: str, chunk: int | None = None) -> bool:
+    def _take(self, kind: FaultKind, chunk: int | None = None) -> bool:
         for fault in self.pending:
             if fault.kind == kind and (chunk is None or fault.chunk == chunk):
                 self.pending.remove(fault)
@@ -99,30 +111,30 @@ class FaultyTarget:
 
     def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
         chunk = offset // self.chunk_size
-        if self._take("crash", chunk):
+        if self._take(FaultKind.CRASH, chunk):
             raise SimulatedCrash(f"simulated crash while writing chunk {chunk}")
-        if self._take("slow", chunk):
+        if self._take(FaultKind.SLOW, chunk):
             self._sleep(SLOW_MS / 1000)
-        if self._take("interruption", chunk):
+        if self._take(FaultKind.INTERRUPTION, chunk):
             raise TransportInterrupted(f"transport dropped while writing chunk {chunk}")
-        if self._take("partial_write", chunk):
+        if self._take(FaultKind.PARTIAL_WRITE, chunk):
             data = data[: len(data) // 2]
-        if self._take("checksum_mismatch", chunk) and data:
+        if self._take(FaultKind.CHECKSUM_MISMATCH, chunk) and data:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         result = self.inner.write(name, layout, offset, data)
-        if self._take("epoch_drift", chunk):
+        if self._take(FaultKind.EPOCH_DRIFT, chunk):
             _touch_as_another_writer(self.inner, name)
         return result
 
     def finalize(self, name: str, layout: Layout, kind: str) -> None:
-        late = next((f for f in self.pending if f.kind == "late_ack"), None)
-        if late is not None and self._take("late_ack", late.chunk):
+        late = next((f for f in self.pending if f.kind == FaultKind.LATE_ACK), None)
+        if late is not None and self._take(FaultKind.LATE_ACK, late.chunk):
             raise LateAck(late.chunk)  # before the rename: the final name stays untouched
         self.inner.finalize(name, layout, kind)
 
     def load_checkpoint(self, path: str) -> bytes:
         data = self.inner.load_checkpoint(path)
-        if self._take("stale_metadata"):
+        if self._take(FaultKind.STALE_METADATA):
             stale = ckpt.decode(data, path)
             data = ckpt.encode(msgspec.structs.replace(stale, seed=stale.seed + 1))
         return data

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from engine.contracts import AdapterProfile, CapabilityMatrix, ParamValue
 from events.observations import CapabilityNegotiated, Intent, PrimitiveRequest
-from events.vocabulary import ReasonCode
+from events.vocabulary import NegotiationOutcome
 
 
 def default_requests(matrix: CapabilityMatrix, artifact_class: str, chunk_size: int) -> list[PrimitiveRequest]:
@@ -72,11 +72,11 @@ def negotiate(intent: Intent, matrix: CapabilityMatrix, profile: AdapterProfile,
         if offer is not None:
             mismatched += param_problems(request, offer.version, offer.params, f"adapter {profile.name!r}")
     if unsupported:
-        outcome, detail = ReasonCode.UNSUPPORTED_CAPABILITY.value, unsupported + mismatched
+        outcome, detail = NegotiationOutcome.UNSUPPORTED_CAPABILITY, unsupported + mismatched
     elif mismatched:
-        outcome, detail = ReasonCode.CAPABILITY_MISMATCH.value, mismatched
+        outcome, detail = NegotiationOutcome.CAPABILITY_MISMATCH, mismatched
     else:
-        outcome, detail = "accepted", []
+        outcome, detail = NegotiationOutcome.ACCEPTED, []
     return CapabilityNegotiated(
         outcome=outcome, requested=list(intent.requested), offered=offered, allowed=allowed, detail=detail, at_ns=at_ns
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from events.payloads import Event, event_type
-from events.vocabulary import Mode
+from events.vocabulary import FaultKind, Mode, NegotiationOutcome
 
 ParamValue = str | int
 
@@ -59,7 +59,7 @@ class IntentRecorded(Observation, frozen=True):
 
 @event_type("capability_negotiated")
 class CapabilityNegotiated(Observation, frozen=True):
-    outcome: str  # accepted | unsupported_capability | capability_mismatch
+    outcome: NegotiationOutcome
     requested: list[PrimitiveRequest]
     offered: dict[str, PrimitiveRequest | None]  # what the adapter profile offers, per requested id
     allowed: dict[str, PrimitiveRequest | None]  # what the matrix allows for the class and mode
@@ -97,7 +97,7 @@ class ChunkWritten(Observation, frozen=True):
 
 @event_type("fault_met")
 class FaultMet(Observation, frozen=True):
-    kind: str  # interruption | late_ack | ...
+    kind: FaultKind  # interruption | late_ack
     chunk: int
     detail: str = ""
 

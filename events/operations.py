@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from events.payloads import Event, event_type
+from events.vocabulary import CheckStatus
 
 
 @event_type("gate_finished")
@@ -63,8 +64,8 @@ class DecodeProofRecorded(Event, frozen=True):
 
 @event_type("signoff_recorded")
 class SignoffRecorded(Event, frozen=True):
-    verdict: str  # pass | fail
-    checklist: dict[str, str]  # item id -> pass | fail | pending
+    verdict: CheckStatus  # pass | fail
+    checklist: dict[str, CheckStatus]  # item id -> its status
     signoff: str  # path of asupersync_signoff_v1.json
     digest: str
     pack_digest: str

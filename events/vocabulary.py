@@ -65,3 +65,38 @@ class Durability(StrEnum):
     NONE = "none"  # no fsync: fastest, loses the page cache on a crash
     BATCH = "batch"  # one fsync per appended batch: the default, loses no acknowledged event
     ALWAYS = "always"  # one fsync per record
+
+
+class NegotiationOutcome(StrEnum):
+    """What capability negotiation decided (recorded in `capability_negotiated`). A refusal
+    is spelled as the reason code the transfer fails closed with: one name, one concept."""
+
+    ACCEPTED = "accepted"
+    UNSUPPORTED_CAPABILITY = ReasonCode.UNSUPPORTED_CAPABILITY.value
+    CAPABILITY_MISMATCH = ReasonCode.CAPABILITY_MISMATCH.value
+
+    @property
+    def reason_code(self) -> ReasonCode | None:
+        """The reason code of a refusal; None when accepted."""
+        return None if self is NegotiationOutcome.ACCEPTED else ReasonCode(self.value)
+
+
+class FaultKind(StrEnum):
+    """The faults a plan can inject (engine/faults.py); those the adapter meets are recorded in `fault_met`."""
+
+    INTERRUPTION = "interruption"
+    PARTIAL_WRITE = "partial_write"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    STALE_METADATA = "stale_metadata"
+    EPOCH_DRIFT = "epoch_drift"
+    SLOW = "slow"
+    LATE_ACK = "late_ack"
+    CRASH = "crash"
+
+
+class CheckStatus(StrEnum):
+    """A checklist item's status and the checklist's verdict (recorded in `signoff_recorded`)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    PENDING = "pending"

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from events.payloads import Event
+from events.vocabulary import CheckStatus
 from projections.operations import Cited, OpsState
 
 REQUIRED_GATES = ("capability", "state_machine", "fault", "performance")
@@ -44,7 +45,7 @@ class Facts(msgspec.Struct, frozen=True):
 class Item(msgspec.Struct, frozen=True):
     id: str
     title: str
-    status: str  # pass | fail | pending
+    status: CheckStatus
     reason: str
     evidence: list[dict[str, Any]]
 
@@ -57,74 +58,74 @@ def gates_item(ops: OpsState) -> Item:
     cited = [ops.gates[g] for g in REQUIRED_GATES if g in ops.gates]
     evidence = [_cite(c, gate=c.data.gate, report=c.data.report, report_digest=c.data.report_digest) for c in cited]
     missing = [g for g in REQUIRED_GATES if g not in ops.gates]
-    failed = [c.data.gate for c in cited if c.data.verdict != "pass" or c.data.checks == 0]
+    failed = [c.data.gate for c in cited if c.data.verdict != CheckStatus.PASS or c.data.checks == 0]
     if failed:
-        return Item("gates", ITEMS["gates"], "fail", f"gates failed or ran no check: {', '.join(failed)}", evidence)
+        return Item("gates", ITEMS["gates"], CheckStatus.FAIL, f"gates failed or ran no check: {', '.join(failed)}", evidence)
     if missing:
-        return Item("gates", ITEMS["gates"], "pending", f"no result yet for: {', '.join(missing)}", evidence)
-    return Item("gates", ITEMS["gates"], "pass", "every gate passed with checks > 0", evidence)
+        return Item("gates", ITEMS["gates"], CheckStatus.PENDING, f"no result yet for: {', '.join(missing)}", evidence)
+    return Item("gates", ITEMS["gates"], CheckStatus.PASS, "every gate passed with checks > 0", evidence)
 
 
 def durability_item(ops: OpsState, pack_digest: str | None) -> Item:
     title = ITEMS["durability"]
     if pack_digest is None or ops.sidecar is None:
-        return Item("durability", title, "pending", "no pack or no sidecar yet", [])
+        return Item("durability", title, CheckStatus.PENDING, "no pack or no sidecar yet", [])
     sidecar = ops.sidecar.data
     evidence = [_cite(ops.sidecar, sidecar=sidecar.sidecar, pack_digest=sidecar.pack_digest)]
     if sidecar.pack_digest != pack_digest:
-        return Item("durability", title, "fail", "the sidecar protects another version of the pack (re-encode)", evidence)
+        return Item("durability", title, CheckStatus.FAIL, "the sidecar protects another version of the pack (re-encode)", evidence)
     scrub = ops.scrub if ops.scrub and ops.scrub.seq > ops.sidecar.seq else None
     proofs = [p for p in ops.proofs if p.seq > ops.sidecar.seq]
     if scrub is None or not proofs:
-        return Item("durability", title, "pending", "scrub or decode drill not run since the sidecar was written", evidence)
+        return Item("durability", title, CheckStatus.PENDING, "scrub or decode drill not run since the sidecar was written", evidence)
     evidence += [_cite(scrub, status=scrub.data.status)] + [_cite(p, ok=p.data.ok) for p in proofs]
     if scrub.data.status not in ("ok", "restored", "fragments_repaired") or scrub.data.sealed_digest != pack_digest:
-        return Item("durability", title, "fail", f"scrub status {scrub.data.status}", evidence)
+        return Item("durability", title, CheckStatus.FAIL, f"scrub status {scrub.data.status}", evidence)
     last = proofs[-1].data
     if not (last.ok and last.one_more_loss_failed_closed and last.digest == pack_digest):
-        return Item("durability", title, "fail", "the last decode drill did not prove recovery and fail-closed loss", evidence)
-    return Item("durability", title, "pass", f"sidecar, scrub and {len(proofs)} decode proof(s) for the current pack", evidence)
+        return Item("durability", title, CheckStatus.FAIL, "the last decode drill did not prove recovery and fail-closed loss", evidence)
+    return Item("durability", title, CheckStatus.PASS, f"sidecar, scrub and {len(proofs)} decode proof(s) for the current pack", evidence)
 
 
 def logs_item(logs: list[LogFact]) -> Item:
     title = ITEMS["logs_replayable"]
     evidence = [msgspec.to_builtins(log) for log in logs]
     if not logs:
-        return Item("logs_replayable", title, "pending", "no structured logs yet", evidence)
+        return Item("logs_replayable", title, CheckStatus.PENDING, "no structured logs yet", evidence)
     bad = [log.path for log in logs if not log.ok or log.reproduced != log.streams]
     if bad:
-        return Item("logs_replayable", title, "fail", f"not verifiable or not reproduced: {', '.join(bad)}", evidence)
+        return Item("logs_replayable", title, CheckStatus.FAIL, f"not verifiable or not reproduced: {', '.join(bad)}", evidence)
     streams = sum(log.streams for log in logs)
-    return Item("logs_replayable", title, "pass", f"{len(logs)} logs verify; {streams} transfers re-driven identically", evidence)
+    return Item("logs_replayable", title, CheckStatus.PASS, f"{len(logs)} logs verify; {streams} transfers re-driven identically", evidence)
 
 
 def pack_item(ops: OpsState, facts: Facts) -> Item:
     title = ITEMS["pack_current"]
     if facts.pack_digest is None:
-        return Item("pack_current", title, "pending", "no evidence pack yet", [])
+        return Item("pack_current", title, CheckStatus.PENDING, "no evidence pack yet", [])
     evidence: list[dict[str, Any]] = [{"path": facts.pack_path, "digest": facts.pack_digest}]
     evidence += [
         _cite(seal, pack=seal.data.pack, digest=seal.data.digest) for seal in ops.seals if seal.data.digest == facts.pack_digest
     ]
     if facts.pack_drift:
-        return Item("pack_current", title, "fail", f"stale or missing: {', '.join(facts.pack_drift)}", evidence)
-    return Item("pack_current", title, "pass", "every listed artifact is present with its sealed digest", evidence)
+        return Item("pack_current", title, CheckStatus.FAIL, f"stale or missing: {', '.join(facts.pack_drift)}", evidence)
+    return Item("pack_current", title, CheckStatus.PASS, "every listed artifact is present with its sealed digest", evidence)
 
 
 def signoff_item(ops: OpsState, others: list[Item], pack_digest: str | None) -> Item:
     title = ITEMS["signoff"]
     if ops.signoff is None:
-        return Item("signoff", title, "pending", "not signed off yet", [])
+        return Item("signoff", title, CheckStatus.PENDING, "not signed off yet", [])
     data = ops.signoff.data
     evidence = [_cite(ops.signoff, signoff=data.signoff, digest=data.digest, verdict=data.verdict)]
-    if data.verdict != "pass":
-        return Item("signoff", title, "fail", "the last sign-off was not fully pass", evidence)
+    if data.verdict != CheckStatus.PASS:
+        return Item("signoff", title, CheckStatus.FAIL, "the last sign-off was not fully pass", evidence)
     if data.pack_digest != pack_digest:
-        return Item("signoff", title, "fail", "the sign-off is for another version of the pack", evidence)
-    regressed = [i.id for i in others if i.status != "pass"]
+        return Item("signoff", title, CheckStatus.FAIL, "the sign-off is for another version of the pack", evidence)
+    regressed = [i.id for i in others if i.status != CheckStatus.PASS]
     if regressed:
-        return Item("signoff", title, "fail", f"items no longer pass since sign-off: {', '.join(regressed)}", evidence)
-    return Item("signoff", title, "pass", "signed off, and every item still passes", evidence)
+        return Item("signoff", title, CheckStatus.FAIL, f"items no longer pass since sign-off: {', '.join(regressed)}", evidence)
+    return Item("signoff", title, CheckStatus.PASS, "signed off, and every item still passes", evidence)
 
 
 def derive(ops: OpsState, facts: Facts) -> list[Item]:
@@ -132,7 +133,13 @@ def derive(ops: OpsState, facts: Facts) -> list[Item]:
     return [*items, signoff_item(ops, items, facts.pack_digest)]
 
 
+def verdict(items: list[Item]) -> CheckStatus:
+    """Pass when every item passes; otherwise fail if any fails, else pending."""
+    statuses = {i.status for i in items}
+    if statuses <= {CheckStatus.PASS}:
+        return CheckStatus.PASS
+    return CheckStatus.FAIL if CheckStatus.FAIL in statuses else CheckStatus.PENDING
+
+
 def render(items: list[Item]) -> dict[str, Any]:
-    statuses = [i.status for i in items]
-    verdict = "pass" if all(s == "pass" for s in statuses) else "fail" if "fail" in statuses else "pending"
-    return {"verdict": verdict, "items": [msgspec.to_builtins(i) for i in items], "checks": len(items)}
+    return {"verdict": verdict(items), "items": [msgspec.to_builtins(i) for i in items], "checks": len(items)}

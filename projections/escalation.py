@@ -20,19 +20,19 @@ from typing import Any
 
 import msgspec
 
-from events.vocabulary import ReasonCode, State
+from events.vocabulary import CheckStatus, ReasonCode, State
 from projections.audit import AuditState
 from projections.checklist import Item
 from projections.operations import OpsState
-from projections.runbook_map import LEVEL, SECTION
+from projections.runbook_map import LEVEL, SECTION, Level
 from projections.transfers import TransfersState
 
-LEVELS = ("P0", "P1", "P2")
+LEVELS = tuple(Level)
 DEFAULT_P99_MS = {"chunk_written": 2000.0, "target_hashed": 30000.0, "transfer_completed": 600000.0}
 
 
 class Rule(msgspec.Struct, frozen=True):
-    level: str
+    level: Level
     rule: str
     detail: str
     evidence: list[dict[str, Any]]
@@ -56,20 +56,19 @@ class Inputs(msgspec.Struct):
 def escalate(inputs: Inputs) -> list[Rule]:
     rules: list[Rule] = []
     for problem in inputs.log_problems:
-        rules.append(Rule("P0", "log_fails_verification", problem.get("message", ""), [problem]))
+        rules.append(Rule(Level.P0, "log_fails_verification", problem.get("message", ""), [problem]))
     rules += _transfer_rules(inputs)
     rules += _metric_rules(inputs)
     rules += _ops_rules(inputs)
     if inputs.pack_drift:
         evidence = [{"path": path} for path in inputs.pack_drift]
-        rules.append(Rule("P2", "stale_or_missing_artifact_paths", ", ".join(inputs.pack_drift), evidence))
+        rules.append(Rule(Level.P2, "stale_or_missing_artifact_paths", ", ".join(inputs.pack_drift), evidence))
     if inputs.checklist is not None:
-        open_items = [i for i in inputs.checklist if i.status != "pass"]
+        open_items = [i for i in inputs.checklist if i.status != CheckStatus.PASS]
         if open_items:
             detail = ", ".join(f"{i.id}={i.status}" for i in open_items)
-            rules.append(
-                Rule("P2", "checklist_not_fully_pass", detail, [{"item": i.id, "status": i.status, "reason": i.reason} for i in open_items])
-            )
+            evidence = [{"item": i.id, "status": i.status, "reason": i.reason} for i in open_items]
+            rules.append(Rule(Level.P2, "checklist_not_fully_pass", detail, evidence))
     return sort_rules(rules)
 
 
@@ -78,7 +77,7 @@ def sort_rules(rules: list[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: (LEVELS.index(r.level), r.rule, r.detail))
 
 
-def level_of(rules: list[Rule]) -> str | None:
+def level_of(rules: list[Rule]) -> Level | None:
     return min((r.level for r in rules), key=LEVELS.index, default=None)
 
 
@@ -88,11 +87,11 @@ def _transfer_rules(inputs: Inputs) -> list[Rule]:
         for view in inputs.transfers.transfers.values():
             if view.state is State.COMPLETED and view.verified_digest != view.expected_checksum:
                 evidence = [{"transfer_id": view.transfer_id, "last_seq": view.last_seq, "verified": view.verified_digest}]
-                rules.append(Rule("P0", "completed_without_checksum_match", view.transfer_id, evidence))
+                rules.append(Rule(Level.P0, "completed_without_checksum_match", view.transfer_id, evidence))
     for exit_ in inputs.terminal_exits:
-        rules.append(Rule("P0", "transition_after_terminal", str(exit_.get("transfer_id")), [exit_]))
+        rules.append(Rule(Level.P0, "transition_after_terminal", str(exit_.get("transfer_id")), [exit_]))
     for accept in inputs.forbidden_accepts:
-        rules.append(Rule("P0", "capability_accepted_but_forbidden", str(accept.get("transfer_id")), [accept]))
+        rules.append(Rule(Level.P0, "capability_accepted_but_forbidden", str(accept.get("transfer_id")), [accept]))
     if inputs.audit is not None:
         views = inputs.transfers.transfers if inputs.transfers is not None else {}
         for entry in inputs.audit.entries:
@@ -115,7 +114,7 @@ def _metric_rules(inputs: Inputs) -> list[Rule]:
     for operation, limit in sorted(inputs.p99_thresholds_ms.items()):
         row = operations.get(operation)
         if row and row["p99_ms"] > limit:
-            rules.append(Rule("P1", "tail_latency_over_threshold", f"{operation} p99 {row['p99_ms']} ms > {limit} ms", [row]))
+            rules.append(Rule(Level.P1, "tail_latency_over_threshold", f"{operation} p99 {row['p99_ms']} ms > {limit} ms", [row]))
     return rules
 
 
@@ -126,12 +125,12 @@ def _ops_rules(inputs: Inputs) -> list[Rule]:
     rules = []
     for proof in ops.proofs:
         if not (proof.data.ok and proof.data.one_more_loss_failed_closed):
-            rules.append(Rule("P1", "decode_proof_failed", proof.data.detail, [{"seq": proof.seq, "record_digest": proof.h}]))
+            rules.append(Rule(Level.P1, "decode_proof_failed", proof.data.detail, [{"seq": proof.seq, "record_digest": proof.h}]))
     if ops.scrub is not None:
         status = ops.scrub.data.status
         evidence = [{"seq": ops.scrub.seq, "record_digest": ops.scrub.h, "status": status}]
         if status in ("corrupt", "missing_pack", "fragments_damaged"):
-            rules.append(Rule("P1", "scrub_failed", status, evidence))
+            rules.append(Rule(Level.P1, "scrub_failed", status, evidence))
         elif status == "drift":
-            rules.append(Rule("P2", "stale_sidecar", "the pack changed after its sidecar was written", evidence))
+            rules.append(Rule(Level.P2, "stale_sidecar", "the pack changed after its sidecar was written", evidence))
     return rules

@@ -3,7 +3,18 @@ escalation level. Every reason code of the vocabulary has an entry (a test pins 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from events.vocabulary import ReasonCode
+
+
+class Level(StrEnum):
+    """Escalation levels, most severe first (no rule fired: no level)."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+
 
 SECTION: dict[ReasonCode, str] = {
     ReasonCode.UNSUPPORTED_CAPABILITY: "A",
@@ -20,14 +31,14 @@ SECTION: dict[ReasonCode, str] = {
 # The runbook's escalation policy: capability codes are compatibility drift (P0);
 # integrity, conflicts and impossible transitions are reliability regressions (P1);
 # exhausted retries and refused resumes are operational drift to look at (P2).
-LEVEL: dict[ReasonCode, str] = {
-    ReasonCode.UNSUPPORTED_CAPABILITY: "P0",
-    ReasonCode.CAPABILITY_MISMATCH: "P0",
-    ReasonCode.INTEGRITY_PRECHECK_FAILED: "P1",
-    ReasonCode.RETRY_EXHAUSTED: "P2",
-    ReasonCode.CONFLICT_DETECTED: "P1",
-    ReasonCode.RESUME_SEED_MISMATCH: "P2",
-    ReasonCode.RESUME_TRANSFER_MISMATCH: "P2",
-    ReasonCode.RESUME_CURSOR_AHEAD: "P1",
-    ReasonCode.INVALID_TRANSITION: "P1",
+LEVEL: dict[ReasonCode, Level] = {
+    ReasonCode.UNSUPPORTED_CAPABILITY: Level.P0,
+    ReasonCode.CAPABILITY_MISMATCH: Level.P0,
+    ReasonCode.INTEGRITY_PRECHECK_FAILED: Level.P1,
+    ReasonCode.RETRY_EXHAUSTED: Level.P2,
+    ReasonCode.CONFLICT_DETECTED: Level.P1,
+    ReasonCode.RESUME_SEED_MISMATCH: Level.P2,
+    ReasonCode.RESUME_TRANSFER_MISMATCH: Level.P2,
+    ReasonCode.RESUME_CURSOR_AHEAD: Level.P1,
+    ReasonCode.INVALID_TRANSITION: Level.P1,
 }

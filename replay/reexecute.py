@@ -11,6 +11,7 @@ divergence: the log itself breaks the contract). Replay touches no store and no 
 from __future__ import annotations
 
 from collections import deque
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,14 @@ from projections.base import canonical_json
 from projections.traces import trace_row
 
 
+class ReplayOutcome(StrEnum):
+    """A replayed transfer: re-driven identically, diverging, or a recorded transition the machine cannot make."""
+
+    REPRODUCED = "reproduced"
+    DIVERGED = "diverged"
+    IMPOSSIBLE = "impossible"
+
+
 class Divergence(msgspec.Struct, frozen=True):
     seq: int  # the recorded event's seq (0: the recording has no event there)
     index: int  # position among the stream's transitions
@@ -40,7 +49,7 @@ class Divergence(msgspec.Struct, frozen=True):
 
 class TransferReplay(msgspec.Struct, frozen=True):
     transfer_id: str
-    outcome: str  # reproduced | diverged | impossible
+    outcome: ReplayOutcome
     transitions: int
     terminal_state: State | None
     reason_code: ReasonCode | None
@@ -55,7 +64,7 @@ class ReplayReport(msgspec.Struct, frozen=True):
 
     @property
     def reproduced(self) -> bool:
-        return all(t.outcome == "reproduced" for t in self.transfers) and self.problem is None
+        return all(t.outcome is ReplayOutcome.REPRODUCED for t in self.transfers) and self.problem is None
 
 
 def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[Record]], Problem | None]:
@@ -127,9 +136,10 @@ class StreamReplay:
                     {"seq": 0, "stream": self.stream, "sv": 0, "type": "transition", "data": msgspec.to_builtins(extra)}
                 )
         last = self.last
+        outcome = ReplayOutcome.DIVERGED if self.divergence else ReplayOutcome.REPRODUCED
         return TransferReplay(
             transfer_id=self.stream,
-            outcome="impossible" if self.impossible else "diverged" if self.divergence else "reproduced",
+            outcome=ReplayOutcome.IMPOSSIBLE if self.impossible else outcome,
             transitions=self.transitions,
             terminal_state=last.to_state if last and self.rules.is_terminal(last.to_state) else None,
             reason_code=last.reason_code if last else None,

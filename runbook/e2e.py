@@ -30,7 +30,7 @@ from projections.fold import fold_log
 from projections.traces import Traces
 from projections.transfers import Transfers
 from replay.diff import diff_logs
-from replay.reexecute import replay_log
+from replay.reexecute import ReplayOutcome, replay_log
 
 SCHEMA = "asup.e2e/1"
 PASSES = ("baseline", "replay", "rerun")
@@ -104,7 +104,8 @@ def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[
         }
         rows.append(_row(common, "baseline", first, [], durations[baseline].get(first.transfer_id, 0.0)))
         replay = by_stream.get(first.transfer_id)
-        replay_checks = [("reproduced", replay is not None and replay.outcome == "reproduced", replay.outcome if replay else "missing")]
+        outcome = replay.outcome if replay else "missing"
+        replay_checks = [("reproduced", outcome == ReplayOutcome.REPRODUCED, outcome)]
         rows.append(
             _row(
                 {**common, "trace_path": paths.rel(trace_replay)},
@@ -127,7 +128,7 @@ def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[
         "run_id": run_id,
         "trace_equal": recorded == replayed,
         "trace_bytes": len(recorded),
-        "replay": {"transfers": len(report.transfers), "reproduced": sum(t.outcome == "reproduced" for t in report.transfers)},
+        "replay": {"transfers": len(report.transfers), "reproduced": sum(t.outcome is ReplayOutcome.REPRODUCED for t in report.transfers)},
         "rerun": {
             "streams": len(diffs),
             "same": sum(d.status == "same" for d in diffs.values()),

@@ -23,6 +23,7 @@ from events.jsonl_log import JsonlLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
 from events.scan import Scanner
+from events.vocabulary import CheckStatus
 from projections import checklist
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
@@ -259,11 +260,11 @@ def run_drill(paths: ArtifactPaths, sidecar_file: Path, out: Path, *, seed: int,
     return event
 
 
-def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[str, list[checklist.Item]]:
+def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[CheckStatus, list[checklist.Item]]:
     """Record the final checklist: pass only when every other item passes."""
     items = current_checklist(paths)
     others = [i for i in items if i.id != "signoff"]
-    verdict = "pass" if all(i.status == "pass" for i in others) else "fail"
+    verdict = CheckStatus.PASS if all(i.status == CheckStatus.PASS for i in others) else CheckStatus.FAIL
     pack_digest = digest_file(paths.pack) if paths.pack.exists() else ""
     document = {
         "schema_version": "1.0.0",

@@ -17,6 +17,7 @@ from projections import checklist
 from projections.artifact_paths import ArtifactPaths
 from projections.escalation import Inputs, escalate, level_of
 from projections.fold import fold_log
+from projections.runbook_map import Level
 from projections.violations import Violations
 from runbook import e2e, evidence
 from runbook.gates import capability, fault, performance, state_machine
@@ -132,7 +133,7 @@ def _escalation(paths: ArtifactPaths) -> Step:
         rules += escalate(Inputs(terminal_exits=violations.terminal_exits, forbidden_accepts=violations.forbidden_accepts))
     level = level_of(rules)
     detail = f"level {level or 'none'}" + (f": {rules[0].rule} {rules[0].detail}" if rules else "")
-    return Step("escalation", level not in ("P0", "P1"), len(facts.logs) + 3, detail)
+    return Step("escalation", level not in (Level.P0, Level.P1), len(facts.logs) + 3, detail)
 
 
 def summary(paths: ArtifactPaths, results: list[Step]) -> dict[str, Any]:

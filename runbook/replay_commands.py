@@ -11,8 +11,10 @@ from events.errors import AsupError, ErrorCode
 from projections.fold import fold_log
 from projections.transfers import Transfers
 from replay.diff import diff_logs
-from replay.reexecute import ReplayReport, replay_log
+from replay.reexecute import ReplayOutcome, ReplayReport, replay_log
 from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
+
+OUTCOME_COLORS = {ReplayOutcome.REPRODUCED: "green", ReplayOutcome.DIVERGED: "red", ReplayOutcome.IMPOSSIBLE: "magenta"}
 
 
 @reports_errors
@@ -53,7 +55,7 @@ def _print(report: ReplayReport, until: int | None, states: object) -> None:
     out = console()
     table = fold_table("transfer", "outcome", "transitions", "terminal", "reason")
     for t in report.transfers:
-        color = {"reproduced": "green", "diverged": "red", "impossible": "magenta"}[t.outcome]
+        color = OUTCOME_COLORS[t.outcome]
         table.add_row(t.transfer_id, styled(t.outcome, color), str(t.transitions), t.terminal_state or "-", t.reason_code or "-")
     out.print(table)
     for t in report.transfers:

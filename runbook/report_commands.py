@@ -17,6 +17,7 @@ from projections.base import Projection
 from projections.escalation import Inputs, escalate, level_of, sort_rules
 from projections.fold import fold_log, render_all
 from projections.metrics import Metrics
+from projections.runbook_map import Level
 from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
@@ -160,7 +161,7 @@ def escalate_cmd(
         out.print(line("escalation: ", styled(level or "none", "bold"), fired))
         for r in rules:
             out.print(f"  {r.level} {r.rule}: {r.detail}", markup=False)
-    if level in ("P0", "P1"):
+    if level in (Level.P0, Level.P1):
         raise typer.Exit(1)
 
 

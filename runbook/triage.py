@@ -15,9 +15,9 @@ from events.errors import AsupError, ErrorCode
 from events.vocabulary import ReasonCode, State
 from projections.artifact_paths import ArtifactPaths
 from projections.fold import fold_log
-from projections.runbook_map import LEVEL, SECTION
+from projections.runbook_map import LEVEL, SECTION, Level
 from projections.transfers import Transfers
-from replay.reexecute import replay_log
+from replay.reexecute import ReplayOutcome, replay_log
 from runbook import e2e, evidence
 from runbook.readiness import run_gate
 
@@ -34,7 +34,7 @@ class Failure(msgspec.Struct, frozen=True):
     transfer_id: str
     reason_code: ReasonCode
     section: str
-    level: str
+    level: Level
     last_seq: int
 
 
@@ -114,7 +114,7 @@ def _replay_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
             TriageStep(
                 "C",
                 f"replay {failure.transfer_id}",
-                outcome == "reproduced",
+                outcome == ReplayOutcome.REPRODUCED,
                 f"{outcome}; failed closed at seq {failure.last_seq}",
                 f"asup replay {log} --transfer {failure.transfer_id}",
             )

@@ -19,7 +19,7 @@ from events.clock import StepClock
 from events.errors import AsupError, ErrorCode, ExitCode
 from events.jsonl_log import JsonlLog
 from events.observations import BundleFile
-from events.vocabulary import State
+from events.vocabulary import FaultKind, State
 from tests.engine.conftest import CHUNK, Stores, make_intent, run_transfer
 
 # --- parse_plan ---------------------------------------------------------------------------
@@ -29,10 +29,10 @@ from tests.engine.conftest import CHUNK, Stores, make_intent, run_transfer
     ("text", "expected"),
     [
         ("", []),
-        ("interruption@2,slow@0", [FaultSpec("interruption", 2), FaultSpec("slow", 0)]),
-        ("stale_metadata", [FaultSpec("stale_metadata", 0)]),
-        (" partial_write@3 , epoch_drift@11 ", [FaultSpec("partial_write", 3), FaultSpec("epoch_drift", 11)]),
-        ("interruption@1,interruption@1", [FaultSpec("interruption", 1), FaultSpec("interruption", 1)]),
+        ("interruption@2,slow@0", [FaultSpec(FaultKind.INTERRUPTION, 2), FaultSpec(FaultKind.SLOW, 0)]),
+        ("stale_metadata", [FaultSpec(FaultKind.STALE_METADATA, 0)]),
+        (" partial_write@3 , epoch_drift@11 ", [FaultSpec(FaultKind.PARTIAL_WRITE, 3), FaultSpec(FaultKind.EPOCH_DRIFT, 11)]),
+        ("interruption@1,interruption@1", [FaultSpec(FaultKind.INTERRUPTION, 1), FaultSpec(FaultKind.INTERRUPTION, 1)]),
         (",".join(f"{k}@{i}" for i, k in enumerate(KINDS)), [FaultSpec(k, i) for i, k in enumerate(KINDS)]),
     ],
 )
@@ -167,7 +167,7 @@ def test_interruption_commits_nothing_and_fires_once(tmp_path: Path) -> None:
         target.write(NAME, LAYOUT, CHUNK, chunk(1))
     assert inner.temp_size(NAME, LAYOUT) == CHUNK
     assert target.write(NAME, LAYOUT, CHUNK, chunk(1))[0] == 2 * CHUNK
-    assert target.fired == [FaultSpec("interruption", 1)] and target.pending == []
+    assert target.fired == [FaultSpec(FaultKind.INTERRUPTION, 1)] and target.pending == []
 
 
 def test_partial_write_leaves_the_committed_bytes_short(tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ def test_slow_sleeps_once_at_its_chunk(tmp_path: Path) -> None:
     _, target, slept = store_with(tmp_path, "slow@2")
     write_all(target)
     assert slept.calls == [SLOW_MS / 1000]
-    assert target.fired == [FaultSpec("slow", 2)]
+    assert target.fired == [FaultSpec(FaultKind.SLOW, 2)]
 
 
 def test_late_ack_refuses_the_finalize_leaving_the_final_name_alone(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Pinned: the event tags (REGISTRY keys) with the field paths of each payload (nested
 structs included, since old records must still decode), and the values of State,
-Trigger, ReasonCode, Mode, Durability and ErrorCode. Adding is fine; renaming or removing
+Trigger, ReasonCode, Mode, Durability, ErrorCode and the closed sets recorded in event
+fields (NegotiationOutcome, FaultKind, CheckStatus). Adding is fine; renaming or removing
 fails, naming what vanished. To extend the pin after adding names, append them to the
 JSON by hand or print the current vocabulary with
 `.venv/bin/python -m tests.events.test_vocabulary_pins` and merge — never drop an entry.
@@ -22,7 +23,7 @@ import pytest
 from events.catalog import REGISTRY
 from events.errors import ErrorCode
 from events.payloads import Event
-from events.vocabulary import Durability, Mode, ReasonCode, State, Trigger
+from events.vocabulary import CheckStatus, Durability, FaultKind, Mode, NegotiationOutcome, ReasonCode, State, Trigger
 
 PIN_FILE = Path(__file__).with_name("vocabulary_v1.json")
 ENUMS: dict[str, type[Enum]] = {
@@ -32,6 +33,9 @@ ENUMS: dict[str, type[Enum]] = {
     "Mode": Mode,
     "Durability": Durability,
     "ErrorCode": ErrorCode,
+    "NegotiationOutcome": NegotiationOutcome,
+    "FaultKind": FaultKind,
+    "CheckStatus": CheckStatus,
 }
 
 

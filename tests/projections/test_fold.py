@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from events.clock import StepClock
 from events.memory_log import MemoryLog
-from events.observations import CapabilityNegotiated, IntentRecorded
+from events.observations import CapabilityNegotiated, IntentRecorded, PrimitiveRequest
 from events.operations import DecodeProofRecorded, EvidenceSealed, GateFinished, ScrubFinished
 from events.record import Record
-from events.vocabulary import ReasonCode, State, Trigger
+from events.vocabulary import NegotiationOutcome, ReasonCode, State, Trigger
 from projections.audit import Audit
 from projections.base import Projection, canonical_json, percentile
 from projections.fold import fold_log, fold_records, render_all
@@ -66,7 +66,8 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Mixed:
 def forbidden_negotiation() -> CapabilityNegotiated:
     """An 'accepted' negotiation that leaves out a primitive the class requires."""
     requested = intent("x-forbidden").requested[:1]
-    return CapabilityNegotiated(outcome="accepted", requested=requested, offered={r.id: r for r in requested}, allowed={}, at_ns=5)
+    offered: dict[str, PrimitiveRequest | None] = {r.id: r for r in requested}
+    return CapabilityNegotiated(outcome=NegotiationOutcome.ACCEPTED, requested=requested, offered=offered, allowed={}, at_ns=5)
 
 
 def one_pass(records: list[Record]) -> bytes:

@@ -13,11 +13,13 @@ from events.jsonl_log import JsonlLog
 from events.memory_log import MemoryLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, GateFinished, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
+from events.vocabulary import CheckStatus
 from projections import checklist
-from projections.checklist import REQUIRED_GATES, Facts
-from projections.escalation import Inputs, escalate
+from projections.checklist import REQUIRED_GATES, Facts, Item
+from projections.escalation import Inputs, escalate, level_of
 from projections.fold import fold_log, fold_records
 from projections.operations import Cited, Operations, OpsState
+from projections.runbook_map import Level
 
 PACK = "blake3:" + "11" * 32
 OTHER = "blake3:" + "22" * 32
@@ -103,8 +105,8 @@ def test_checklist_derives_from_typed_events() -> None:
     assert items["gates"].evidence[0]["report"] == "gates/capability.json"
     assert items["durability"].status == "pass"
     assert items["durability"].evidence[0]["pack_digest"] == PACK
-    others = dict.fromkeys(("gates", "durability", "logs_replayable", "pack_current"), "pass")
-    signoff = SignoffRecorded(verdict="pass", checklist=others, signoff="signoff.json", digest=OTHER, pack_digest=PACK)
+    others = dict.fromkeys(("gates", "durability", "logs_replayable", "pack_current"), CheckStatus.PASS)
+    signoff = SignoffRecorded(verdict=CheckStatus.PASS, checklist=others, signoff="signoff.json", digest=OTHER, pack_digest=PACK)
     item = checklist.signoff_item(fold([*events, signoff]), [items["gates"], items["durability"]], PACK)
     assert (item.status, item.evidence[0]["verdict"], item.evidence[0]["signoff"]) == ("pass", "pass", "signoff.json")
 
@@ -134,3 +136,23 @@ def test_seal_digests_after_a_seq() -> None:
     state = fold(seals)
     assert Operations.seal_digests(state) == {PACK, OTHER}
     assert Operations.seal_digests(state, after_seq=state.seals[0].seq) == {OTHER}
+
+
+def test_checklist_verdict_is_pass_fail_or_pending() -> None:
+    """The verdict passes only when every item passes; any failure fails it, otherwise it is pending."""
+
+    def items(*statuses: CheckStatus) -> list[Item]:
+        return [Item(f"i{n}", "t", s, "", []) for n, s in enumerate(statuses)]
+
+    assert checklist.verdict(items(CheckStatus.PASS, CheckStatus.PASS)) is CheckStatus.PASS
+    assert checklist.verdict(items(CheckStatus.PENDING, CheckStatus.FAIL)) is CheckStatus.FAIL
+    assert checklist.verdict(items(CheckStatus.PASS, CheckStatus.PENDING)) is CheckStatus.PENDING
+    assert checklist.render(items(CheckStatus.PENDING))["verdict"] == "pending"
+
+
+def test_escalation_level_is_the_most_severe_rule() -> None:
+    """Rules sort P0 first and the level is the most severe one fired, as a Level member."""
+    rules = escalate(Inputs(ops=fold([sidecar(), proof(ok=False), scrub("drift")]), pack_drift=["a.json"]))
+    assert [r.level for r in rules] == [Level.P1, Level.P2, Level.P2]
+    assert level_of(rules) is Level.P1
+    assert list(Level) == [Level.P0, Level.P1, Level.P2]
