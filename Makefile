@@ -21,6 +21,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python tools/layers.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/log_bench.py

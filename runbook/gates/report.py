@@ -13,6 +13,7 @@ from events.digest import digest_bytes
 from events.operations import GateFinished
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
+from runbook.evidence import record_op
 
 
 class Check(msgspec.Struct, frozen=True):
@@ -54,8 +55,6 @@ class GateReport(msgspec.Struct):
 
 def publish(paths: ArtifactPaths, report: GateReport) -> tuple[str, int]:
     """Write the report and record the gate event; returns (report path, event seq)."""
-    from runbook.evidence import record_op  # evidence imports the gates' outputs, not the reverse
-
     make_dirs(paths.gates)
     target = paths.gates / f"asupersync_{report.gate}_gate_report_v1.json"
     data = canonical_json(report.document())
