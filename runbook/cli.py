@@ -89,7 +89,7 @@ def main() -> None:
         sys.stderr.write(f"asup: {error.one_line()}\n")
         sys.exit(int(error.exit_code))
     try:
-        code = app(standalone_mode=False, default_map=defaults)
+        code = app(standalone_mode=False, default_map=defaults, prog_name="asup")  # also under `python -m runbook`
     except UsageError as exc:  # click would print a multi-line box; asup errors are one line
         where = f" ({exc.ctx.command_path})" if exc.ctx else ""
         if exc.format_message():  # empty when the help was printed for a bare group

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from events.observations import ChunkWritten, IntentRecorded
 from events.payloads import LogRepaired, Transition
 from events.scan import read_records
 from events.vocabulary import State, Trigger
+from tests.cli import ASUP, asup_argv
 from tests.engine.conftest import sessions_of
 
-ASUP = str(Path(sys.executable).with_name("asup"))
 CHUNK = 64 * 1024
 CHUNKS = 24
 SEED = 7
@@ -34,7 +33,7 @@ def test_a_killed_sync_resumes_in_a_new_process(tmp_path: Path) -> None:
     payload = random.Random(SEED).randbytes(CHUNKS * CHUNK - 999)
     src.write_bytes(payload)
     common = [
-        ASUP, "sync", str(src), str(dst),
+        *ASUP, "sync", str(src), str(dst),
         "--artifact-class", "conformance_fixture_bundle", "--mode", "hardened",
         "--seed", str(SEED), "--log", str(log), "--chunk-size", str(CHUNK),
     ]  # fmt: skip
@@ -66,7 +65,7 @@ def test_a_killed_sync_resumes_in_a_new_process(tmp_path: Path) -> None:
     assert (outcome["state"], outcome["reason_code"], outcome["committed_cursor"]) == ("completed", None, len(payload))
     assert dst.read_bytes() == payload
 
-    verified = subprocess.run([ASUP, "log", "verify", str(log)], capture_output=True, timeout=60, check=False)
+    verified = subprocess.run(asup_argv("log", "verify", str(log)), capture_output=True, timeout=60, check=False)
     assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
 
     records = list(read_records(log, tolerate_torn_tail=False))

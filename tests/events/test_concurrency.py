@@ -12,7 +12,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,11 +27,11 @@ from events.record import Record
 from events.scan import Scanner, read_records
 from events.store import Pending
 from events.vocabulary import Durability
+from tests.cli import asup_argv
 from tests.events.store_contract import tags, transition
 
 FORK = multiprocessing.get_context("fork")
 TIMEOUT = 30.0
-ASUP = Path(sys.executable).parent / "asup"
 
 
 class Holder:
@@ -131,7 +130,7 @@ def test_cli_repair_exits_busy_while_a_writer_holds_the_log(tmp_path: Path) -> N
     _new_log(path)
     holder = Holder(path)
     before = path.read_bytes()
-    run = subprocess.run([str(ASUP), "log", "repair", str(path)], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    run = subprocess.run(asup_argv("log", "repair", str(path)), capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert run.returncode == int(ExitCode.BUSY) == 3, run.stderr
     assert "log_locked" in run.stderr
     assert path.read_bytes() == before
@@ -270,7 +269,7 @@ def test_same_process_fd_churn_keeps_the_lock(tmp_path: Path) -> None:
         list(log.read())
         path.with_name(path.name + ".lock").read_bytes()
         os.close(os.open(path, os.O_RDWR))
-        run = subprocess.run([str(ASUP), "log", "repair", str(path)], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        run = subprocess.run(asup_argv("log", "repair", str(path)), capture_output=True, text=True, timeout=TIMEOUT, check=False)
         assert run.returncode == ExitCode.BUSY, run.stderr
         log.append("a", [transition("a2")])
     assert tags(_verified(path)) == ["a1", "a2"]

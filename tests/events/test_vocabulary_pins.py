@@ -6,7 +6,8 @@ Trigger, ReasonCode, Mode, Durability, ErrorCode and the closed sets recorded in
 fields (NegotiationOutcome, FaultKind, CheckStatus). Adding is fine; renaming or removing
 fails, naming what vanished. To extend the pin after adding names, append them to the
 JSON by hand or print the current vocabulary with
-`.venv/bin/python -m tests.events.test_vocabulary_pins` and merge — never drop an entry.
+`python -m tests.events.test_vocabulary_pins` (the venv's python, from the
+repository root) and merge — never drop an entry.
 """
 
 from __future__ import annotations

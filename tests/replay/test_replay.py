@@ -7,9 +7,6 @@ time; `--transfer` restricts."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +22,10 @@ from events.payloads import Event, Transition
 from events.record import Record
 from events.vocabulary import ReasonCode, State, Trigger
 from replay.reexecute import TransferReplay, replay_log
+from tests.cli import run_asup
 from tests.projections.helpers import copy_log, intent, invoke, payload, records, step, streams_of, write_log
 
 SEED = 7
-ASUP = Path(sys.executable).with_name("asup")
 CHANGED_BY_BUDGET = {1: {"retry_exhausted", "strict_interruption"}, -1: {"retry_exhausted"}}
 
 
@@ -109,11 +106,6 @@ def tear_inside(path: Path, seq: int) -> None:
     path.write_bytes(data[: start + len(lines[seq - 1]) // 2])
 
 
-def run_asup(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
-    return subprocess.run([str(ASUP), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
 # --- every scenario reproduces -----------------------------------------------------------------
 
 
@@ -152,9 +144,8 @@ def test_replay_cli_reproduces_every_scenario(log: Path, flag: str) -> None:
     assert {final_stream(s) for s in SCENARIOS} <= set(replayed)
 
 
-def test_installed_script_replays_a_scenario_log(log: Path) -> None:
+def test_a_real_process_replays_a_scenario_log(log: Path) -> None:
     """The real `asup replay` process exits 0 on a recorded scenario log and says every transfer reproduced."""
-    assert ASUP.is_file(), f"{ASUP} is not installed"
     done = run_asup("replay", log.name, cwd=log.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(streams_of(log))} transfers replayed: reproduced" in done.stdout

@@ -7,11 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
-ASUP = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "asup")
+from tests.cli import asup_argv
 
 
 def _checklist_root(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = subprocess.run([ASUP, "checklist", "--json", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    result = subprocess.run(asup_argv("checklist", "--json", *args), cwd=cwd, capture_output=True, text=True, env=env)
     root = json.loads(result.stdout)["root"] if result.stdout.strip() else ""
     return result.returncode, root, result.stderr
 

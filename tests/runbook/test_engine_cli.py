@@ -22,8 +22,8 @@ from events.record import Record
 from events.scan import read_records
 from events.vocabulary import Mode
 from runbook.cli import app
+from tests.cli import ASUP, asup_argv
 
-ASUP = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "asup"
 CLASS = "conformance_fixture_bundle"
 CHUNK = 4096
 SIZE = 5 * CHUNK + 777
@@ -242,14 +242,14 @@ def test_sync_resume_after_crash_completes(source: Path, tmp_path: Path) -> None
 def test_sync_real_process_fails_closed_with_json(source: Path, tmp_path: Path) -> None:
     """A real `asup` process: strict interruption exits 1 and its JSON names retry_exhausted, section C; the log verifies."""
     target, log = tmp_path / "dst" / "artifact.out", tmp_path / "log.jsonl"
-    args = [str(ASUP), "sync", str(source), str(target), "--artifact-class", CLASS, "--mode", "strict", "--log", str(log)]
+    args = [*ASUP, "sync", str(source), str(target), "--artifact-class", CLASS, "--mode", "strict", "--log", str(log)]
     proc = subprocess.run([*args, "--fault", "interruption@0", "--json"], capture_output=True, timeout=60, check=False)
     assert proc.returncode == 1, proc.stderr
     payload = json.loads(proc.stdout)
     assert (payload["reason_code"], payload["runbook_section"], payload["state"]) == ("retry_exhausted", "C", "failed_closed")
     assert payload["seq"][1] == _records(log)[-1].seq
     assert _no_partial(target)
-    verify = subprocess.run([str(ASUP), "log", "verify", str(log)], capture_output=True, timeout=60, check=False)
+    verify = subprocess.run(asup_argv("log", "verify", str(log)), capture_output=True, timeout=60, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

@@ -1,5 +1,5 @@
 """`asup log verify|repair|stats|cat|demo`, `--version` and every command's help, driven
-through typer's CliRunner in-process and through the installed `asup` script.
+through typer's CliRunner in-process and in real `asup` processes (`python -m runbook`).
 
 Each test runs in its own directory (paths are relative, so messages stay short). asup's
 own errors are exactly one line on stderr: `asup: FILE[:LINE]: code: message`.
@@ -7,10 +7,7 @@ own errors are exactly one line on stderr: `asup: FILE[:LINE]: code: message`.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,8 +26,8 @@ from events.payloads import Event, Transition
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
 from events.vocabulary import Mode, ReasonCode, State, Trigger
 from runbook.cli import app
+from tests.cli import run_asup
 
-ASUP = Path(sys.executable).with_name("asup")
 LOG = "log.jsonl"
 
 
@@ -414,17 +411,11 @@ def test_command_list_covers_the_log_verbs() -> None:
     assert {("log", verb) for verb in ("verify", "repair", "stats", "cat", "demo")} <= {tuple(p) for p in _commands()}
 
 
-# --- the installed script, in real processes ---------------------------------------------------
+# --- the CLI in real processes -----------------------------------------------------------------
 
 
-def run_asup(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
-    return subprocess.run([str(ASUP), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
-def test_installed_script_demo_verify_and_missing_file(workdir: Path) -> None:
+def test_a_real_process_writes_the_demo_verifies_it_and_refuses_a_missing_file(workdir: Path) -> None:
     """The real `asup` process writes the same demo bytes as in-process, verifies it (exit 0), and a missing file is exit 2 in one line."""
-    assert ASUP.is_file(), f"{ASUP} is not installed"
     demo = run_asup("log", "demo", "demo.jsonl", "--seed", "5", cwd=workdir)
     assert demo.returncode == 0, demo.stderr
     assert asup("log", "demo", "inproc.jsonl", "--seed", "5").exit_code == 0
@@ -438,7 +429,7 @@ def test_installed_script_demo_verify_and_missing_file(workdir: Path) -> None:
     assert missing.stdout == ""
 
 
-def test_installed_script_reports_damage(log: Path) -> None:
+def test_a_real_process_reports_damage(log: Path) -> None:
     """The real `asup log verify` exits 1 on a torn tail naming the repair, and `asup log stats` prints one stderr line."""
     tear(log)
     verify = run_asup("log", "verify", LOG, cwd=log.parent)
@@ -447,3 +438,11 @@ def test_installed_script_reports_damage(log: Path) -> None:
     stats = run_asup("log", "stats", LOG, "--json", cwd=log.parent)
     assert stats.returncode == 1
     assert stats.stderr.count("\n") == 1 and f"{LOG}:{RECORDS}: torn_tail" in stats.stderr
+
+
+def test_a_real_process_calls_itself_asup_under_python_m_runbook(workdir: Path) -> None:
+    """Started as `python -m runbook`, usage errors and the help still name the command `asup`."""
+    wrong = run_asup("log", "nope", cwd=workdir)
+    assert wrong.returncode == 2
+    assert wrong.stderr == "asup: usage (asup log): No such command 'nope'. (see --help)\n"
+    assert "Usage: asup [OPTIONS] COMMAND" in run_asup("--help", cwd=workdir).stdout

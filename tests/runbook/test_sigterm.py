@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-ASUP = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "asup")
+from tests.cli import asup_argv
+
 CHUNK = 65536
 
 
@@ -32,7 +33,7 @@ def test_sigterm_mid_sync_leaves_a_valid_log_and_a_resumable_checkpoint(tmp_path
         str(log),
     ]
     slow = ",".join(f"slow@{i}" for i in range(40))  # 50 ms a chunk: about two seconds in all
-    process = subprocess.Popen([ASUP, "sync", str(source), str(target), *common, "--fault", slow])
+    process = subprocess.Popen(asup_argv("sync", str(source), str(target), *common, "--fault", slow))
     checkpoint = target.with_name(".a.bin.asup-ckpt.json")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (checkpoint.exists() and json.loads(checkpoint.read_bytes())["committed_cursor"] > 0):
@@ -40,8 +41,9 @@ def test_sigterm_mid_sync_leaves_a_valid_log_and_a_resumable_checkpoint(tmp_path
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 130
     assert not target.exists()
-    verify = subprocess.run([ASUP, "log", "verify", str(log)], capture_output=True, text=True)
+    verify = subprocess.run(asup_argv("log", "verify", str(log)), capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    resumed = subprocess.run([ASUP, "sync", str(source), str(target), *common, "--resume", str(checkpoint)], capture_output=True, text=True)
+    resume = asup_argv("sync", str(source), str(target), *common, "--resume", str(checkpoint))
+    resumed = subprocess.run(resume, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert target.read_bytes() == source.read_bytes()
