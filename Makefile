@@ -1,10 +1,10 @@
-# make run | test | lint | bench — each creates .venv from requirements.lock on first use.
+# make run | test | lint | bench | wheel-check — each creates .venv from requirements.lock on first use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench wheel-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python tools/layers.py
 
+# the built wheel, installed into a fresh venv outside the repository, runs asup from outside
+wheel-check: $(STAMP)
+	PY=$(PY) bash .ci/wheel-check
+
 bench: $(STAMP)
 	$(BIN)/python bench/log_bench.py
 	$(BIN)/python bench/engine_bench.py
@@ -31,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -26,7 +26,7 @@ DEFAULT_CHUNK = 4 << 20  # large enough that the per-chunk log fsync stays in th
 def env_fingerprint() -> str:
     """Where a run happened (ignored by every comparison): Python, platform, asup."""
     try:
-        asup = version("asup")
+        asup = version("asupersync")
     except PackageNotFoundError:
         asup = "dev"
     text = f"{sys.version}|{platform.platform()}|asup {asup}"

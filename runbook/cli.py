@@ -58,7 +58,7 @@ app.add_typer(evidence_commands.durability_app, name="durability")
 def _version(value: bool) -> None:
     if value:
         contracts = f"capability matrix {default_matrix().schema_version}, state machine {default_state_machine().schema_version}"
-        typer.echo(f"asup {version('asup')} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION}; contracts: {contracts})")
+        typer.echo(f"asup {version('asupersync')} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION}; contracts: {contracts})")
         raise typer.Exit()
 
 

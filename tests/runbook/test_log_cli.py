@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -446,3 +447,10 @@ def test_a_real_process_calls_itself_asup_under_python_m_runbook(workdir: Path) 
     assert wrong.returncode == 2
     assert wrong.stderr == "asup: usage (asup log): No such command 'nope'. (see --help)\n"
     assert "Usage: asup [OPTIONS] COMMAND" in run_asup("--help", cwd=workdir).stdout
+
+
+def test_version_reads_the_asupersync_distribution(workdir: Path) -> None:
+    """`asup --version` in a real process prints the installed asupersync distribution's version."""
+    done = run_asup("--version", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"asup {metadata.version('asupersync')} (log schema {LOG_SCHEMA},")
