@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 from blake3 import blake3
+
+from tests.cli import asup_argv
 
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "expected"
@@ -71,7 +72,7 @@ def cli_env() -> dict[str, str]:
 
 def asup(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the CLI of the interpreter running the tests."""
-    return subprocess.run([sys.executable, "-m", "runbook", *argv], cwd=cwd, env=cli_env(), capture_output=True, text=True, check=False)
+    return subprocess.run(asup_argv(*argv), cwd=cwd, env=cli_env(), capture_output=True, text=True, check=False)
 
 
 def render(argv: list[str], result: subprocess.CompletedProcess[str]) -> str:

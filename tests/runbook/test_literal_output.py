@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import asup_argv
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "logs" / "scenarios.jsonl"
 
 
 def _asup(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "runbook", *argv], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(asup_argv(*argv), cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
 @pytest.mark.parametrize("name", ["[/x].jsonl", "[bold]y.jsonl", "z:100:.jsonl"])
