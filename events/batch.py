@@ -14,7 +14,8 @@ from blake3 import blake3
 
 from events.chain import ChainState, Position
 from events.errors import AsupError, ErrorCode
-from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN, payload_of, stream_tag
+from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN, stream_tag
+from events.schema import payload_of
 from events.store import Pending
 
 _ENCODER = msgspec.json.Encoder()

@@ -4,7 +4,7 @@
 - `seq` is contiguous from 1 (so a record's line number is its seq);
 - per stream, `sv` is contiguous from 1 and `prev` is the `h` of the stream's previous
   record (the first chains to `genesis(log_id, stream)`);
-- `v` is a schema version this asup reads.
+- `v` is at least 1 (the decoder refuses a newer one and lifts an older one, `events.schema`).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ class ChainState:
 
     def problem(self, record: Record) -> str | None:
         """Why `record` cannot follow the records admitted so far, or None."""
-        if record.v != SCHEMA_VERSION:
-            return f"schema version {record.v} is not {SCHEMA_VERSION}"
+        if record.v < 1:  # a newer one never gets here: the decoder refuses it
+            return f"schema version {record.v} is not one asup writes"
         if record.seq != self.last_seq + 1:
             return (
                 f"seq {record.seq} follows seq {self.last_seq} (expected {self.last_seq + 1}): "
@@ -107,7 +107,7 @@ class ChainState:
     def advance(self, record: Record, offset: int = -1) -> str | None:
         """Check `record` against the heads and, when it fits, admit it: why not, or None.
 
-        The common case (next seq, an existing stream, v1) is decided inline; anything
+        The common case (next seq, an existing stream, the current `v`) is decided inline; anything
         else goes through `problem` for the precise message. `offset` (of the record's line)
         is kept in the id window.
         """

@@ -26,7 +26,7 @@ class ExitCode(IntEnum):
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "ok",
-    ExitCode.CHECK_FAILED: "a check failed (damage, divergence, gate, stale expectation) or the OS refused a write",
+    ExitCode.CHECK_FAILED: "a check failed (damage, a record only a newer asup reads, divergence, gate, stale expectation) or the OS refused a write",
     ExitCode.USAGE: "usage or unreadable input",
     ExitCode.BUSY: "the log is held by another writer",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
@@ -43,7 +43,7 @@ class ErrorCode(StrEnum):
     CORRUPT_RECORD = "corrupt_record"  # damage before the tail: never skipped
     TORN_TAIL = "torn_tail"  # a crash cut the final line: `asup log repair`
     BAD_INPUT = "bad_input"  # a record or file that is not what asup writes
-    SCHEMA_UNSUPPORTED = "schema_unsupported"  # a record of a newer schema version
+    SCHEMA_UNSUPPORTED = "schema_unsupported"  # a digest-valid record a newer asup wrote: a newer v, type, code or field
     LOG_LOCKED = "log_locked"  # another writer holds the log
     LOG_NOT_FOUND = "log_not_found"
     IO_FAILED = "io_failed"  # the OS refused a write or fsync: the writer is fenced
@@ -57,7 +57,7 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.CORRUPT_RECORD: ExitCode.CHECK_FAILED,
     ErrorCode.TORN_TAIL: ExitCode.CHECK_FAILED,
     ErrorCode.BAD_INPUT: ExitCode.USAGE,
-    ErrorCode.SCHEMA_UNSUPPORTED: ExitCode.USAGE,
+    ErrorCode.SCHEMA_UNSUPPORTED: ExitCode.CHECK_FAILED,  # like corrupt_record: the log cannot be read through
     ErrorCode.LOG_LOCKED: ExitCode.BUSY,
     ErrorCode.LOG_NOT_FOUND: ExitCode.USAGE,
     ErrorCode.IO_FAILED: ExitCode.CHECK_FAILED,

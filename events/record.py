@@ -7,13 +7,12 @@
 is the BLAKE3 of every byte before `,"h":` — a fixed 80-byte trailer, so verifying a line
 needs no re-serialisation. `prev` is `h` of the stream's previous record (the first record
 of a stream chains to a genesis digest bound to the log id), so an edit, a deletion, a
-reordering or a line pasted from another log breaks the chain.
+reordering or a line pasted from another log breaks the chain. Decoding a line into its
+typed record (and lifting an older schema version) is `events.schema`'s.
 """
 
 from __future__ import annotations
 
-import functools
-import operator
 import re
 from typing import Any, cast
 
@@ -51,7 +50,8 @@ class Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, 
         return self.data.TYPE
 
 
-def _record_class(tag: str, payload: type[Event]) -> type[Record]:
+def record_class(tag: str, payload: type[Event]) -> type[Record]:
+    """The record class whose `data` is `payload`, tagged `tag` (one per event type and schema)."""
     cls = msgspec.defstruct(
         f"{payload.__name__}Record",
         [("data", payload)],
@@ -65,8 +65,6 @@ def _record_class(tag: str, payload: type[Event]) -> type[Record]:
     return cast(type[Record], cls)
 
 
-RECORD_CLASSES: dict[type[Event], type[Record]] = {payload: _record_class(tag, payload) for tag, payload in REGISTRY.items()}
-DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(functools.reduce(operator.or_, RECORD_CLASSES.values()))
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -138,7 +136,7 @@ def encode_into(
 class LineFault(msgspec.Struct, frozen=True):
     """Why a line is not a valid record. `torn` faults may be a crash's cut tail."""
 
-    reason: str  # no_newline | too_long | digest_mismatch | undecodable | schema_unsupported
+    reason: str  # no_newline | too_long | digest_mismatch | undecodable | schema_unsupported (events.schema)
     message: str
     field: str | None = None
 
@@ -172,52 +170,6 @@ def check_line(body: bytes, complete: bool = True) -> LineFault | None:
     if blake3(memoryview(body)[:-TRAILER_LEN]).hexdigest().encode() != body[-66:-2]:
         return LineFault("digest_mismatch", "digest does not match the line's bytes", "$.h")
     return None
-
-
-def decode_line(body: bytes, complete: bool = True) -> Record | LineFault:
-    """A checked line's record, or why it is not one (its bytes are never trusted)."""
-    fault = check_line(body, complete)
-    if fault is not None:
-        return fault
-    try:
-        record: Record = DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        return _validation_fault(body, str(exc))
-    except msgspec.DecodeError as exc:
-        return LineFault("undecodable", f"not JSON: {exc}")
-    if record.v > SCHEMA_VERSION:
-        return _newer(record.v)
-    return record
-
-
-def _newer(version: int) -> LineFault:
-    return LineFault(
-        "schema_unsupported", f"record schema v{version} is newer than this asup reads (v{SCHEMA_VERSION}): upgrade asup", "$.v"
-    )
-
-
-def _validation_fault(line: bytes, message: str) -> LineFault:
-    version = _peek_version(line)
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        return _newer(version)
-    field = field_of(message)
-    if field == "$.type":
-        message = f"{message} (unknown event type; known: {', '.join(sorted(REGISTRY))})"
-    return LineFault("undecodable", message, field)
-
-
-def _peek_version(line: bytes) -> object:
-    try:
-        return msgspec.json.decode(line, type=dict[str, Any]).get("v")
-    except msgspec.MsgspecError:
-        return None
-
-
-def payload_of(line: bytes) -> bytes | None:
-    """The encoded `data` of a stored line (for comparing a retried event), or None when
-    the line is not a valid record."""
-    outcome = decode_line(line.rstrip(b"\n"))
-    return None if isinstance(outcome, LineFault) else encode_payload(outcome.data)
 
 
 def record_to_builtins(record: Record) -> dict[str, Any]:

@@ -17,17 +17,8 @@ from blake3 import blake3
 
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
-from events.record import (
-    DECODER,
-    MAX_LINE,
-    SCHEMA_VERSION,
-    TRAILER_HEAD,
-    TRAILER_LEN,
-    LineFault,
-    Record,
-    check_line,
-    decode_line,
-)
+from events.record import MAX_LINE, TRAILER_HEAD, TRAILER_LEN, LineFault, Record, check_line
+from events.schema import SCHEMA, Schema, decode_line
 
 BLOCK = 1 << 18  # 256 KiB: see Scanner.__iter__
 
@@ -85,7 +76,7 @@ def line_at(fh: BinaryIO, offset: int) -> bytes:
 class Problem(msgspec.Struct, frozen=True):
     """The first thing wrong with a log."""
 
-    kind: str  # torn_tail | corrupt
+    kind: str  # torn_tail | corrupt | schema_unsupported (a record a newer asup wrote: not damage)
     line: int
     offset: int
     reason: str
@@ -95,13 +86,14 @@ class Problem(msgspec.Struct, frozen=True):
     tail_bytes: int = 0  # for a torn tail: bytes from offset to the end of the file
 
     def error(self, file: str) -> AsupError:
-        code = ErrorCode.TORN_TAIL if self.kind == "torn_tail" else ErrorCode.CORRUPT_RECORD
-        if self.reason == "schema_unsupported":
-            code = ErrorCode.SCHEMA_UNSUPPORTED
+        code = _ERROR_CODES.get(self.kind, ErrorCode.CORRUPT_RECORD)
         message = self.message
         if self.kind == "torn_tail":
             message += f"; {self.tail_bytes} torn bytes at the tail: run `asup log repair {file}`"
         return AsupError(code, message, file=file, line=self.line, field=self.field, seq=self.seq)
+
+
+_ERROR_CODES = {"torn_tail": ErrorCode.TORN_TAIL, "schema_unsupported": ErrorCode.SCHEMA_UNSUPPORTED}
 
 
 class ScanResult(msgspec.Struct):
@@ -124,9 +116,10 @@ class Scanner:
     read and `valid_size` the byte offset just past the last valid record.
     """
 
-    def __init__(self, source: Path | Opener, chain: ChainState, offset: int = 0) -> None:
+    def __init__(self, source: Path | Opener, chain: ChainState, offset: int = 0, schema: Schema = SCHEMA) -> None:
         self._open: Opener = _file_opener(source) if isinstance(source, Path) else source
         self.chain = chain
+        self.schema = schema
         self.offset = offset
         self.records = 0
         self.valid_size = offset
@@ -143,7 +136,8 @@ class Scanner:
         checked with slices, and byte offsets are summed only when control leaves the loop."""
         chain = self.chain
         hasher = blake3()  # reset per line: cheaper than a new hasher each time
-        reset, update, hexdigest, decode = hasher.reset, hasher.update, hasher.hexdigest, DECODER.decode
+        reset, update, hexdigest, decode = hasher.reset, hasher.update, hasher.hexdigest, self.schema.decoder.decode
+        version = self.schema.version  # an older record leaves the fast loop: the per-line path lifts it
         trailer, longest, close = TRAILER_HEAD, MAX_LINE, b'"}'  # locals: this loop runs per line
         streams, window = chain.streams, chain.id_window
         find = streams.get
@@ -174,7 +168,7 @@ class Scanner:
                                     record = decode(body)
                                 except msgspec.MsgspecError:
                                     record = None
-                        if record is None or record.v != SCHEMA_VERSION:
+                        if record is None or record.v != version:
                             offset = self._settle(offset, bodies[base : base + done], last_seq, last_h)
                             handed = True  # the per-line path owns the counters from here
                             yield from self._per_line(fh, offset)
@@ -215,7 +209,7 @@ class Scanner:
         chain = self.chain
         lines = iter_lines(fh, offset, chain.last_seq + 1)
         for line in lines:
-            outcome = decode_line(line.body, line.complete)
+            outcome = decode_line(line.body, line.complete, self.schema)
             if isinstance(outcome, LineFault):
                 self.problem = _classify(line, outcome, lines, fh)
                 return
@@ -255,10 +249,11 @@ def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO)
         )
     message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
     # line N of a log holds seq N, so the bad line's seq is its number even when its bytes cannot say
-    return Problem("corrupt", first.number, first.offset, fault.reason, message, fault.field, seq=first.number)
+    kind = "schema_unsupported" if fault.reason == "schema_unsupported" else "corrupt"
+    return Problem(kind, first.number, first.offset, fault.reason, message, fault.field, seq=first.number)
 
 
-def read_records(path: Path, from_seq: int = 1, *, tolerate_torn_tail: bool = True) -> Iterator[Record]:
+def read_records(path: Path, from_seq: int = 1, *, tolerate_torn_tail: bool = True, schema: Schema = SCHEMA) -> Iterator[Record]:
     """Every verified record with seq >= from_seq, streaming; fails closed on corruption.
 
     A torn tail ends the iteration quietly when `tolerate_torn_tail` (a writer may be
@@ -266,7 +261,7 @@ def read_records(path: Path, from_seq: int = 1, *, tolerate_torn_tail: bool = Tr
     """
     if not path.exists():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log", file=str(path))
-    scanner = Scanner(path, ChainState())
+    scanner = Scanner(path, ChainState(), schema=schema)
     for record in scanner:
         if record.seq >= from_seq:
             yield record

@@ -29,8 +29,9 @@ import msgspec
 
 from events.chain import ChainState
 from events.payloads import LogCreated
-from events.record import MAX_LINE, SCHEMA_VERSION, Record, decode_line, genesis
+from events.record import MAX_LINE, Record, genesis
 from events.scan import Problem, Scanner
+from events.schema import decode_line
 
 PARALLEL_FROM = 32 << 20  # smaller logs verify faster than the worker processes start
 
@@ -73,7 +74,7 @@ class SegmentChain(ChainState):
         if self.first_seq is None:
             self.first_seq = record.seq
             self.last_seq = record.seq - 1
-        if record.stream not in self.streams and record.v == SCHEMA_VERSION and record.seq == self.last_seq + 1:
+        if record.stream not in self.streams and record.v >= 1 and record.seq == self.last_seq + 1:
             self.entries[record.stream] = (record.sv, record.prev)  # its link is the stitch's to check
             return None
         return super().problem(record)

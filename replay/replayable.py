@@ -9,8 +9,9 @@ from engine.machine import make_dispatcher
 from engine.redrive import redrive
 from events.chain import ChainState
 from events.payloads import Event, LogCreated, LogRepaired, Transition
-from events.record import Record, decode_line
+from events.record import Record
 from events.scan import Scanner
+from events.schema import decode_line
 from projections.checklist import LogFact
 
 

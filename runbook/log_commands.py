@@ -37,6 +37,9 @@ def _existing(path: Path) -> Path:
     return path
 
 
+_VERDICTS = {"schema_unsupported": "UNSUPPORTED"}  # a newer asup's record is not damage
+
+
 @app.command()
 @reports_errors
 def verify(
@@ -49,7 +52,8 @@ def verify(
     """Check every record: framing, BLAKE3 digest, typed decode, seq and per-stream chain.
 
     Exit 0 when the whole log verifies; 1 with the first problem (file, line, seq, what is
-    wrong), naming `asup log repair` when it is a torn tail. A big log is cut into segments
+    wrong), naming `asup log repair` when it is a torn tail, and `schema_unsupported` when a
+    record's digest holds but a newer asup wrote it (a newer `v`, type, code or field). A big log is cut into segments
     verified on several cores and stitched at the seams; any problem is reported from one
     sequential scan, exactly as with --jobs 1.
 
@@ -79,7 +83,7 @@ def verify(
         emit_json(summary)
     else:
         out = console()
-        verdict = styled("ok", "green") if problem is None else styled("DAMAGED", "red")
+        verdict = styled("ok", "green") if problem is None else styled(_VERDICTS.get(problem.kind, "DAMAGED"), "red")
         out.print(line(f"{path}: ", verdict, f" — {result.records} records, {result.streams} streams, last seq {result.last_seq}"))
         if problem is not None:
             out.print(f"  first problem: {summary['problem']['message']}", markup=False, soft_wrap=True)

@@ -139,6 +139,7 @@ class Expect:
     reason: str
     seq: int | None = None  # checked when set
     message: str = ""  # a substring of the message
+    kind: str = "corrupt"  # or schema_unsupported: refused the same way, but not damage
 
 
 def line_offset(data: bytes, line: int) -> int:
@@ -154,7 +155,7 @@ def assert_corrupt(path: Path, expect: Expect) -> None:
     offset = line_offset(path.read_bytes(), expect.line)
     problem, records = scan_of(path)
     assert problem is not None, "damage went unnoticed"
-    assert (problem.kind, problem.line, problem.offset, problem.reason) == ("corrupt", expect.line, offset, expect.reason), problem
+    assert (problem.kind, problem.line, problem.offset, problem.reason) == (expect.kind, expect.line, offset, expect.reason), problem
     assert expect.message in problem.message
     if expect.seq is not None:
         assert problem.seq == expect.seq, problem
@@ -176,7 +177,7 @@ def assert_corrupt(path: Path, expect: Expect) -> None:
 
 
 def _check_error(error: AsupError, path: Path, expect: Expect) -> None:
-    assert error.code is ErrorCode.CORRUPT_RECORD, error
+    assert error.code is (ErrorCode.CORRUPT_RECORD if expect.kind == "corrupt" else ErrorCode.SCHEMA_UNSUPPORTED), error
     assert (error.file, error.line) == (str(path), expect.line), error
     if expect.seq is not None:
         assert error.seq == expect.seq, error
@@ -535,12 +536,22 @@ def test_bad_line_followed_by_a_valid_line_is_corrupt_not_repaired(base: Base, t
 
 
 def test_validly_digested_undecodable_tail_is_corrupt(base: Base, tmp_path: Path) -> None:
-    """A last line with a valid digest that does not decode (an unknown field) is corruption, not a torn tail."""
+    """A last line with a valid digest that does not decode (a required field missing) is corruption, not a torn tail."""
+    obj = base.parsed(EVENTS + 1)
+    del obj["data"]["attempt"]
+    path = write(tmp_path, replaced(base.lines, EVENTS + 1, rehash(obj)))
+    expect = Expect(EVENTS + 1, "undecodable", message="attempt")
+    assert_corrupt(path, expect)
+
+
+def test_validly_digested_tail_with_an_unknown_field_is_schema_unsupported(base: Base, tmp_path: Path) -> None:
+    """A digest-valid last line with a field this asup does not know is schema_unsupported: refused like corruption, never cut."""
     obj = base.parsed(EVENTS + 1)
     obj["data"]["surprise"] = 1
     path = write(tmp_path, replaced(base.lines, EVENTS + 1, rehash(obj)))
-    expect = Expect(EVENTS + 1, "undecodable", message="surprise")
+    expect = Expect(EVENTS + 1, "schema_unsupported", message="surprise", kind="schema_unsupported")
     assert_corrupt(path, expect)
+    assert torn_files(path) == []
 
 
 def test_an_over_long_line_before_valid_records_is_corruption_not_a_torn_tail(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from events.memory_log import MemoryLog
 from events.payloads import LogRepaired, Transition
-from events.record import RECORD_CLASSES, SCHEMA_VERSION, TRAILER_LEN, encode_into
+from events.record import SCHEMA_VERSION, TRAILER_LEN, encode_into
+from events.schema import RECORD_CLASSES
 from events.store import Pending
 from events.vocabulary import State, Trigger
 

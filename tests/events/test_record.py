@@ -35,18 +35,17 @@ from events.payloads import Event, LogCreated
 from events.record import (
     LOG_SCHEMA,
     MAX_LINE,
-    RECORD_CLASSES,
     SCHEMA_VERSION,
     TRAILER_LEN,
     LineFault,
     Record,
     check_line,
-    decode_line,
     derive_event_id,
     encode_into,
     genesis,
 )
 from events.scan import Scanner
+from events.schema import RECORD_CLASSES, decode_line
 from events.store import Pending
 from events.vocabulary import Durability
 from tests.events.store_contract import transition
@@ -242,31 +241,31 @@ def test_memory_log_round_trips_every_event_type(events: list[tuple[str, Event]]
 @settings(max_examples=5)
 @given(data=st.data())
 def test_unknown_data_field_is_refused_naming_it(tag: str, data: st.DataObject) -> None:
-    """A data object with an extra field (digest still valid) is undecodable, naming `$.data.<field>`."""
+    """A data object with an extra field (digest still valid) is schema_unsupported, naming `$.data.<field>`."""
     obj = orjson.loads(encode_one(data.draw(event_strategy(tag), label="event")))
     assert UNKNOWN not in obj["data"]
     obj["data"][UNKNOWN] = 1
     fault = fault_of(decode_line(rehash(obj)))
-    assert fault.reason == "undecodable" and not fault.torn
+    assert fault.reason == "schema_unsupported" and not fault.torn
     assert fault.field == f"$.data.{UNKNOWN}"
     assert UNKNOWN in fault.message
 
 
 def test_unknown_envelope_field_is_refused_naming_it() -> None:
-    """An extra envelope key (digest valid) is undecodable, naming `$.<field>`."""
+    """An extra envelope key (digest valid) is schema_unsupported, naming `$.<field>`."""
     obj = orjson.loads(sample_line())
     obj = {**{k: v for k, v in obj.items() if k != "h"}, UNKNOWN: "x"}
     fault = fault_of(decode_line(rehash(obj)))
-    assert fault.reason == "undecodable"
+    assert fault.reason == "schema_unsupported"
     assert fault.field == f"$.{UNKNOWN}"
 
 
 def test_unknown_type_is_refused_listing_the_known_types() -> None:
-    """A record whose `type` is not registered (digest valid) is undecodable, and the message lists every known type."""
+    """A record whose `type` is not registered (digest valid) is schema_unsupported, and the message lists every known type."""
     obj = orjson.loads(sample_line())
     obj["type"] = "no_such_event"
     fault = fault_of(decode_line(rehash(obj)))
-    assert fault.reason == "undecodable" and not fault.torn
+    assert fault.reason == "schema_unsupported" and not fault.torn
     assert "no_such_event" in fault.message and "unknown event type" in fault.message
     missing = [tag for tag in TAGS if tag not in fault.message]
     assert not missing, f"known types not named in {fault.message!r}: {missing}"

@@ -35,7 +35,8 @@ import runbook.log_commands
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from events.payloads import LogRepaired
-from events.record import HEADER_STREAM, TRAILER_HEAD, TRAILER_LEN, Record, check_line, decode_line, derive_event_id, encode_into, genesis
+from events.record import HEADER_STREAM, TRAILER_HEAD, TRAILER_LEN, Record, check_line, derive_event_id, encode_into, genesis
+from events.schema import decode_line
 from events.segments import Segment, SegmentChain, Verified, boundaries, scan_segment, sequential, stitch, verify_log
 from events.store import Pending
 from events.vocabulary import Durability

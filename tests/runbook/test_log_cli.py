@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import typer.main
+from blake3 import blake3
 from typer.core import TyperGroup
 from typer.testing import CliRunner, Result
 
@@ -169,6 +170,35 @@ def test_verify_bit_flip_names_line_and_seq(log: Path) -> None:
     text = flat(result.stdout)
     assert f"{LOG}:4: corrupt_record" in text
     assert "(seq 4)" in text, text
+
+
+def add_unknown_field(path: Path, line: int) -> None:
+    """Give the record at `line` a data field this asup does not know, its digest recomputed (what a newer asup might write)."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    obj = orjson.loads(lines[line - 1])
+    obj["data"]["surprise"] = 1
+    prefix = orjson.dumps({k: v for k, v in obj.items() if k != "h"})[:-1]
+    lines[line - 1] = prefix + b',"h":"blake3:' + blake3(prefix).hexdigest().encode() + b'"}\n'
+    path.write_bytes(b"".join(lines))
+
+
+def test_verify_a_newer_record_is_schema_unsupported(log: Path) -> None:
+    """verify on a digest-valid record with an unknown field exits 1: UNSUPPORTED, one schema_unsupported line: file, line, seq, field."""
+    add_unknown_field(log, 4)
+    result = asup("log", "verify", LOG)
+    assert result.exit_code == 1
+    assert "UNSUPPORTED" in result.stdout and "DAMAGED" not in result.stdout and "corrupt" not in result.stdout
+    expected = (
+        f"{LOG}:4: schema_unsupported: Object contains unknown field `surprise` - at `$.data`: "
+        "written by a newer asup? upgrade asup (seq 4) [field $.data.surprise]"
+    )
+    assert f"first problem: {expected}" in result.stdout
+    problem = json_out(asup("log", "verify", LOG, "--json"))["problem"]
+    assert (problem["kind"], problem["line"], problem["reason"]) == ("schema_unsupported", 4, "schema_unsupported")
+    assert problem["message"] == expected
+    cat = asup("log", "cat", LOG)
+    assert cat.exit_code == 1
+    assert one_error_line(cat) == f"asup: {expected}"
 
 
 def test_verify_problem_line_is_one_line_when_piped(log: Path) -> None:
