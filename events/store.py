@@ -1,6 +1,6 @@
 """The log store interface. The JSONL file (embedded default), the in-memory twin and,
 later, NATS JetStream implement it and pass the same contract suite
-(tests/events/store_contract.py)."""
+(`events.testing.store_contract`, shipped with asup)."""
 
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ from events.lock import is_locked
 from events.record import Record
 from events.scan import Scanner, read_records
 from events.store import Pending
+from events.testing import tags, transition
 from events.vocabulary import Durability
 from tests.cli import asup_argv
-from tests.events.store_contract import tags, transition
 
 FORK = multiprocessing.get_context("fork")
 TIMEOUT = 30.0

@@ -33,7 +33,7 @@ from events.payloads import LogRepaired, Transition
 from events.record import HEADER_STREAM, Record
 from events.scan import Scanner
 from events.store import Pending
-from tests.events.store_contract import transition
+from events.testing import transition
 
 ITERATIONS = int(os.environ.get("ASUP_CRASH_ITERATIONS", "300"))
 SEED = int(os.environ.get("ASUP_CRASH_SEED", "20260528"))

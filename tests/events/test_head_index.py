@@ -16,7 +16,7 @@ from events.jsonl_log import JsonlLog
 from events.record import Record
 from events.scan import Scanner
 from events.store import Pending
-from tests.events.store_contract import tags, transition
+from events.testing import tags, transition
 
 
 def _scan(path: Path) -> tuple[list[Record], Scanner]:

@@ -22,8 +22,8 @@ from events.jsonl_log import JsonlLog
 from events.record import Record
 from events.scan import Scanner
 from events.store import Pending
+from events.testing import tags, transition
 from events.vocabulary import Durability
-from tests.events.store_contract import tags, transition
 
 
 class Trace:

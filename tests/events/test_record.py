@@ -47,8 +47,8 @@ from events.record import (
 from events.scan import Scanner
 from events.schema import RECORD_CLASSES, decode_line
 from events.store import Pending
+from events.testing import transition
 from events.vocabulary import Durability
-from tests.events.store_contract import transition
 
 TAGS = sorted(REGISTRY)
 ENVELOPE_KEYS = ["type", "v", "seq", "stream", "sv", "id", "ts", "data", "prev", "h"]

@@ -25,7 +25,7 @@ from events.payloads import Transition
 from events.record import SCHEMA_VERSION, TRAILER_HEAD, LineFault, Record
 from events.scan import Scanner, read_records
 from events.schema import SCHEMA, UPCASTERS, Schema, Upcaster, decode_line
-from tests.events.store_contract import transition
+from events.testing import transition
 
 DIGEST = "blake3:" + "1" * 64
 

@@ -39,9 +39,9 @@ from events.record import HEADER_STREAM, TRAILER_HEAD, TRAILER_LEN, Record, chec
 from events.schema import decode_line
 from events.segments import Segment, SegmentChain, Verified, boundaries, scan_segment, sequential, stitch, verify_log
 from events.store import Pending
+from events.testing import tags, transition
 from events.vocabulary import Durability
 from runbook.cli import app
-from tests.events.store_contract import tags, transition
 
 JOBS = (2, 3, 4, 7)
 LOG_ID = "segments-main"

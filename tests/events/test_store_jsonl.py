@@ -11,7 +11,8 @@ from events.errors import AsupError
 from events.jsonl_log import JsonlLog
 from events.memory_log import MemoryLog
 from events.store import LogStore, Pending
-from tests.events.store_contract import StoreContract, transition
+from events.testing import transition
+from events.testing.store_contract import StoreContract
 
 
 class TestJsonlLog(StoreContract):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from events.clock import StepClock
 from events.memory_log import MemoryLog
-from tests.events.store_contract import StoreContract
+from events.testing.store_contract import StoreContract
 
 
 class TestMemoryLog(StoreContract):

@@ -1,49 +1,37 @@
-"""The contract every log store passes (JSONL file, in-memory twin, later JetStream).
+"""The contract every log store passes (the JSONL file, the in-memory twin, later JetStream).
 
-Subclass `StoreContract` in a `test_store_*.py` module with a one-line `make_store`
-factory; the class itself has no `Test` prefix so pytest collects it only through its
-subclasses. Helpers for building events are shared with the other log tests.
+A store passes it with a test module holding one subclass with a one-line factory:
+
+    class TestMyLog(StoreContract):
+        def make_store(self, tmp_path: Path) -> LogStore:
+            return MyLog.open(tmp_path / "log", clock=StepClock())
+
+The factory returns a new, empty log (its header already written) with the default
+recent-id window of ID_WINDOW events per stream. `StoreContract` has no `Test` prefix, so
+pytest collects it only through its subclasses. This module runs under pytest (with
+anyio's pytest plugin, which anyio installs); importing it elsewhere says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import pytest
+
+try:
+    import pytest
+except ModuleNotFoundError as exc:  # an installed asup need not have pytest; only this suite needs it
+    raise ModuleNotFoundError("events.testing.store_contract is a pytest suite: install pytest to run it") from exc
 
 from events.errors import AsupError, ErrorCode
-from events.payloads import LogCreated, Transition
+from events.payloads import LogCreated
 from events.record import HEADER_STREAM, Record
 from events.store import LogStore, Pending
-from events.vocabulary import State, Trigger
+from events.testing import close_iterator, tags, transition
 
 ID_WINDOW = 64  # the stores' default recent-id window per stream
 FOLLOW_TIMEOUT = 3.0  # seconds; a follower sees a new record within milliseconds
-
-
-def transition(tag: str, cursor: int = 0) -> Transition:
-    """A distinct, valid transition payload; `tag` becomes its transfer id."""
-    return Transition(
-        transfer_id=tag,
-        from_state=State.SYNCING,
-        trigger=Trigger.CHUNK_COMMITTED,
-        to_state=State.SYNCING,
-        attempt=1,
-        committed_cursor=cursor,
-    )
-
-
-def tags(records: list[Record]) -> list[str]:
-    """The transfer ids of the transition records, in log order."""
-    return [r.data.transfer_id for r in records if isinstance(r.data, Transition)]
-
-
-async def close_iterator(iterator: AsyncIterator[Record]) -> None:
-    """Close a follow() iterator (an async generator) so it leaves no pending task."""
-    if isinstance(iterator, AsyncGenerator):
-        await iterator.aclose()
 
 
 class StoreContract:
