@@ -26,7 +26,9 @@ class ExitCode(IntEnum):
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "ok",
-    ExitCode.CHECK_FAILED: "a check failed (damage, a record only a newer asup reads, divergence, gate, stale expectation) or the OS refused a write",
+    ExitCode.CHECK_FAILED: (
+        "a check failed (damage, a record only a newer asup reads, divergence, gate, stale expectation) or the OS refused a write"
+    ),
     ExitCode.USAGE: "usage or unreadable input",
     ExitCode.BUSY: "the log is held by another writer",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",

@@ -20,7 +20,7 @@ from events.atomic import make_dirs, temp_name, write_atomic
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
-from tests.events.store_contract import transition
+from events.testing import transition
 
 
 def test_write_atomic_replaces_the_bytes_and_leaves_no_temp_file(tmp_path: Path) -> None:
