@@ -69,7 +69,7 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str, line_at: LineAt) 
         # an expectation behind the stream (a retry, or a stale writer) needs the lookup.
         if item.id or (expected is not None and expected != sv_now):
             event_id = item.id or f"{key[0]}{(sv_now if expected is None else expected) + 1}"
-            seen = _seen(chain, ids, stream, event_id, payload if not item.id else None, line_at)
+            seen = _seen(chain, batch, ids, stream, event_id, payload if not item.id else None, line_at)
             if seen is not None:
                 positions.append(seen)
                 continue
@@ -107,6 +107,7 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str, line_at: LineAt) 
 
 def _seen(
     chain: ChainState,
+    batch: Batch,
     ids: dict[tuple[str, str], tuple[Position, bytes]],
     stream: str,
     event_id: str,
@@ -116,6 +117,8 @@ def _seen(
     """The position `event_id` already holds in `stream`, if the event there is the same one
     (`payload` None: an explicit id, which is the caller's promise of sameness)."""
     planned = ids.get((stream, event_id))
+    if planned is None and payload is not None:
+        planned = _planned(batch, stream, event_id)
     if planned is not None:
         return planned[0] if payload is None or planned[1] == payload else None
     stored = chain.find_recent(stream, event_id)
@@ -123,3 +126,15 @@ def _seen(
         return None
     position, offset = stored
     return position if payload is None or payload_of(line_at(offset)) == payload else None
+
+
+def _planned(batch: Batch, stream: str, event_id: str) -> tuple[Position, bytes] | None:
+    """An event this batch planned under a derived id without indexing it in `ids` (the common
+    path indexes only items with an id or an expectation): a later item of the batch expecting
+    the version before it is its retry, as it would be in the next batch. Found by a scan that
+    only an expectation behind the stream pays for."""
+    for planned_stream, sv, _h, planned_id, seq, offset in batch.new:
+        if planned_stream == stream and planned_id == event_id:
+            line = bytes(batch.data[offset : batch.data.index(b"\n", offset)])
+            return Position(seq, stream, sv), payload_of(line) or b""
+    return None
