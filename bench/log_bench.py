@@ -519,12 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, directory: Path) -> int:
-    info = machine.describe(directory)
-    load_before = os.getloadavg()
-    work = make_workload(args.streams, args.seed, args.rich)
+def measure_appends(args: argparse.Namespace, directory: Path, work: Workload, verify_file: Path) -> dict[Durability, tuple[Stat, Stat]]:
+    """Append timings per durability (asup, naive); the durability-none log is kept as `verify_file`."""
     appends: dict[Durability, tuple[Stat, Stat]] = {}
-    verify_file = directory / "verify.jsonl"
     for durability in (Durability.NONE, Durability.BATCH, Durability.ALWAYS):
         n = args.always_events if durability is Durability.ALWAYS else args.events
         batches = work.batches(n, args.batch)
@@ -542,12 +539,11 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             path.replace(verify_file)
             naive_path.replace(directory / "verify-naive.jsonl")
         appends[durability] = (asup, naive)
+    return appends
 
-    header = verify_file.read_bytes().split(b"\n", 1)[0]
-    size = verify_file.stat().st_size
-    line_bytes = (size - len(header) - 1) / args.events
-    naive_line_bytes = (directory / "verify-naive.jsonl").stat().st_size / args.events
 
+def measure_verify(args: argparse.Namespace, verify_file: Path, size: int) -> tuple[Stat, Stat, Stat | None, int]:
+    """Verify timings: asup's one-process scan, the naive reader, and asup on every usable core (None on one)."""
     _progress(f"verify: {args.events + 1:,} records x {args.repeats} runs (asup Scanner, naive json.loads)")
     verify, naive_v = Stat(args.events + 1, nbytes=size), Stat(args.events + 1, nbytes=size)
     asup_verify(verify_file)  # warm the page cache and imports
@@ -567,6 +563,22 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             timer, count = asup_verify_parallel(verify_file, jobs)
             assert count == args.events + 1, count
             parallel.add(timer)
+    return verify, naive_v, parallel, jobs
+
+
+def run(args: argparse.Namespace, directory: Path) -> int:
+    info = machine.describe(directory)
+    load_before = os.getloadavg()
+    work = make_workload(args.streams, args.seed, args.rich)
+    verify_file = directory / "verify.jsonl"
+    appends = measure_appends(args, directory, work, verify_file)
+
+    header = verify_file.read_bytes().split(b"\n", 1)[0]
+    size = verify_file.stat().st_size
+    line_bytes = (size - len(header) - 1) / args.events
+    naive_line_bytes = (directory / "verify-naive.jsonl").stat().st_size / args.events
+
+    verify, naive_v, parallel, jobs = measure_verify(args, verify_file, size)
 
     _progress("disk reference: write + fsync of one batch's bytes, and of one line")
     disk = disk_reference(directory, round(line_bytes * args.batch), round(line_bytes), args.repeats)

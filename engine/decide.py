@@ -61,7 +61,7 @@ def backoff_ms(seed: int, attempt: int) -> int:
     return random.Random(f"{seed}:{attempt}").randint(ceiling // 2, ceiling)
 
 
-def decide(p: Progress, obs: Event) -> list[Decision]:
+def decide(p: Progress, obs: Event) -> list[Decision]:  # noqa: C901 - one arm per observation type: a flat table, run per observation
     """The triggers `obs` calls for, in order (usually zero or one)."""
     match obs:
         case IntentRecorded(intent=intent, resume=resume, at_ns=at_ns):

@@ -125,7 +125,7 @@ class Scanner:
         self.valid_size = offset
         self.problem: Problem | None = None
 
-    def __iter__(self) -> Iterator[Record]:
+    def __iter__(self) -> Iterator[Record]:  # noqa: C901 - the per-line hot loop of every read, inline by measurement (see below)
         """Whole blocks split at once, each line checked inline; the first line that is not
         a plain next record (a fault, a chain problem, an incomplete or over-long tail) hands
         over to the per-line path from its offset, which decides and reports it. Counters live

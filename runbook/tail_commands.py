@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -31,6 +32,21 @@ def _line(record: Record) -> Text:
     return line(styled(f"{record.seq:>8} {record.ts} {record.stream} {record.type}", "dim"))
 
 
+def _matcher(since: int | None, transfer: str | None, type_: str | None, reason: str | None) -> Callable[[Record], bool]:
+    """The records `asup tail` prints: every filter given must hold."""
+
+    def wanted(record: Record) -> bool:
+        if since is not None and record.seq < since:
+            return False
+        if transfer is not None and record.stream != transfer:
+            return False
+        if type_ is not None and record.type != type_:
+            return False
+        return reason is None or getattr(record.data, "reason_code", None) == reason
+
+    return wanted
+
+
 @reports_errors
 def tail(
     log: Path = typer.Argument(..., help="The JSONL log."),
@@ -52,14 +68,7 @@ def tail(
     out = console()
     machine = as_json or not out.is_terminal
 
-    def wanted(record: Record) -> bool:
-        if since is not None and record.seq < since:
-            return False
-        if transfer is not None and record.stream != transfer:
-            return False
-        if type_ is not None and record.type != type_:
-            return False
-        return reason is None or getattr(record.data, "reason_code", None) == reason
+    wanted = _matcher(since, transfer, type_, reason)
 
     def show(record: Record) -> None:
         if machine:

@@ -112,8 +112,9 @@ def _reseal_mutation(lines: list[bytes], key: str, i: int, b: int) -> None:
         "prev": donor["h"],
         "stream": STREAMS[b % len(STREAMS)],
         "ts": "2026-01-01T00:00:00.000000Z",
+        "fat": fields["ts"] + "0" * SMALL_LINE,  # digest-valid and chain-valid, but longer than the line limit
     }
-    lines[i] = resealed_edit(lines[i], key, values[key])
+    lines[i] = resealed_edit(lines[i], "ts" if key == "fat" else key, values[key])
 
 
 def _line_mutation(lines: list[bytes], kind: str, i: int, a: int, b: int, donors: Donors) -> None:
@@ -133,12 +134,8 @@ def _line_mutation(lines: list[bytes], kind: str, i: int, a: int, b: int, donors
             lines[i] = piece
         else:
             lines.insert(i, piece)
-    elif kind in RESEALED:
+    elif kind in (*RESEALED, "fat"):
         _reseal_mutation(lines, kind, i, b)
-    elif kind == "fat":  # digest-valid and chain-valid, but longer than the line limit
-        fields = _fields(lines[i])
-        if fields is not None:
-            lines[i] = resealed_edit(lines[i], "ts", fields["ts"] + "0" * SMALL_LINE)
     elif kind == "long":
         lines.insert(i, b"x" * (SMALL_LINE + a % 100) + (b"\n" if b % 2 else b""))
 
