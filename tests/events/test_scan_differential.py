@@ -31,8 +31,9 @@ from events.chain import ChainState
 from events.clock import StepClock
 from events.memory_log import MemoryLog
 from events.payloads import Event, LogRepaired, Transition
-from events.record import TRAILER_HEAD, LineFault, Record, check_line, decode_line
+from events.record import TRAILER_HEAD, LineFault, Record, check_line
 from events.scan import Problem, Scanner
+from events.schema import decode_line
 from events.store import Pending
 from events.vocabulary import State, Trigger
 
@@ -95,7 +96,7 @@ class Donors:
 def _fields(line: bytes) -> dict[str, Any] | None:
     try:
         fields: dict[str, Any] = msgspec.json.decode(line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # a flipped bit can leave invalid UTF-8
         return None
     return fields if isinstance(fields, dict) and "h" in fields else None
 
@@ -193,11 +194,13 @@ def split(data: bytes, offset: int) -> list[tuple[int, bytes, bool]]:
 
 
 def classify(number: int, at: int, fault: LineFault, later: list[tuple[int, bytes, bool]], size: int) -> Problem:
-    """A torn fault with no digest-valid complete line after it is a torn tail; anything else is corruption."""
+    """A torn fault with no digest-valid complete line after it is a torn tail; a newer asup's record is
+    schema_unsupported; anything else is corruption."""
     if fault.torn and not any(complete and check_line(body) is None for _, body, complete in later):
         return Problem("torn_tail", number, at, fault.reason, fault.message, fault.field, seq=number, tail_bytes=size - at)
     message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
-    return Problem("corrupt", number, at, fault.reason, message, fault.field, seq=number)
+    kind = "schema_unsupported" if fault.reason == "schema_unsupported" else "corrupt"  # a newer asup's record is not damage
+    return Problem(kind, number, at, fault.reason, message, fault.field, seq=number)
 
 
 def reference_scan(data: bytes, chain: ChainState, offset: int = 0) -> Outcome:
@@ -307,7 +310,7 @@ def test_undamaged_log_reads_whole_on_both_paths(block: int) -> None:
         (("crlf", 2, 0, 0), "corrupt", "digest_mismatch"),
         (("long", 4, 0, 1), "corrupt", "too_long"),
         (("truncate", -5, 0, 0), "torn_tail", "no_newline"),  # five bytes off the last line
-        (("v", 3, 0, 1), "corrupt", "schema_unsupported"),  # v2
+        (("v", 3, 0, 1), "schema_unsupported", "schema_unsupported"),  # v2
     ],
 )
 def test_each_damage_kind_is_judged_alike(mutation: Mutation, kind: str, reason: str) -> None:
