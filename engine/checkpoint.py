@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from events.errors import AsupError, ErrorCode
+from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 
 FORMAT = "asup.checkpoint/1"
 
@@ -28,7 +28,7 @@ def encode(checkpoint: Checkpoint) -> bytes:
 def decode(data: bytes, file: str) -> Checkpoint:
     try:
         checkpoint = msgspec.json.decode(data, type=Checkpoint)
-    except msgspec.MsgspecError as exc:
+    except DECODE_ERRORS as exc:
         raise AsupError(ErrorCode.BAD_INPUT, f"not an asup checkpoint: {exc}", file=file) from exc
     if checkpoint.format != FORMAT:
         raise AsupError(ErrorCode.BAD_INPUT, f"checkpoint format {checkpoint.format!r} is not {FORMAT!r}", file=file, field="$.format")

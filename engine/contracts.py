@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from events.errors import AsupError, ErrorCode
+from events.errors import NOT_JSON, AsupError, ErrorCode
 from events.record import field_of
 from events.vocabulary import TERMINAL_STATES, Mode, ReasonCode, State, Trigger
 
@@ -188,7 +188,7 @@ def _decode(data: bytes, kind: type[Any], file: str) -> Any:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
         raise AsupError(ErrorCode.BAD_INPUT, f"invalid contract: {exc}", file=file, field=field_of(str(exc))) from exc
-    except msgspec.DecodeError as exc:
+    except NOT_JSON as exc:
         raise AsupError(ErrorCode.BAD_INPUT, f"contract is not JSON: {exc}", file=file) from exc
 
 

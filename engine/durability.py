@@ -20,7 +20,7 @@ from blake3 import blake3
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
 from events.atomic import write_atomic
-from events.errors import AsupError, ErrorCode
+from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.record import field_of
 
 FORMAT = "asup.ec/1"
@@ -137,7 +137,7 @@ def load_sidecar(path: Path) -> Sidecar:
             sidecar = msgspec.json.decode(raw, type=Sidecar)
         except msgspec.ValidationError as exc:
             sidecar = _lenient(raw, exc)
-    except msgspec.MsgspecError as exc:
+    except DECODE_ERRORS as exc:
         raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {exc}", file=str(path), field=field_of(str(exc))) from exc
     if sidecar.format != FORMAT:
         raise AsupError(ErrorCode.BAD_INPUT, f"sidecar format {sidecar.format!r} is not {FORMAT!r}", file=str(path), field="$.format")

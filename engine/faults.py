@@ -26,7 +26,7 @@ import msgspec
 from engine import checkpoint as ckpt
 from engine.layout import Layout
 from engine.stores import LateAck, Lease, TargetStore, TransportInterrupted
-from events.errors import AsupError, ErrorCode
+from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.vocabulary import FaultKind
 
 KINDS = tuple(FaultKind)
@@ -83,7 +83,7 @@ def load_plan(path: Path) -> FaultPlan:
         plan = msgspec.json.decode(path.read_bytes(), type=_PlanFile)
     except OSError as exc:
         raise AsupError(ErrorCode.USAGE, f"cannot read fault plan: {exc.strerror}", file=str(path)) from exc
-    except msgspec.MsgspecError as exc:
+    except DECODE_ERRORS as exc:
         raise AsupError(ErrorCode.USAGE, f"invalid fault plan: {exc}", file=str(path)) from exc
     for i, fault in enumerate(plan.faults):
         if fault.kind not in KINDS or fault.chunk < 0:

@@ -15,7 +15,7 @@ from engine.contracts import CapabilityMatrix, default_matrix, default_state_mac
 from engine.layout import bundle_digest
 from engine.negotiation import default_requests
 from engine.stores import SourceStore
-from events.errors import AsupError, ErrorCode
+from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.observations import Intent, PrimitiveRequest
 from events.record import field_of
 from events.vocabulary import Mode
@@ -124,5 +124,5 @@ def decode_intent(data: bytes, file: str, line: int | None = None) -> IntentFile
     (config, fault plan, batch); `bad_input` is kept for files asup writes."""
     try:
         return msgspec.json.decode(data, type=IntentFile)
-    except msgspec.MsgspecError as exc:
+    except DECODE_ERRORS as exc:
         raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=file, line=line, field=field_of(str(exc))) from exc

@@ -13,6 +13,8 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 from pathlib import Path
 
+import msgspec
+
 
 class ExitCode(IntEnum):
     """The process exit codes; `asup --help` and the README list them from `EXIT_MEANINGS`."""
@@ -105,6 +107,11 @@ class AsupError(Exception):
             parts.append(f" [field {self.field}]")
         return "".join(parts)
 
+
+# What decoding untrusted bytes with msgspec can raise: its own errors, and a
+# UnicodeDecodeError for invalid UTF-8 inside a JSON string, which msgspec does not wrap.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError, UnicodeDecodeError)
+NOT_JSON: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError)
 
 # a path that names nothing usable (or runs through a file) is the caller's mistake;
 # anything else (permissions, a full or read-only disk, EIO) the OS refused

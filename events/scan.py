@@ -16,7 +16,7 @@ import msgspec
 from blake3 import blake3
 
 from events.chain import ChainState
-from events.errors import AsupError, ErrorCode
+from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.record import MAX_LINE, TRAILER_HEAD, TRAILER_LEN, LineFault, Record, check_line
 from events.schema import SCHEMA, Schema, decode_line
 
@@ -166,7 +166,7 @@ class Scanner:
                             if body[hex_at:-2] == hexdigest().encode():
                                 try:
                                     record = decode(body)
-                                except msgspec.MsgspecError:
+                                except DECODE_ERRORS:
                                     record = None
                         if record is None or record.v != version:
                             offset = self._settle(offset, bodies[base : base + done], last_seq, last_h)

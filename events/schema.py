@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 import msgspec
 
 from events.catalog import REGISTRY
+from events.errors import DECODE_ERRORS, NOT_JSON
 from events.payloads import Event
 from events.record import SCHEMA_VERSION, LineFault, Record, check_line, encode_payload, field_of, record_class
 
@@ -59,7 +60,7 @@ class Schema:
             record: Record = self.decoder.decode(body)
         except msgspec.ValidationError as exc:
             return self._refused(body, str(exc))
-        except msgspec.DecodeError as exc:
+        except NOT_JSON as exc:
             return LineFault("undecodable", f"not JSON: {exc}")
         if record.v == self.version or record.v < 1:
             return record  # below 1 is no version at all: the chain rules name it
@@ -113,7 +114,7 @@ class Schema:
 def _object(body: bytes) -> dict[str, Any] | None:
     try:
         return msgspec.json.decode(body, type=dict[str, Any])
-    except msgspec.MsgspecError:
+    except DECODE_ERRORS:
         return None
 
 

@@ -17,6 +17,7 @@ import msgspec
 
 from events.atomic import make_dirs, write_atomic
 from events.chain import ChainState
+from events.errors import DECODE_ERRORS
 from events.head_index import HeadIndex, matches_tail, restore, snapshot
 from events.record import Record
 from events.scan import Problem, Scanner
@@ -94,7 +95,7 @@ def _start(path: Path, projections: Sequence[Projection[Any]], checkpoint: Path 
         return fresh
     try:
         saved = msgspec.json.decode(checkpoint.read_bytes(), type=FoldCheckpoint)
-    except msgspec.MsgspecError:
+    except DECODE_ERRORS:
         return fresh
     heads = saved.heads
     if (

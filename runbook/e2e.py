@@ -23,6 +23,7 @@ from engine.scenarios import SCENARIOS, ScenarioOutcome, run_scenarios
 from engine.scrub import keep_aside
 from events.atomic import make_dirs, write_atomic
 from events.clock import StepClock
+from events.errors import DECODE_ERRORS
 from events.jsonl_log import JsonlLog
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
@@ -178,7 +179,7 @@ def validate(path: Path) -> tuple[int, list[str]]:
     for number, line in enumerate(path.read_bytes().splitlines(), 1):
         try:
             row = msgspec.json.decode(line, type=E2ERow)
-        except msgspec.MsgspecError as exc:
+        except DECODE_ERRORS as exc:
             problems.append(f"{path}:{number}: {exc}")
             continue
         rows += 1

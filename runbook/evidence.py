@@ -18,7 +18,7 @@ from events.atomic import make_dirs, write_atomic
 from events.chain import ChainState
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
-from events.errors import AsupError
+from events.errors import DECODE_ERRORS, AsupError
 from events.jsonl_log import JsonlLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
@@ -107,7 +107,7 @@ def gather_facts(paths: ArtifactPaths) -> checklist.Facts:
         pack_digest = digest_file(paths.pack)
         try:
             drift = pack_drift(paths, msgspec.json.decode(paths.pack.read_bytes(), type=dict[str, Any]))
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             drift = [paths.rel(paths.pack)]
     logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log]
     return checklist.Facts(pack_digest=pack_digest, pack_drift=drift, logs=logs, pack_path=paths.rel(paths.pack))
