@@ -54,7 +54,7 @@ def _replace(dir_fd: int, tmp: str, path: Path, data: bytes, sync: bool) -> None
     try:
         fd = os.open(tmp, _CREATE, 0o644, dir_fd=dir_fd)
         try:
-            _write_all(fd, memoryview(data))
+            write_all(fd, memoryview(data))
             if sync:
                 os.fsync(fd)
         finally:
@@ -70,6 +70,7 @@ def _replace(dir_fd: int, tmp: str, path: Path, data: bytes, sync: bool) -> None
         raise
 
 
-def _write_all(fd: int, view: memoryview) -> None:
+def write_all(fd: int, view: memoryview) -> None:
+    """Every byte of `view` to `fd` (os.write may take fewer than asked)."""
     while view:
         view = view[os.write(fd, view) :]

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from events import head_index
-from events.atomic import write_atomic
+from events.atomic import write_all, write_atomic
 from events.batch import plan
 from events.chain import ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
@@ -170,11 +170,11 @@ class JsonlLog(ChainHeads):
             if self._durability is Durability.ALWAYS:
                 begin = 0
                 while (end := data.find(b"\n", begin) + 1) > 0:  # a line at a time, each synced
-                    _write_all(self._fd, memoryview(data)[begin:end])
+                    write_all(self._fd, memoryview(data)[begin:end])
                     os.fsync(self._fd)
                     begin = end
             else:
-                _write_all(self._fd, memoryview(data))
+                write_all(self._fd, memoryview(data))
                 if self._durability is Durability.BATCH:
                     os.fsync(self._fd)
         except OSError as exc:
@@ -186,12 +186,6 @@ class JsonlLog(ChainHeads):
         self._fenced = why
         with contextlib.suppress(OSError):  # the reopen's scan quarantines whatever is left
             os.ftruncate(self._fd, start)
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _io(path: Path, what: str, call: Callable[[int], None], fd: int) -> None:

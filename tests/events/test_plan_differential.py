@@ -25,10 +25,10 @@ from events.chain import Position
 from events.clock import StepClock, format_ts
 from events.errors import AsupError, ErrorCode
 from events.memory_log import MemoryLog
-from events.payloads import Event, LogCreated, Transition
+from events.payloads import Event, LogCreated
 from events.record import HEADER_STREAM, LOG_SCHEMA, derive_event_id, encode_into, genesis
 from events.store import Pending
-from events.vocabulary import State, Trigger
+from events.testing import transition
 
 LOG_ID = "plan-diff"
 STREAMS = ("a", "b", 'q"uote')
@@ -37,14 +37,7 @@ KEYS = ("k0", "k1", "k2")  # explicit ids; never of the derived form, so they ca
 
 def payload(stream: str, variant: int) -> Event:
     """One of a few payloads per stream: equal variants make retries, different ones stale writers."""
-    return Transition(
-        transfer_id=stream,
-        from_state=State.SYNCING,
-        trigger=Trigger.CHUNK_COMMITTED,
-        to_state=State.SYNCING,
-        attempt=1,
-        committed_cursor=variant,
-    )
+    return transition(stream, variant)
 
 
 @dataclass(frozen=True)

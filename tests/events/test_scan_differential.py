@@ -30,12 +30,12 @@ from events import scan as scan_module
 from events.chain import ChainState
 from events.clock import StepClock
 from events.memory_log import MemoryLog
-from events.payloads import Event, LogRepaired, Transition
+from events.payloads import Event, LogRepaired
 from events.record import TRAILER_HEAD, LineFault, Record, check_line
 from events.scan import Problem, Scanner
 from events.schema import decode_line
 from events.store import Pending
-from events.vocabulary import State, Trigger
+from events.testing import transition
 
 STREAMS = ("t-1", "t-2", 'quo"te', "τ-4")  # a quote and a non-ASCII name: escaped JSON in the line
 SMALL_LINE = 1024  # a patched MAX_LINE, so over-long lines cost a kilobyte, not a megabyte
@@ -46,14 +46,7 @@ def payload(stream: str, cursor: int) -> Event:
     """A transition (or now and then a repair record) unique to (stream, cursor)."""
     if cursor % 5 == 4:
         return LogRepaired(offset=cursor, length=3, torn_digest="blake3:" + "0" * 64, quarantine="q", reason="no_newline")
-    return Transition(
-        transfer_id=stream,
-        from_state=State.SYNCING,
-        trigger=Trigger.CHUNK_COMMITTED,
-        to_state=State.SYNCING,
-        attempt=1,
-        committed_cursor=cursor,
-    )
+    return transition(stream, cursor)
 
 
 def build_log(log_id: str, plan: list[tuple[int, int]], salt: int = 0) -> list[bytes]:
