@@ -1,14 +1,19 @@
-"""Small files replaced whole: the one writer every asup side file goes through.
+"""Small files asup owns, written whole: the one writer every asup side file goes through.
 
-    write_atomic(path, data, sync=True)
+    write_atomic(path, data, sync=True)   replace asup's own file at `path`
+    create_new(path, data)                 publish a new file; never replace what is there
+    read_small(path, limit)                read asup's own small file, or None
 
 The bytes go to a temp file beside `path`, created new (`O_CREAT|O_EXCL|O_NOFOLLOW`,
 relative to the open directory) under a name unique to this process and call, so two
 processes replacing the same file never write into each other's temp file; then the temp
-file is fsynced, renamed over `path` and the directory fsynced. A reader sees the old
-bytes or the new ones, never a mix. `sync=False` skips both fsyncs, for caches that a
-crash may lose (the head index, fold checkpoints). Every OS failure is an `AsupError`
-naming `path`; the temp file is removed on the way out.
+file is fsynced, renamed over `path` (or, for `create_new`, linked to it, which fails if
+anything is there) and the directory fsynced. A reader sees the old bytes or the new ones,
+never a mix. Before a replace, `path` is checked with `lstat`: only a regular file with
+one link (or nothing) is replaced, so a symlink, FIFO or hardlink planted at an asup name
+is refused, never followed. `sync=False` skips both fsyncs, for caches that a crash may
+lose (the head record, the writer index, fold checkpoints). Every OS failure is an
+`AsupError` naming `path`; the temp file is removed on the way out.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ import contextlib
 import itertools
 import os
 import secrets
+import stat
+import time
 from pathlib import Path
 
-from events.errors import os_error
+from events.errors import AsupError, ErrorCode, os_error
+from events.fs import OS, FileSystem
 
 _calls = itertools.count(1)
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+_DIR = os.O_RDONLY | os.O_DIRECTORY
 
 
 def temp_name(path: Path) -> str:
@@ -38,39 +47,109 @@ def make_dirs(directory: Path) -> None:
         raise os_error(exc, "cannot create the directory", directory) from exc
 
 
-def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Replace `path` with `data` (see the module docstring)."""
+def open_dir(directory: Path, fs: FileSystem = OS, *, for_path: Path | None = None) -> int:
+    """An fd of `directory`; its failure names `for_path` (the file wanted there) when given."""
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return fs.open(str(directory), _DIR)
     except OSError as exc:
-        raise os_error(exc, "cannot write", path) from exc
+        if for_path is not None:
+            raise os_error(exc, "cannot write", for_path) from exc
+        raise os_error(exc, "cannot open the directory", directory) from exc
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True, fs: FileSystem = OS) -> None:
+    """Replace asup's own file `path` with `data` (see the module docstring)."""
+    dir_fd = open_dir(path.parent, fs, for_path=path)
     try:
-        _replace(dir_fd, temp_name(path), path, data, sync)
+        refuse_foreign(dir_fd, path, fs)
+        _publish(dir_fd, path, data, sync, fs, replace=True)
     finally:
-        os.close(dir_fd)
+        fs.close(dir_fd)
 
 
-def _replace(dir_fd: int, tmp: str, path: Path, data: bytes, sync: bool) -> None:
+def create_new(path: Path, data: bytes, fs: FileSystem = OS) -> bool:
+    """Publish `data` at `path`, fsynced with its directory; False (nothing written) when
+    something is already there: a name is never replaced."""
+    dir_fd = open_dir(path.parent, fs, for_path=path)
     try:
-        fd = os.open(tmp, _CREATE, 0o644, dir_fd=dir_fd)
+        return _publish(dir_fd, path, data, True, fs, replace=False)
+    finally:
+        fs.close(dir_fd)
+
+
+def refuse_foreign(dir_fd: int, path: Path, fs: FileSystem = OS) -> None:
+    """Raise unless `path` (in `dir_fd`) is absent or a regular file with one link: what
+    asup may replace as its own."""
+    for attempt in range(_SETTLE):
         try:
-            write_all(fd, memoryview(data))
+            st = fs.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise os_error(exc, "cannot check", path) from exc
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            return
+        if not stat.S_ISREG(st.st_mode) or attempt == _SETTLE - 1:
+            break
+        time.sleep(0.001)  # a rename by another asup process can show two links for an instant
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a special file") if not stat.S_ISREG(st.st_mode) else "a hardlinked file"
+    raise AsupError(ErrorCode.USAGE, f"refusing to replace {kind} at a name asup owns; remove it", file=str(path))
+
+
+_SETTLE = 20
+_KINDS = {stat.S_IFLNK: "a symlink", stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+
+
+def _publish(dir_fd: int, path: Path, data: bytes, sync: bool, fs: FileSystem, *, replace: bool) -> bool:
+    tmp = temp_name(path)
+    try:
+        fd = fs.open(tmp, _CREATE, 0o644, dir_fd=dir_fd)
+        try:
+            write_all(fd, memoryview(data), fs)
             if sync:
-                os.fsync(fd)
+                fs.fsync(fd)
         finally:
-            os.close(fd)
-        os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            fs.close(fd)
+        if replace:
+            fs.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        else:
+            try:
+                fs.link(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(OSError):
+                    fs.unlink(tmp, dir_fd=dir_fd)
         if sync:
-            os.fsync(dir_fd)
+            fs.fsync(dir_fd)
+        return True
     except BaseException as exc:  # Ctrl-C mid-write leaves no temp file behind either
         with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
+            fs.unlink(tmp, dir_fd=dir_fd)
         if isinstance(exc, OSError):
             raise os_error(exc, "cannot write", path) from exc
         raise
 
 
-def write_all(fd: int, view: memoryview) -> None:
-    """Every byte of `view` to `fd` (os.write may take fewer than asked)."""
+def read_small(path: Path, limit: int, fs: FileSystem = OS) -> bytes | None:
+    """The bytes of asup's own small file at `path`: None when it is absent, unreadable, not
+    a regular file with one link (never followed through a symlink) or over `limit` bytes."""
+    try:
+        fd = fs.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = fs.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size > limit:
+            return None
+        return fs.pread(fd, limit + 1, 0)
+    except OSError:
+        return None
+    finally:
+        fs.close(fd)
+
+
+def write_all(fd: int, view: memoryview, fs: FileSystem = OS) -> None:
+    """Every byte of `view` to `fd` (a write may take fewer than asked)."""
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[fs.write(fd, view) :]

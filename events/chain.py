@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import msgspec
 
 from events.payloads import LogCreated
@@ -45,17 +47,23 @@ class ChainHeads:
         return self._chain.version(stream), self._chain.prev_of(stream)
 
 
+RecentKey = tuple[str, str]  # (stream, event id)
+DEFAULT_ID_WINDOW = 8192  # recent ids a store remembers for idempotent retries, in total
+
+
 class ChainState:
-    """The heads of a log as read so far, plus a bounded window of recent ids per stream
-    (an insertion-ordered dict: id -> (seq, sv, byte offset of its line), the oldest dropped
-    past `id_window`; the offset lets a retry be checked against the stored event)."""
+    """The heads of a log as read so far, plus one window of the `id_window` most recent
+    ids of the whole log (bounded in total, however many streams there are): (stream, id)
+    -> (seq, sv, byte offset of its line); the offset lets a retry be checked against the
+    stored event."""
 
     def __init__(self, id_window: int = 0) -> None:
         self.log_id: str | None = None
         self.last_seq = 0
         self.last_h = ""
         self.streams: dict[str, StreamHead] = {}
-        self.windows: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self.recent: dict[RecentKey, tuple[int, int, int]] = {}
+        self._order: deque[RecentKey] = deque()  # insertion order: dropping the oldest is O(1)
         self.id_window = id_window
 
     def version(self, stream: str) -> int:
@@ -71,8 +79,7 @@ class ChainState:
 
     def find_recent(self, stream: str, event_id: str) -> tuple[Position, int] | None:
         """Where a recent id of `stream` landed: its position and the byte offset of its line."""
-        window = self.windows.get(stream)
-        hit = window.get(event_id) if window else None
+        hit = self.recent.get((stream, event_id))
         return None if hit is None else (Position(hit[0], stream, hit[1]), hit[2])
 
     def problem(self, record: Record) -> str | None:
@@ -142,7 +149,7 @@ class ChainState:
     def remember_all(self, new: list[tuple[str, int, str, str, int, int]], base: int = 0) -> None:
         """`remember` for a committed batch of (stream, sv, h, id, seq, offset), lookups
         hoisted; the offsets are relative to `base`, where the batch's bytes begin."""
-        streams, windows, size = self.streams, self.windows, self.id_window
+        streams, recent, order, size = self.streams, self.recent, self._order, self.id_window
         for stream, sv, h, event_id, seq, offset in new:
             head = streams.get(stream)
             if head is None:
@@ -151,15 +158,27 @@ class ChainState:
                 head.sv = sv
                 head.h = h
             if size:
-                window = windows.get(stream)
-                if window is None:
-                    window = windows[stream] = {}
-                window[event_id] = (seq, sv, base + offset)
-                if len(window) > size:
-                    del window[next(iter(window))]  # the oldest leaves the window
+                key = (stream, event_id)
+                recent[key] = (seq, sv, base + offset)
+                order.append(key)
+                if len(order) > size:
+                    recent.pop(order.popleft(), None)  # the oldest leaves the window
         if new:
             self.last_seq = new[-1][4]
             self.last_h = new[-1][2]
+
+    def remember_recent(self, entries: list[tuple[str, str, int, int, int]]) -> None:
+        """Refill the window from saved (stream, id, seq, sv, offset) entries, oldest first."""
+        if not self.id_window:
+            return
+        for stream, event_id, seq, sv, offset in entries[-self.id_window :]:
+            self.recent[(stream, event_id)] = (seq, sv, offset)
+            self._order.append((stream, event_id))
+
+    def recent_entries(self) -> list[tuple[str, str, int, int, int]]:
+        """The window as (stream, id, seq, sv, offset), oldest first (for saving)."""
+        recent = self.recent
+        return [(key[0], key[1], *recent[key]) for key in self._order if key in recent]
 
     def remember(self, stream: str, sv: int, h: str, event_id: str, seq: int, offset: int = -1) -> None:
         self.remember_all([(stream, sv, h, event_id, seq, offset)])

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     BAD_INPUT = "bad_input"  # a record or file that is not what asup writes
     SCHEMA_UNSUPPORTED = "schema_unsupported"  # a digest-valid record a newer asup wrote: a newer v, type, code or field
     LOG_LOCKED = "log_locked"  # another writer holds the log
+    LOG_ROLLBACK = "log_rollback"  # the file is shorter than its high-water mark: acknowledged records are gone
+    NOT_AN_ASUP_LOG = "not_an_asup_log"  # a non-empty file whose first line is not an asup header: never written
     LOG_NOT_FOUND = "log_not_found"
     IO_FAILED = "io_failed"  # the OS refused a write or fsync: the writer is fenced
     WRITER_CLOSED = "writer_closed"
@@ -63,6 +65,8 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.BAD_INPUT: ExitCode.USAGE,
     ErrorCode.SCHEMA_UNSUPPORTED: ExitCode.CHECK_FAILED,  # like corrupt_record: the log cannot be read through
     ErrorCode.LOG_LOCKED: ExitCode.BUSY,
+    ErrorCode.LOG_ROLLBACK: ExitCode.CHECK_FAILED,
+    ErrorCode.NOT_AN_ASUP_LOG: ExitCode.USAGE,
     ErrorCode.LOG_NOT_FOUND: ExitCode.USAGE,
     ErrorCode.IO_FAILED: ExitCode.CHECK_FAILED,
     ErrorCode.WRITER_CLOSED: ExitCode.USAGE,

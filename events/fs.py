@@ -94,9 +94,3 @@ class OsFileSystem:
 
 
 OS: FileSystem = OsFileSystem()
-
-
-def write_all(fs: FileSystem, fd: int, view: memoryview) -> None:
-    """Every byte of `view` to `fd` (a write may take fewer than asked)."""
-    while view:
-        view = view[fs.write(fd, view) :]

@@ -1,7 +1,10 @@
-"""One writer per log: an exclusive `flock` on a `.lock` file beside it.
+"""The writer lock: an exclusive `flock` on the log file itself, held per batch.
 
-flock (not fcntl record locks) because closing any other descriptor of the file in the
-same process must not drop the lock; the kernel frees it when the holder dies.
+The lock is taken on the log's own open file, so it names the inode: a symlink or
+hardlink alias of a log is the same log, and there is no lock file to delete. flock (not
+fcntl record locks) because closing any other descriptor of the file in the same process
+must not drop it; the kernel frees it when the holder dies. A filesystem whose locks
+cannot be trusted across machines (NFS, SMB) is refused.
 """
 
 from __future__ import annotations
@@ -9,57 +12,56 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from contextvars import ContextVar
 from pathlib import Path
 
-from events.errors import AsupError, ErrorCode, os_error
+from events.errors import AsupError, ErrorCode
+from events.fs import OS, FileSystem
+
+DEFAULT_TIMEOUT = 30.0  # seconds: ordinary concurrent use never sees `log_locked`
+UNTRUSTED_LOCKS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "ncpfs"})
+_POLL_FIRST, _POLL_MAX = 0.0005, 0.02
+_timeout: ContextVar[float] = ContextVar("asup_lock_timeout", default=DEFAULT_TIMEOUT)
 
 
-class WriterLock:
-    def __init__(self, log_path: Path) -> None:
-        self.path = log_path.with_name(log_path.name + ".lock")
-        self._fd: int | None = None
+def default_timeout() -> float:
+    """The lock timeout a writer opened without one uses (a command's `--lock-timeout`)."""
+    return _timeout.get()
 
-    def acquire(self, timeout: float = 0.0) -> None:
-        """Take the lock, waiting up to `timeout` seconds; raises `log_locked` after."""
+
+def set_default_timeout(seconds: float) -> None:
+    _timeout.set(seconds)
+
+
+def acquire(fd: int, path: Path, timeout: float, fs: FileSystem = OS) -> None:
+    """Take the lock on the log open at `fd`, waiting up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = _POLL_FIRST
+    while True:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise os_error(exc, "cannot open the lock file", self.path) from exc
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                    os.close(fd)
-                    raise AsupError(
-                        ErrorCode.LOG_LOCKED,
-                        f"another writer (pid {holder}) holds the log; wait for it or pass a lock timeout",
-                        file=str(self.path.with_suffix("")),
-                    ) from None
-                time.sleep(0.01)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+            fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise AsupError(
+                    ErrorCode.LOG_LOCKED,
+                    f"another writer held the log for more than {timeout:g} s; wait for it or pass a longer --lock-timeout",
+                    file=str(path),
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
 
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
+def release(fd: int, fs: FileSystem = OS) -> None:
+    fs.flock(fd, fcntl.LOCK_UN)
 
 
 def is_locked(log_path: Path) -> bool:
     """True when some writer holds the log right now (for verify's diagnosis)."""
-    path = log_path.with_name(log_path.name + ".lock")
-    if not path.exists():
+    try:
+        fd = os.open(log_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return False
-    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -67,3 +69,29 @@ def is_locked(log_path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def filesystem_type(st_dev: int, mountinfo: str | None = None) -> str | None:
+    """The type of the filesystem holding device `st_dev` (from /proc/self/mountinfo)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    wanted = f"{os.major(st_dev)}:{os.minor(st_dev)}"
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[2] == wanted and " - " in line:
+            return line.split(" - ", 1)[1].split()[0]
+    return None
+
+
+def refuse_untrusted(fd: int, path: Path, fs: FileSystem = OS, mountinfo: str | None = None) -> None:
+    """Raise when the file open at `fd` lives on a filesystem whose locks asup cannot trust."""
+    kind = filesystem_type(fs.fstat(fd).st_dev, mountinfo)
+    if kind in UNTRUSTED_LOCKS:
+        raise AsupError(
+            ErrorCode.USAGE,
+            f"the log is on {kind}, whose file locks asup cannot trust across machines; keep logs on a local disk (or use a JetStream log)",
+            file=str(path),
+        )

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import anyio
 
 from events.batch import plan
-from events.chain import ChainHeads, ChainState, Position
+from events.chain import DEFAULT_ID_WINDOW, ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
 from events.payloads import Event, LogCreated
 from events.record import HEADER_STREAM, LOG_SCHEMA, Record
@@ -18,7 +18,7 @@ from events.store import Pending, pending_for
 
 
 class MemoryLog(ChainHeads):
-    def __init__(self, log_id: str = "memory", *, clock: Clock | None = None, id_window: int = 64) -> None:
+    def __init__(self, log_id: str = "memory", *, clock: Clock | None = None, id_window: int = DEFAULT_ID_WINDOW) -> None:
         self._chain = ChainState(id_window)
         self._chain.log_id = log_id
         self._clock = clock or SystemClock()

@@ -63,6 +63,24 @@ class LogRepaired(Event, frozen=True):
     reason: str  # no_newline | digest_mismatch | undecodable | too_long
 
 
+@event_type("tail_forced")
+class TailForced(Event, frozen=True):
+    """The operator's explicit `asup log repair --force-tail`: the log was cut back to its
+    last valid record although the damage was not a torn tail (or acknowledged records were
+    already gone, a rollback). The bytes cut are kept in `quarantine` ("" when none were left)."""
+
+    offset: int  # the log's size after the cut
+    length: int  # bytes cut (and quarantined)
+    torn_digest: str
+    quarantine: str
+    first_seq_cut: int  # the seqs no longer in the log: first_seq_cut .. last_seq_cut (0, 0: none known)
+    last_seq_cut: int
+    reason: str  # what was wrong: the first problem's reason, or "rollback"
+
+
+LOG_EVENTS = (LogCreated, LogRepaired, TailForced)  # the log's own records (stream `$log`), not a transfer's
+
+
 # --- adapter ---------------------------------------------------------------------
 
 

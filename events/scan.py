@@ -1,9 +1,13 @@
 """Streaming, verifying reads of a JSONL log.
 
 The file is read in blocks, never whole; each complete line is checked (framing, digest,
-typed decode, chain). The first bad line decides the outcome: if no later line carries a
-valid digest, the bad bytes are a torn tail (a crash cut the last write; repairable);
-otherwise, or if the bad line had a valid digest, it is corruption (never skipped).
+typed decode, chain). The first bad line decides the outcome. It is a torn tail (a crash
+cut the last write; repairable) only where no acknowledged record can be: with a
+high-water mark (`mark`, the acknowledged size from `events.head_record`), bytes that
+fail their framing or digest at or beyond it, whatever follows them; with no mark, only an
+incomplete final line or a final run of NUL bytes. Anything else (a complete line with a
+bad digest before the mark, a digest-valid line that does not decode or chain) is
+corruption, never skipped.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from blake3 import blake3
 
 from events.chain import ChainState
 from events.errors import DECODE_ERRORS, AsupError, ErrorCode
+from events.head_record import load as load_head
 from events.record import MAX_LINE, TRAILER_HEAD, TRAILER_LEN, LineFault, Record, check_line
 from events.schema import SCHEMA, Schema, decode_line
 
 BLOCK = 1 << 18  # 256 KiB: see Scanner.__iter__
+FROM_HEAD = -1  # a Scanner's default mark: the acknowledged size the log's head record states
 
 
 class Line(msgspec.Struct, frozen=True, gc=False):
@@ -116,8 +122,13 @@ class Scanner:
     read and `valid_size` the byte offset just past the last valid record.
     """
 
-    def __init__(self, source: Path | Opener, chain: ChainState, offset: int = 0, schema: Schema = SCHEMA) -> None:
+    def __init__(
+        self, source: Path | Opener, chain: ChainState, offset: int = 0, schema: Schema = SCHEMA, *, mark: int | None = FROM_HEAD
+    ) -> None:
         self._open: Opener = _file_opener(source) if isinstance(source, Path) else source
+        if mark == FROM_HEAD:
+            mark = mark_of(source) if isinstance(source, Path) else None
+        self.mark = mark
         self.chain = chain
         self.schema = schema
         self.offset = offset
@@ -211,7 +222,7 @@ class Scanner:
         for line in lines:
             outcome = decode_line(line.body, line.complete, self.schema)
             if isinstance(outcome, LineFault):
-                self.problem = _classify(line, outcome, lines, fh)
+                self.problem = _classify(line, outcome, lines, fh, self.mark)
                 return
             issue = chain.advance(outcome, line.offset)
             if issue is not None:
@@ -225,18 +236,31 @@ class Scanner:
         return ScanResult(self.records, self.valid_size, self.problem)
 
 
-def scan(path: Path, chain: ChainState, *, offset: int = 0, on_record: Callable[[Record], None] | None = None) -> ScanResult:
+def scan(
+    path: Path | Opener,
+    chain: ChainState,
+    *,
+    offset: int = 0,
+    on_record: Callable[[Record], None] | None = None,
+    mark: int | None = FROM_HEAD,
+) -> ScanResult:
     """Verify from `offset`, calling `on_record` for each record; never raises on damage."""
-    scanner = Scanner(path, chain, offset)
+    scanner = Scanner(path, chain, offset, mark=mark)
     for record in scanner:
         if on_record is not None:
             on_record(record)
     return scanner.result()
 
 
-def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO) -> Problem:
-    if fault.torn and not any(later.complete and check_line(later.body) is None for later in rest):
-        size = fh.seek(0, 2)
+def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO, mark: int | None) -> Problem:
+    more, valid_after = False, False
+    for later in rest:  # before any seek: `rest` reads from `fh`
+        more = True
+        if later.complete and check_line(later.body) is None:
+            valid_after = True
+            break
+    size = fh.seek(0, 2)
+    if fault.torn and _torn(first, more, fh, mark, size):
         return Problem(
             "torn_tail",
             first.number,
@@ -247,10 +271,43 @@ def _classify(first: Line, fault: LineFault, rest: Iterator[Line], fh: BinaryIO)
             seq=first.number,
             tail_bytes=size - first.offset,
         )
-    message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
+    message = fault.message
+    if fault.torn:
+        if valid_after:
+            message += ", and valid records follow it"
+        elif mark is not None:
+            message += f", before the high-water mark at byte {mark}"
+        else:
+            message += ", and it is not an incomplete last line"
+        message += ": corruption, not a torn tail"
     # line N of a log holds seq N, so the bad line's seq is its number even when its bytes cannot say
     kind = "schema_unsupported" if fault.reason == "schema_unsupported" else "corrupt"
     return Problem(kind, first.number, first.offset, fault.reason, message, fault.field, seq=first.number)
+
+
+def _torn(first: Line, more: bool, fh: BinaryIO, mark: int | None, size: int) -> bool:
+    """Whether damage from `first` on lies where no acknowledged record can be."""
+    if mark is not None:
+        return first.offset >= mark
+    if not first.complete and not more:
+        return True  # an incomplete final line
+    return _all_nul(fh, first.offset, size)
+
+
+def _all_nul(fh: BinaryIO, start: int, end: int) -> bool:
+    fh.seek(start)
+    while start < end:
+        block = fh.read(min(BLOCK, end - start))
+        if not block or block.count(0) != len(block):
+            return False
+        start += len(block)
+    return True
+
+
+def mark_of(path: Path) -> int | None:
+    """The acknowledged size the log's head record states, or None when it has none."""
+    head = load_head(path)
+    return None if head is None else head.size
 
 
 def read_records(path: Path, from_seq: int = 1, *, tolerate_torn_tail: bool = True, schema: Schema = SCHEMA) -> Iterator[Record]:

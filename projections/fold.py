@@ -1,10 +1,11 @@
 """Folding a log into projections, incrementally.
 
 `fold_log` verifies and folds records from where its checkpoint left off: a checkpoint
-holds the byte offset and chain heads reached (as the log's head index does), the seq
-and digest of the last folded record, and each projection's state with its digest. It
-is trusted only if the log still has that record at that offset; otherwise the fold
-starts again from the first record. Same log, same output bytes, however it was split.
+holds the byte offset and chain heads reached (as the log's writer index does), the seq
+and digest of the last folded record, and each projection's state with its digest. It is
+trusted only under the writers' prefix test (the head record vouches for the file, the
+checkpoint lies within its mark, and the log still has that record at that offset);
+otherwise the fold starts again from the first record, verifying as it goes. Same log, same output bytes, however it was split.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import msgspec
 from events.atomic import make_dirs, write_atomic
 from events.chain import ChainState
 from events.errors import DECODE_ERRORS
-from events.head_index import HeadIndex, matches_tail, restore, snapshot
+from events.head_record import tail_at, tail_of, trusted
 from events.record import Record
 from events.scan import Problem, Scanner
+from events.writer_index import HeadIndex, restore, snapshot
 from projections.base import Projection, digest_json
 
 FORMAT = "asup.fold-checkpoint/1"
@@ -98,17 +100,26 @@ def _start(path: Path, projections: Sequence[Projection[Any]], checkpoint: Path 
     except DECODE_ERRORS:
         return fresh
     heads = saved.heads
-    if (
-        saved.format != FORMAT
-        or heads.digest != heads.content_digest()
-        or not matches_tail(path, heads)
-        or set(saved.states) != {p.name for p in projections}
-    ):
+    if saved.format != FORMAT or heads.digest != heads.content_digest() or set(saved.states) != {p.name for p in projections}:
+        return fresh
+    if not _prefix_holds(path, heads):
         return fresh
     states = {p.name: msgspec.json.decode(saved.states[p.name], type=p.state_type) for p in projections}
     if any(digest_json(msgspec.to_builtins(states[p.name])) != saved.state_digests[p.name] for p in projections):
         return fresh  # a checkpoint edited by hand is not trusted
     return restore(heads, 0), heads.size, states, True
+
+
+def _prefix_holds(path: Path, heads: HeadIndex) -> bool:
+    """The writers' prefix test: the head record vouches for the file up to its mark, the
+    checkpoint lies within it, and the record at the checkpoint's size is its last one."""
+    mark = trusted(path)
+    return (
+        mark is not None
+        and mark.log_id == heads.log_id
+        and heads.size <= mark.size
+        and tail_at(path, heads.size) == tail_of(heads.last_h)
+    )
 
 
 def _save(target: Path, projections: Sequence[Projection[Any]], states: dict[str, Any], chain: ChainState, size: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from events.payloads import LogCreated, LogRepaired
+from events.payloads import LOG_EVENTS
 from events.record import Record
 from projections.base import canonical_json
 
@@ -28,7 +28,7 @@ class Traces:
         return TracesState()
 
     def apply(self, state: TracesState, record: Record) -> TracesState:
-        if not isinstance(record.data, LogCreated | LogRepaired):
+        if not isinstance(record.data, LOG_EVENTS):
             state.rows.setdefault(record.stream, []).append(canonical_json(trace_row(record)))
         return state
 

@@ -22,7 +22,7 @@ from engine.machine import Dispatcher, make_dispatcher
 from engine.redrive import Redriver
 from engine.rules import Rules
 from events.chain import ChainState
-from events.payloads import LogCreated, LogRepaired, Transition
+from events.payloads import LOG_EVENTS, Transition
 from events.record import Record
 from events.scan import Problem, Scanner
 from events.vocabulary import ReasonCode, State
@@ -74,7 +74,7 @@ def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[R
     for record in scanner:
         if until is not None and record.seq > until:
             break
-        if not isinstance(record.data, LogCreated | LogRepaired):
+        if not isinstance(record.data, LOG_EVENTS):
             streams.setdefault(record.stream, []).append(record)
     return streams, scanner.problem
 
@@ -181,7 +181,7 @@ def replay_log(
         if until is not None and record.seq > until:
             cut = True
             break
-        if isinstance(record.data, LogCreated | LogRepaired) or (transfer is not None and record.stream != transfer):
+        if isinstance(record.data, LOG_EVENTS) or (transfer is not None and record.stream != transfer):
             continue
         replay = live.get(record.stream)
         if replay is None:

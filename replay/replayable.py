@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.machine import make_dispatcher
 from engine.redrive import redrive
 from events.chain import ChainState
-from events.payloads import Event, LogCreated, LogRepaired, Transition
+from events.payloads import LOG_EVENTS, Event, LogCreated, Transition
 from events.record import Record
 from events.scan import Scanner
 from events.schema import decode_line
@@ -19,7 +19,7 @@ def check_log(path: Path, *, lever: bool = True) -> LogFact:
     scanner = Scanner(path, ChainState())
     streams: dict[str, list[Event]] = {}
     for record in scanner:
-        if not isinstance(record.data, LogCreated | LogRepaired):
+        if not isinstance(record.data, LOG_EVENTS):
             streams.setdefault(record.stream, []).append(record.data)
     dispatcher = make_dispatcher(lever)
     reproduced = sum(1 for events in streams.values() if redrive(events, dispatcher) == [e for e in events if isinstance(e, Transition)])

@@ -18,6 +18,7 @@ from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
+from runbook.options import LOCK_TIMEOUT_OPT
 from runbook.output import console, emit_json, fold_table, reports_errors
 from runbook.sync_commands import DEFAULT_LOG, SECTIONS
 
@@ -78,6 +79,7 @@ def sync_batch(
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Transfers in flight at once."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable results."),
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run every intent of BATCH concurrently into one log (one writer, group commit).
     Ctrl-C stops cleanly: the log stays valid and each transfer's checkpoint resumable.

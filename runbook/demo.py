@@ -7,7 +7,7 @@ from pathlib import Path
 
 from events.atomic import make_dirs
 from events.clock import StepClock
-from events.jsonl_log import JsonlLog
+from events.jsonl_log import JsonlLog, drop_side_files
 from events.payloads import Transition
 from events.vocabulary import Mode, ReasonCode, State, Trigger
 
@@ -40,7 +40,7 @@ def keep_earlier(path: Path) -> Path | None:
         n += 1
     kept = path.with_name(f"{path.name}.{n}")
     path.rename(kept)
-    path.with_name(path.name + ".head.json").unlink(missing_ok=True)  # a cache of the moved log
+    drop_side_files(path)  # caches of the moved log
     return kept
 
 

@@ -24,7 +24,7 @@ from engine.scrub import keep_aside
 from events.atomic import make_dirs, write_atomic
 from events.clock import StepClock
 from events.errors import DECODE_ERRORS
-from events.jsonl_log import JsonlLog
+from events.jsonl_log import JsonlLog, drop_side_files
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
 from projections.fold import fold_log
@@ -64,7 +64,7 @@ def _dir(paths: ArtifactPaths) -> Path:
 def _fresh(path: Path) -> None:
     if path.exists():
         keep_aside(path, "previous")
-        path.with_name(path.name + ".head.json").unlink(missing_ok=True)
+        drop_side_files(path)
 
 
 async def _live(log_path: Path, seed: int, lever: bool) -> list[ScenarioOutcome]:

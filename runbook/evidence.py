@@ -19,7 +19,7 @@ from events.chain import ChainState
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
 from events.errors import DECODE_ERRORS, AsupError
-from events.jsonl_log import JsonlLog
+from events.jsonl_log import SIDE_SUFFIXES, JsonlLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
 from events.scan import Scanner
@@ -38,7 +38,7 @@ OPS_LOG_ID = "asupersync-ops"
 def record_op(paths: ArtifactPaths, stream: str, event: Event) -> int:
     """Append one operations event; returns its seq."""
     make_dirs(paths.v1)
-    with JsonlLog.open(paths.ops_log, log_id=OPS_LOG_ID, lock_timeout=10.0) as log:
+    with JsonlLog.open(paths.ops_log, log_id=OPS_LOG_ID) as log:
         return log.append(stream, [event])[0].seq
 
 
@@ -65,7 +65,7 @@ def inventory(paths: ArtifactPaths) -> list[dict[str, Any]]:
             continue
         if path.suffix == ".jsonl" and is_asup_log(path):
             continue  # logs grow: they are listed by their heads
-        if path.name.endswith((".lock", ".head.json")) or path.name.startswith("."):
+        if path.name.endswith(SIDE_SUFFIXES) or path.name.startswith("."):
             continue
         rows.append({"path": rel, "size": path.stat().st_size, "digest": digest_file(path)})
     return rows

@@ -10,6 +10,7 @@ import typer
 from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from runbook import evidence
+from runbook.options import LOCK_TIMEOUT_OPT
 from runbook.output import console, emit_json, line, reports_errors, styled
 from runbook.report_commands import ROOT_OPT, print_checklist
 
@@ -28,7 +29,7 @@ JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 
 @evidence_app.command("build")
 @reports_errors
-def build(root: Path = ROOT_OPT, as_json: bool = JSON_OPT) -> None:
+def build(root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT) -> None:
     """Build a new final evidence pack (inventory with sizes and BLAKE3, log heads, gate
     results, checklist and escalation as of sealing) and seal it with an event. An earlier
     pack and its sidecar move to history/.
@@ -45,7 +46,7 @@ def build(root: Path = ROOT_OPT, as_json: bool = JSON_OPT) -> None:
 
 @evidence_app.command("signoff")
 @reports_errors
-def signoff(root: Path = ROOT_OPT, as_json: bool = JSON_OPT) -> None:
+def signoff(root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT) -> None:
     """Record the sign-off: the checklist as it stands now, pass only when every item passes.
     Exit 1 unless the sign-off is pass.
 
@@ -71,6 +72,7 @@ def encode(
     codec: str = typer.Option("isa_l_rs_vand", "--codec", help="pyeclib ec_type: isa_l_rs_vand | liberasurecode_rs_vand."),
     root: Path = ROOT_OPT,
     as_json: bool = JSON_OPT,
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Write PACK.ec.json: codec, k, m, the pack's BLAKE3 and each fragment with its own digest.
 
@@ -99,6 +101,7 @@ def scrub(
     repair: bool = typer.Option(False, "--repair", help="Restore a corrupt or missing pack / damaged fragments (replaced bytes are kept)."),
     root: Path = ROOT_OPT,
     as_json: bool = JSON_OPT,
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Verify every fragment against the manifest and the pack against its digest; tell drift
     (the pack matches a later seal: stale sidecar) from corruption. Exit 0 when healthy.
@@ -123,6 +126,7 @@ def decode_drill(
     seed: int = typer.Option(7, "--seed", help="Chooses which m fragments are dropped."),
     root: Path = ROOT_OPT,
     as_json: bool = JSON_OPT,
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Drop m fragments (chosen by the seed), decode from the rest, check the digest, prove
     that one more loss fails closed, write OUT and append a decode proof (the count grows).

@@ -7,18 +7,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import typer
 
+from events import head_record
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
+from events.force_tail import force_tail as force_tail_of
 from events.jsonl_log import JsonlLog
 from events.lock import is_locked
-from events.payloads import Transition
+from events.payloads import TailForced, Transition
 from events.record import Record, record_to_builtins
-from events.scan import Scanner
-from events.segments import verify_log
+from events.scan import Problem, Scanner
+from events.segments import Verified, verify_log
 from runbook.demo import write_demo_log
+from runbook.options import LOCK_TIMEOUT_OPT
 from runbook.output import console, emit_json, fold_table, line, reports_errors, styled
 
 app = typer.Typer(
@@ -37,7 +41,7 @@ def _existing(path: Path) -> Path:
     return path
 
 
-_VERDICTS = {"schema_unsupported": "UNSUPPORTED"}  # a newer asup's record is not damage
+_VERDICTS = {"schema_unsupported": "UNSUPPORTED", "rollback": "ROLLED BACK"}  # a newer asup's record is not damage
 
 
 @app.command()
@@ -61,6 +65,8 @@ def verify(
     """
     result = verify_log(_existing(path), jobs)
     problem = result.problem
+    if problem is None or problem.reason == "no_newline":  # a clean or cut-short log may be a rolled-back one
+        problem = _rollback(path, result) or problem
     summary: dict[str, Any] = {
         "log": str(path),
         "log_id": result.log_id,
@@ -93,18 +99,41 @@ def verify(
         raise typer.Exit(1)
 
 
+def _rollback(path: Path, result: Verified) -> Problem | None:
+    """A clean log shorter than its high-water mark: acknowledged records are gone."""
+    mark = head_record.load(path)
+    size = path.stat().st_size
+    if mark is None or mark.log_id != result.log_id or size >= mark.size:
+        return None
+    error = head_record.rollback_error(path, size, mark.size, mark.last_seq)
+    return Problem("rollback", result.last_seq + 1, size, "rollback", error.message, seq=mark.last_seq)
+
+
 @app.command()
 @reports_errors
 def repair(
-    path: Path = LOG_ARG, as_json: bool = JSON_OPT, lock_timeout: float = typer.Option(0.0, help="Seconds to wait for the writer lock.")
+    path: Path = LOG_ARG,
+    as_json: bool = JSON_OPT,
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
+    force_tail: bool = typer.Option(
+        False, "--force-tail", help="Cut the log back to its last valid record even when the damage is not a torn tail (kept, recorded)."
+    ),
 ) -> None:
-    """Quarantine a torn final line: its bytes are copied to `LOG.torn-<offset>`, the log is cut
-    back to its last valid record and a `log_repaired` event is appended. Corruption
-    before the tail is never repaired (exit 1).
+    """Quarantine a torn tail (damage where no acknowledged record can be: beyond the
+    high-water mark, or an incomplete last line): its bytes are copied to
+    `LOG.torn-<offset>`, the log is cut back to its last valid record and a `log_repaired`
+    event is appended. The whole log is verified first; corruption anywhere else, or a
+    rollback, is never repaired (exit 1) unless you pass `--force-tail`: then the log is cut
+    back to its last valid record, the bytes cut kept in `LOG.forced-<offset>`, and a
+    `tail_forced` event names the seqs cut.
 
     Example: asup log repair artifacts/demo/demo_log.jsonl
     """
-    with JsonlLog.open(_existing(path), lock_timeout=lock_timeout) as log:
+    _existing(path)
+    if force_tail:
+        _report_forced(path, force_tail_of(path, lock_timeout=lock_timeout), as_json)
+        return
+    with JsonlLog.open(path, lock_timeout=lock_timeout, verify=True) as log:
         repaired = log.repaired
         seq, _ = log.last_position()
     result: dict[str, Any] = {"log": str(path), "repaired": repaired is not None, "last_seq": seq}
@@ -118,6 +147,24 @@ def repair(
         console().print(
             f"{path}: moved {repaired.length} torn bytes ({repaired.reason}) from offset {repaired.offset} "
             f"to {repaired.quarantine}; log_repaired recorded at seq {seq}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _report_forced(path: Path, forced: TailForced | None, as_json: bool) -> None:
+    result: dict[str, Any] = {"log": str(path), "forced": forced is not None}
+    if forced is not None:
+        result.update(msgspec.to_builtins(forced))
+    if as_json:
+        emit_json(result)
+    elif forced is None:
+        console().print(f"{path}: nothing to cut: the log verifies and is not shorter than its high-water mark", markup=False)
+    else:
+        cut = f"seqs {forced.first_seq_cut}..{forced.last_seq_cut}" if forced.last_seq_cut else "no records"
+        kept = f", kept in {forced.quarantine}" if forced.quarantine else ""
+        console().print(
+            f"{path}: cut at byte {forced.offset} ({forced.reason}): {cut}, {forced.length} bytes{kept}; tail_forced recorded",
             markup=False,
             soft_wrap=True,
         )
@@ -189,6 +236,7 @@ def cat(
 def demo(
     path: Path = typer.Argument(Path("artifacts/demo/demo_log.jsonl"), help="Where to write the demo log."),
     seed: int = typer.Option(7, help="Seed of the demo's transfers."),
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Write a seeded, deterministic demo log (an earlier file at PATH is kept as `PATH.<n>`).
 

@@ -22,6 +22,7 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
+from runbook.options import LOCK_TIMEOUT_OPT
 from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
 from runbook.report_commands import ROOT_OPT, print_checklist
 
@@ -41,6 +42,7 @@ def gate(
     ),
     baseline: Path | None = typer.Option(None, "--baseline", help="performance: also compare with a stored baseline (same machine only)."),
     as_json: bool = JSON_OPT,
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run a gate (real code, counted checks), write its report under asupersync/v1/gates/ and a
     gate event. Exit 1 when it fails or executed no check. The performance gate compares lever
@@ -108,7 +110,9 @@ def e2e_default(ctx: typer.Context) -> None:
 
 @e2e_app.command("run")
 @reports_errors
-def e2e_run(root: Path = ROOT_OPT, seed: int = typer.Option(7, "--seed"), as_json: bool = JSON_OPT) -> None:
+def e2e_run(
+    root: Path = ROOT_OPT, seed: int = typer.Option(7, "--seed"), as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT
+) -> None:
     """Run the pack: baseline live run, replay pass, fresh rerun; rows and a determinism report
     under e2e/latest/. Exit 1 when a scenario fails, executes no check, or a pass differs.
 
@@ -152,6 +156,7 @@ def readiness(
     root: Path = ROOT_OPT,
     seed: int = typer.Option(7, "--seed", help="Seed of the e2e pack and the decode drill."),
     as_json: bool = JSON_OPT,
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """The readiness drill: all gates, the e2e pack, evidence build, sidecar encode, scrub,
     decode drill, sign-off and escalation; prints the operator checklist and every artifact's

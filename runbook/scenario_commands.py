@@ -15,6 +15,7 @@ from events.atomic import make_dirs
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
+from runbook.options import LOCK_TIMEOUT_OPT
 from runbook.output import console, emit_json, fold_table, reports_errors, styled
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ def run(
     workdir: Path | None = typer.Option(None, "--workdir", help="Keep the generated stores here (default: a temp dir)."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable outcome."),
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run one scenario (or all) on seeded artifacts and check its terminal state, reason
     code and target; exit 1 if any check fails or a scenario ran no check.

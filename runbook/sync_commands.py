@@ -22,6 +22,7 @@ from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
 from projections.runbook_map import SECTION
+from runbook.options import LOCK_TIMEOUT_OPT
 from runbook.output import console, emit_json, line, reports_errors, styled
 
 DEFAULT_LOG = Path("artifacts/logs/transfers.jsonl")
@@ -57,6 +58,7 @@ def sync(
     transfer_id: str | None = typer.Option(None, "--transfer-id", help="Default: derived from artifact, target and seed."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off: rollback)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Move one artifact from SRC to DST through the adapter, recording every event.
 

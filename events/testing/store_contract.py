@@ -4,10 +4,10 @@ A store passes it with a test module holding one subclass with a one-line factor
 
     class TestMyLog(StoreContract):
         def make_store(self, tmp_path: Path) -> LogStore:
-            return MyLog.open(tmp_path / "log", clock=StepClock())
+            return MyLog.open(tmp_path / "log", clock=StepClock(), id_window=ID_WINDOW)
 
-The factory returns a new, empty log (its header already written) with the default
-recent-id window of ID_WINDOW events per stream. `StoreContract` has no `Test` prefix, so
+The factory returns a new, empty log (its header already written) with a recent-id window
+of ID_WINDOW events in total (`id_window=ID_WINDOW`). `StoreContract` has no `Test` prefix, so
 pytest collects it only through its subclasses. This module runs under pytest (with
 anyio's pytest plugin, which anyio installs); importing it elsewhere says so.
 """
@@ -30,7 +30,7 @@ from events.record import HEADER_STREAM, Record
 from events.store import LogStore, Pending
 from events.testing import close_iterator, tags, transition
 
-ID_WINDOW = 64  # the stores' default recent-id window per stream
+ID_WINDOW = 64  # the recent-id window (in total, over every stream) the factories give their stores
 FOLLOW_TIMEOUT = 3.0  # seconds; a follower sees a new record within milliseconds
 
 
@@ -199,16 +199,16 @@ class StoreContract:
         assert tags(list(store.read_stream("a"))) == ["x", "y", "z", "w"]
 
     def test_dedupe_window_is_bounded(self, store: LogStore) -> None:
-        """An id is remembered for ID_WINDOW events of its stream, then forgotten."""
+        """An id is remembered for the log's last ID_WINDOW events, whatever their streams (the
+        window is bounded in total, not per stream), then forgotten."""
         first = store.append_batch([Pending("a", transition("x"), id="id-x")])
-        store.append("a", [transition(f"fill{i}") for i in range(ID_WINDOW - 1)])
-        assert store.append_batch([Pending("a", transition("x"), id="id-x")]) == first  # still in the window
-        store.append("other", [transition(f"other{i}") for i in range(2 * ID_WINDOW)])  # other streams don't evict
-        assert store.append_batch([Pending("a", transition("x"), id="id-x")]) == first
-        store.append("a", [transition("evict")])
+        store.append("a", [transition("fill-a")])
+        store.append("other", [transition(f"other{i}") for i in range(ID_WINDOW - 2)])
+        assert store.append_batch([Pending("a", transition("x"), id="id-x")]) == first  # the 64th event back: still in
+        store.append("other", [transition("evict")])
         again = store.append_batch([Pending("a", transition("x"), id="id-x")])
         assert again != first
-        assert again[0].sv == ID_WINDOW + 2
+        assert again[0].sv == 3
         assert tags(list(store.read_stream("a"))).count("x") == 2
 
     def test_retry_after_window_conflicts(self, store: LogStore) -> None:

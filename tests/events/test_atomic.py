@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from events import head_index
+from events import writer_index as head_index
 from events.atomic import make_dirs, temp_name, write_atomic
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
@@ -151,11 +151,11 @@ def test_close_fsync_failure_is_io_failed_and_releases_the_lock(tmp_path: Path, 
 
 
 def test_log_in_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
-    """Opening a log whose directory does not exist raises usage naming its lock file, not FileNotFoundError."""
+    """Opening a log whose directory does not exist raises usage naming the log, not FileNotFoundError."""
     with pytest.raises(AsupError) as info:
         JsonlLog.open(tmp_path / "missing" / "log.jsonl")
     assert info.value.code is ErrorCode.USAGE
-    assert info.value.file == str(tmp_path / "missing" / "log.jsonl.lock")
+    assert info.value.file == str(tmp_path / "missing" / "log.jsonl")
 
 
 def test_log_that_is_a_directory_is_refused_with_the_lock_released(tmp_path: Path) -> None:

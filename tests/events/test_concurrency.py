@@ -1,4 +1,4 @@
-"""One writer per log, enforced by an flock held across processes; readers alongside.
+"""Many writer processes per log, one batch at a time under an flock on the file itself; readers alongside.
 
 Every writer here is a real process (forked); the lock is the OS's. Holders are driven
 over pipes, so the tests wait on events, not on sleeps.
@@ -6,6 +6,7 @@ over pipes, so the tests wait on events, not on sleeps.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -35,10 +36,12 @@ TIMEOUT = 30.0
 
 
 class Holder:
-    """A child process that opens the log for writing and holds it until told to finish.
+    """A child process that holds the writer lock (an flock on the log file itself, as a
+    writer does for the length of a batch) until told to finish.
 
-    On `finish()` it appends one event tagged `tag` and closes the log. Before reporting
-    ready it opens and closes other descriptors of the log and of its lock file.
+    On `finish()` it releases the lock, appends one event tagged `tag` through an open
+    JsonlLog and closes it. Before reporting ready it opens and closes other descriptors of
+    the log (the fcntl-lock pitfall: closing any fd would drop an fcntl lock).
     """
 
     def __init__(self, path: Path, tag: str = "holder") -> None:
@@ -52,12 +55,14 @@ class Holder:
 
     def _run(self, path: Path, tag: str, ack_fd: int) -> None:
         log = JsonlLog.open(path)
-        for other in (path, path.with_name(path.name + ".lock")):  # the fcntl-lock pitfall: closing any fd drops it
-            os.close(os.open(other, os.O_RDONLY))
-            with other.open("rb") as fh:
-                fh.read()
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.close(os.open(path, os.O_RDONLY))
+        with path.open("rb") as fh:
+            fh.read()
         os.write(ack_fd, b"ready\n")
         os.read(self._go_read, 1)
+        os.close(fd)  # the lock goes with its descriptor
         log.append("holder", [transition(tag)])
         log.close()
         os.write(ack_fd, b"closed\n")
@@ -106,31 +111,49 @@ def _new_log(path: Path) -> None:
         log.append("setup", [transition("setup")])
 
 
-def test_second_writer_gets_log_locked(tmp_path: Path) -> None:
-    """While one process writes, another's open fails fast with log_locked naming the holder's pid; nothing changes."""
+def test_writers_in_two_processes_share_one_log(tmp_path: Path) -> None:
+    """Two processes hold one log open at once; each batch catches up with the other's: seqs contiguous, chains whole."""
     path = tmp_path / "log.jsonl"
     _new_log(path)
-    holder = Holder(path)
-    before = path.read_bytes()
-    with pytest.raises(AsupError) as info:
-        JsonlLog.open(path)
-    assert info.value.code is ErrorCode.LOG_LOCKED
-    assert info.value.exit_code is ExitCode.BUSY
-    assert str(holder.pid) in info.value.message
-    assert path.read_bytes() == before
-    holder.finish()
+    with JsonlLog.open(path) as mine:
+        child = FORK.Process(target=_append_many, args=(path, 0, 3, 2), daemon=True)
+        child.start()
+        child.join(TIMEOUT)
+        assert child.exitcode == 0
+        mine.append("main", [transition("main-1")])
+        assert mine.last_position()[0] == 2 + 3 * 2 + 1
+    assert tags(_verified(path))[-1] == "main-1"
+
+
+def test_a_held_lock_is_waited_for_then_log_locked(tmp_path: Path) -> None:
+    """While another process holds the lock past the timeout, an append fails with log_locked; nothing changes."""
+    path = tmp_path / "log.jsonl"
+    _new_log(path)
     with JsonlLog.open(path) as log:
+        holder = Holder(path)
+        before = path.read_bytes()
+        started = time.monotonic()
+        log._lock_timeout = 0.3
+        with pytest.raises(AsupError) as info:
+            log.append("blocked", [transition("blocked")])
+        assert time.monotonic() - started >= 0.3
+        assert info.value.code is ErrorCode.LOG_LOCKED
+        assert info.value.exit_code is ExitCode.BUSY
+        assert path.read_bytes() == before
+        holder.finish()
         log.append("after", [transition("after")])
     assert tags(_verified(path)) == ["setup", "holder", "after"]
 
 
-def test_cli_repair_exits_busy_while_a_writer_holds_the_log(tmp_path: Path) -> None:
-    """`asup log repair` exits 3 (busy) with a log_locked message while another process writes."""
+def test_cli_repair_exits_busy_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    """`asup log repair --lock-timeout 0.2` exits 3 (busy) with a log_locked message while another process holds the lock."""
     path = tmp_path / "log.jsonl"
     _new_log(path)
     holder = Holder(path)
     before = path.read_bytes()
-    run = subprocess.run(asup_argv("log", "repair", str(path)), capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    run = subprocess.run(
+        asup_argv("log", "repair", str(path), "--lock-timeout", "0.2"), capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
     assert run.returncode == int(ExitCode.BUSY) == 3, run.stderr
     assert "log_locked" in run.stderr
     assert path.read_bytes() == before
@@ -138,7 +161,7 @@ def test_cli_repair_exits_busy_while_a_writer_holds_the_log(tmp_path: Path) -> N
 
 
 def test_lock_timeout_expires_with_log_locked(tmp_path: Path) -> None:
-    """With lock_timeout, a contender waits that long for a holder that stays, then gets log_locked."""
+    """With lock_timeout, an opener waits that long for a holder that stays, then gets log_locked."""
     path = tmp_path / "log.jsonl"
     _new_log(path)
     holder = Holder(path)
@@ -148,6 +171,32 @@ def test_lock_timeout_expires_with_log_locked(tmp_path: Path) -> None:
     assert time.monotonic() - started >= 0.3
     assert info.value.code is ErrorCode.LOG_LOCKED
     holder.finish()
+
+
+@pytest.mark.parametrize("alias", ["symlink", "hardlink", "lock file deleted"])
+def test_aliases_of_one_log_share_its_lock(tmp_path: Path, alias: str) -> None:
+    """Writers through a symlink or hardlink alias, or with a stray LOG.lock deleted, are one log: no duplicate seqs."""
+    path = tmp_path / "log.jsonl"
+    _new_log(path)
+    other = tmp_path / "alias.jsonl"
+    if alias == "symlink":
+        other.symlink_to(path.name)
+    elif alias == "hardlink":
+        os.link(path, other)
+    else:
+        other = path
+        path.with_name(path.name + ".lock").write_text("12345\n")
+        path.with_name(path.name + ".lock").unlink()
+    names = [path, other, path, other]
+    processes = [FORK.Process(target=_append_many, args=(names[w], w, 8, 3), daemon=True) for w in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(TIMEOUT * 2)
+        assert process.exitcode == 0
+    records = _verified(path)
+    assert [r.seq for r in records] == list(range(1, len(records) + 1)) and len(records) == 2 + 4 * 8 * 3
+    assert len(set(tags(records))) == len(records) - 1
 
 
 def _wait_and_append(path: Path, ack_fd: int) -> None:
@@ -235,42 +284,46 @@ def test_racing_writers_same_expected_version_one_wins(tmp_path: Path) -> None:
 
 
 def test_lock_freed_when_holder_is_killed(tmp_path: Path) -> None:
-    """SIGKILL of the writing process frees its lock: the next writer opens at once and the log verifies."""
+    """SIGKILL of the process holding the lock frees it: the next writer appends at once and the log verifies."""
     path = tmp_path / "log.jsonl"
     _new_log(path)
     holder = Holder(path)
     assert is_locked(path)
     with pytest.raises(AsupError):
-        JsonlLog.open(path)
+        JsonlLog.open(path, lock_timeout=0.05)
     holder.kill()
     assert not is_locked(path)
-    with JsonlLog.open(path) as log:
+    with JsonlLog.open(path, lock_timeout=0) as log:
         log.append("next", [transition("next")])
     assert tags(_verified(path)) == ["setup", "next"]
 
 
 def test_other_descriptors_do_not_release_the_lock(tmp_path: Path) -> None:
-    """The holder opening and closing other fds of the log and its lock file keeps the lock (flock, not fcntl)."""
+    """The holder opening and closing other fds of the log keeps the lock (flock, not fcntl)."""
     path = tmp_path / "log.jsonl"
     _new_log(path)
-    holder = Holder(path)  # it opened and closed both files after taking the lock
+    holder = Holder(path)  # it opened and closed other descriptors of the log after taking the lock
     assert is_locked(path)
     with pytest.raises(AsupError) as info:
-        JsonlLog.open(path)
+        JsonlLog.open(path, lock_timeout=0.05)
     assert info.value.code is ErrorCode.LOG_LOCKED
     holder.finish()
 
 
 def test_same_process_fd_churn_keeps_the_lock(tmp_path: Path) -> None:
-    """In the writing process itself, reading the log and touching its lock file leaves the lock held against the CLI."""
+    """In the locking process itself, reading the log and closing other fds of it leaves the lock held against the CLI."""
     path = tmp_path / "log.jsonl"
     with JsonlLog.open(path) as log:
         log.append("a", [transition("a1")])
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         list(log.read())
-        path.with_name(path.name + ".lock").read_bytes()
         os.close(os.open(path, os.O_RDWR))
-        run = subprocess.run(asup_argv("log", "repair", str(path)), capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        run = subprocess.run(
+            asup_argv("log", "repair", str(path), "--lock-timeout", "0.1"), capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
         assert run.returncode == ExitCode.BUSY, run.stderr
+        os.close(fd)
         log.append("a", [transition("a2")])
     assert tags(_verified(path)) == ["a1", "a2"]
 

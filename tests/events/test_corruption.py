@@ -28,13 +28,14 @@ from events.chain import ChainState
 from events.clock import StepClock
 from events.digest import digest_bytes
 from events.errors import AsupError, ErrorCode
-from events.head_index import index_path
+from events.head_record import head_path
 from events.jsonl_log import JsonlLog
 from events.payloads import LogRepaired, Transition
 from events.record import HEADER_STREAM, TRAILER_LEN, Record, encode_into, genesis
 from events.scan import Problem, Scanner, read_records
 from events.store import Pending
 from events.vocabulary import Durability, State, Trigger
+from events.writer_index import index_path
 
 STREAMS = ("alpha", "beta", "gamma")
 EVENTS = 49  # after the header: 50 lines, line number == seq
@@ -140,6 +141,7 @@ class Expect:
     seq: int | None = None  # checked when set
     message: str = ""  # a substring of the message
     kind: str = "corrupt"  # or schema_unsupported: refused the same way, but not damage
+    foreign: bool = False  # the first line is not an asup header: a writer says not_an_asup_log
 
 
 def line_offset(data: bytes, line: int) -> int:
@@ -171,12 +173,15 @@ def assert_corrupt(path: Path, expect: Expect) -> None:
     for _attempt in range(2):  # a refused open releases its lock: the second attempt is refused the same way
         with pytest.raises(AsupError) as refused:
             JsonlLog.open(path, clock=StepClock())
-        _check_error(refused.value, path, expect)
+        _check_error(refused.value, path, expect, writer=True)
     assert path.read_bytes() == before, "a refused open must not modify the log"
     assert side_files(path) == sides, "a refused open writes no quarantine or index"
 
 
-def _check_error(error: AsupError, path: Path, expect: Expect) -> None:
+def _check_error(error: AsupError, path: Path, expect: Expect, *, writer: bool = False) -> None:
+    if writer and expect.foreign:
+        assert (error.code, error.file, error.line) == (ErrorCode.NOT_AN_ASUP_LOG, str(path), 1), error
+        return
     assert error.code is (ErrorCode.CORRUPT_RECORD if expect.kind == "corrupt" else ErrorCode.SCHEMA_UNSUPPORTED), error
     assert (error.file, error.line) == (str(path), expect.line), error
     if expect.seq is not None:
@@ -356,11 +361,11 @@ def _edited_header(base: Base, **changes: Any) -> bytes:
 @pytest.mark.parametrize(
     ("case", "make", "expect"),
     [
-        ("header deleted", lambda b: b.lines[1:], Expect(1, "chain", seq=2, message="seq 2 follows seq 0")),
+        ("header deleted", lambda b: b.lines[1:], Expect(1, "chain", seq=2, message="seq 2 follows seq 0", foreign=True)),
         (
             "event at seq 1",
             lambda b: replaced(b.lines, 1, _non_header_first_record(b)),
-            Expect(1, "chain", seq=1, message="not the log_created header"),
+            Expect(1, "chain", seq=1, message="not the log_created header", foreign=True),
         ),
         (
             "header on a stream",
@@ -368,14 +373,15 @@ def _edited_header(base: Base, **changes: Any) -> bytes:
             Expect(1, "chain", message="not the log_created header"),
         ),
         ("header schema", lambda b: replaced(b.lines, 1, _edited_header(b, schema="asup.log/9")), Expect(1, "chain", message="log schema")),
-        ("garbage line", lambda b: [b"hello, not a record\n", *b.lines[1:]], Expect(1, "digest_mismatch")),
-        ("blank line", lambda b: [b"\n", *b.lines], Expect(1, "digest_mismatch")),
+        ("garbage line", lambda b: [b"hello, not a record\n", *b.lines[1:]], Expect(1, "digest_mismatch", foreign=True)),
+        ("blank line", lambda b: [b"\n", *b.lines], Expect(1, "digest_mismatch", foreign=True)),
     ],
 )
 def test_first_line_not_a_header_is_corrupt_at_line_one(
     base: Base, tmp_path: Path, case: str, make: Callable[[Base], list[bytes]], expect: Expect
 ) -> None:
-    """A log whose first line is not its valid log_created header is refused at line 1."""
+    """A log whose first line is not its valid log_created header is refused at line 1 (by a
+    writer as not an asup log when the line is not even the start of a header)."""
     path = write(tmp_path, make(base))
     assert_corrupt(path, expect)
 
@@ -434,34 +440,50 @@ def _wrong_hash(line: bytes) -> bytes:
     return line[:position] + (b"0" if line[position : position + 1] != b"0" else b"1") + line[position + 1 :]
 
 
-GARBAGE: dict[str, tuple[Callable[[Base], bytes], str | None]] = {
-    "NULs": (lambda b: b"\0" * 64, "no_newline"),
-    "NUL line": (lambda b: b"\0" * 63 + b"\n", "digest_mismatch"),
-    "random bytes": (lambda b: random.Random(5).randbytes(400), None),
-    "random lines": (lambda b: b"\n".join(random.Random(6).randbytes(50) for _ in range(4)) + b"\n", None),
-    "plain JSON": (lambda b: b'{"type":"transition","v":1}\n', "digest_mismatch"),
-    "valid JSON, wrong hash": (lambda b: _wrong_hash(b.next_line), "digest_mismatch"),
-    "valid JSON, wrong hash, no newline": (lambda b: _wrong_hash(b.next_line)[:-1], "no_newline"),
-    "valid record, no newline": (lambda b: b.next_line[:-1], "no_newline"),
+# what each garbage tail is without a high-water mark: torn only if it is an incomplete last line or all NULs
+GARBAGE: dict[str, tuple[Callable[[Base], bytes], str | None, bool]] = {
+    "NULs": (lambda b: b"\0" * 64, "no_newline", True),
+    "NUL line": (lambda b: b"\0" * 63 + b"\n", "digest_mismatch", False),
+    "random bytes": (lambda b: random.Random(5).randbytes(400), None, False),
+    "random lines": (lambda b: b"\n".join(random.Random(6).randbytes(50) for _ in range(4)) + b"\n", None, False),
+    "plain JSON": (lambda b: b'{"type":"transition","v":1}\n', "digest_mismatch", False),
+    "valid JSON, wrong hash": (lambda b: _wrong_hash(b.next_line), "digest_mismatch", False),
+    "valid JSON, wrong hash, no newline": (lambda b: _wrong_hash(b.next_line)[:-1], "no_newline", True),
+    "valid record, no newline": (lambda b: b.next_line[:-1], "no_newline", True),
 }
 
 
-@pytest.mark.parametrize("with_index", [False, True], ids=["cold", "head-index"])
+@pytest.mark.parametrize("with_mark", [False, True], ids=["cold", "head-record"])
 @pytest.mark.parametrize("kind", list(GARBAGE))
-def test_garbage_after_the_last_record_is_a_repairable_torn_tail(base: Base, tmp_path: Path, kind: str, with_index: bool) -> None:
-    """Bytes after the last newline that hold no valid line are torn_tail at line 51; open moves exactly them aside."""
-    make, reason = GARBAGE[kind]
+def test_garbage_after_the_last_record_is_a_repairable_torn_tail(base: Base, tmp_path: Path, kind: str, with_mark: bool) -> None:
+    """Bytes after the last acknowledged record (the high-water mark) are torn_tail at line 51 and
+    open moves exactly them aside; with no mark, only a cut last line or a NUL run is, and any
+    other garbage is corruption, refused with the file untouched."""
+    make, reason, torn_cold = GARBAGE[kind]
     garbage = make(base)
     path = tmp_path / "log.jsonl"
     path.write_bytes(base.data + garbage)
-    if with_index:
-        shutil.copy(index_path(base.dir / "log.jsonl"), index_path(path))
+    if with_mark:
+        shutil.copy(head_path(base.dir / "log.jsonl"), head_path(path))
     problem, records = scan_of(path)
     assert problem is not None and len(records) == EVENTS + 1
+    if not (with_mark or torn_cold):
+        assert_corrupt(path, Expect(EVENTS + 2, problem.reason, message="corruption, not a torn tail"))
+        assert torn_files(path) == []
+        return
     assert (problem.kind, problem.line, problem.offset, problem.tail_bytes) == ("torn_tail", EVENTS + 2, len(base.data), len(garbage))
     if reason is not None:
         assert problem.reason == reason
     assert_repaired(path, good=base.data, torn=garbage, reason=problem.reason, line=EVENTS + 2)
+
+
+def test_damage_in_an_acknowledged_last_record_is_corruption(base: Base, tmp_path: Path) -> None:
+    """A flipped bit in the last record, which the high-water mark covers, is refused, never quarantined."""
+    last = base.lines[-1]
+    path = write(tmp_path, replaced(base.lines, EVENTS + 1, flip(last, len(last) // 2, 3)))
+    shutil.copy(head_path(base.dir / "log.jsonl"), head_path(path))
+    assert_corrupt(path, Expect(EVENTS + 1, "digest_mismatch", message="before the high-water mark"))
+    assert torn_files(path) == []
 
 
 def test_torn_header_is_repaired_into_a_fresh_log(tmp_path: Path, base: Base) -> None:
@@ -484,7 +506,6 @@ TAILS = {
     "cut half": lambda b: b.data[: b.offset(EVENTS + 1)] + b.lines[-1][: len(b.lines[-1]) // 2],
     "cut all but newline": lambda b: b.data[:-1],
     "NULs": lambda b: b.data + b"\0" * 10,
-    "wrong hash": lambda b: b.data + _wrong_hash(b.next_line),
 }
 
 

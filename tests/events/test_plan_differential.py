@@ -3,7 +3,7 @@
 The model keeps every event of every stream as a list and says what DESIGN and the store
 contract say, slowly: each new event takes the next seq, its stream's next version, the
 stream's last digest as `prev` and a derived id (or the caller's); an item whose id is already
-in its stream (this batch, or the last `window` events committed) is a retry and gets the
+in its stream (this batch, or among the last `window` events committed to the whole log) is a retry and gets the
 original position (a derived id only when the stored payload is the same); an expectation the
 stream has passed that is not such a retry, or one ahead of it, conflicts and writes nothing.
 Lines are built with `encode_into`, the plain encoder. Generated sequences of batches, with
@@ -56,14 +56,15 @@ class Model:
     clock: StepClock = field(default_factory=StepClock)
     data: bytearray = field(default_factory=bytearray)
     streams: dict[str, list[Stored]] = field(default_factory=dict)
+    committed: list[Stored] = field(default_factory=list)  # every event of the log, in seq order
     seq: int = 0
 
     def version(self, stream: str, planned: list[Stored]) -> int:
         return len(self.streams.get(stream, [])) + sum(s.position.stream == stream for s in planned)
 
     def find(self, stream: str, event_id: str, planned: list[Stored]) -> Stored | None:
-        """A committed event among the stream's last `window`, or any event planned in this batch."""
-        recent = self.streams.get(stream, [])[-self.window :] if self.window else []
+        """A committed event among the log's last `window`, or any event planned in this batch."""
+        recent = self.committed[-self.window :] if self.window else []
         return next((s for s in [*recent, *planned] if s.position.stream == stream and s.id == event_id), None)
 
     def append(self, items: list[Pending]) -> list[Position]:
@@ -96,6 +97,7 @@ class Model:
             positions.append(position)
         for stored in planned:
             self.streams.setdefault(stored.position.stream, []).append(stored)
+        self.committed.extend(planned)
         self.seq += len(planned)
         self.data += buf
         return positions

@@ -171,7 +171,7 @@ class Outcome:
 
 def heads_of(chain: ChainState) -> tuple[Any, ...]:
     streams = {name: (head.sv, head.h) for name, head in chain.streams.items()}
-    return chain.log_id, chain.last_seq, chain.last_h, streams, chain.windows
+    return chain.log_id, chain.last_seq, chain.last_h, streams, chain.recent
 
 
 def split(data: bytes, offset: int) -> list[tuple[int, bytes, bool]]:
@@ -186,17 +186,31 @@ def split(data: bytes, offset: int) -> list[tuple[int, bytes, bool]]:
     return out
 
 
-def classify(number: int, at: int, fault: LineFault, later: list[tuple[int, bytes, bool]], size: int) -> Problem:
-    """A torn fault with no digest-valid complete line after it is a torn tail; a newer asup's record is
-    schema_unsupported; anything else is corruption."""
-    if fault.torn and not any(complete and check_line(body) is None for _, body, complete in later):
+def classify(
+    number: int, at: int, fault: LineFault, complete: bool, later: list[tuple[int, bytes, bool]], data: bytes, mark: int | None
+) -> Problem:
+    """A torn fault is a torn tail at or beyond the high-water mark, or, with no mark, when it is an
+    incomplete last line or NULs to the end; a newer asup's record is schema_unsupported; anything
+    else is corruption."""
+    size = len(data)
+    no_mark_torn = (not complete and not later) or data[at:].count(0) == size - at  # a cut last line, or NULs to the end
+    torn = at >= mark if mark is not None else no_mark_torn
+    if fault.torn and torn:
         return Problem("torn_tail", number, at, fault.reason, fault.message, fault.field, seq=number, tail_bytes=size - at)
-    message = f"{fault.message}, and valid records follow it: corruption, not a torn tail" if fault.torn else fault.message
+    message = fault.message
+    if fault.torn:
+        if any(done and check_line(body) is None for _, body, done in later):
+            message += ", and valid records follow it"
+        elif mark is not None:
+            message += f", before the high-water mark at byte {mark}"
+        else:
+            message += ", and it is not an incomplete last line"
+        message += ": corruption, not a torn tail"
     kind = "schema_unsupported" if fault.reason == "schema_unsupported" else "corrupt"  # a newer asup's record is not damage
     return Problem(kind, number, at, fault.reason, message, fault.field, seq=number)
 
 
-def reference_scan(data: bytes, chain: ChainState, offset: int = 0) -> Outcome:
+def reference_scan(data: bytes, chain: ChainState, offset: int = 0, mark: int | None = None) -> Outcome:
     """Line by line, nothing inlined: decode_line, then the chain's full check and admit."""
     records: list[Record] = []
     valid, problem = offset, None
@@ -205,7 +219,7 @@ def reference_scan(data: bytes, chain: ChainState, offset: int = 0) -> Outcome:
     for index, (at, body, complete) in enumerate(lines):
         outcome = decode_line(body, complete)
         if isinstance(outcome, LineFault):
-            problem = classify(first + index, at, outcome, lines[index + 1 :], len(data))
+            problem = classify(first + index, at, outcome, complete, lines[index + 1 :], data, mark)
             break
         issue = chain.problem(outcome)
         if issue is not None:
@@ -217,8 +231,8 @@ def reference_scan(data: bytes, chain: ChainState, offset: int = 0) -> Outcome:
     return Outcome(records, len(records), valid, problem, heads_of(chain))
 
 
-def fast_scan(data: bytes, chain: ChainState, offset: int = 0) -> Outcome:
-    scanner = Scanner(lambda: io.BytesIO(data), chain, offset)
+def fast_scan(data: bytes, chain: ChainState, offset: int = 0, mark: int | None = None) -> Outcome:
+    scanner = Scanner(lambda: io.BytesIO(data), chain, offset, mark=mark)
     records = list(scanner)
     return Outcome(records, scanner.records, scanner.valid_size, scanner.problem, heads_of(chain))
 
@@ -262,11 +276,14 @@ MUTATIONS = st.lists(
     small_lines=st.booleans(),
     window=st.sampled_from([0, 2]),
     start=st.integers(0, 50),
+    marked=st.none() | st.integers(0, 40),
 )
 def test_fast_loop_agrees_with_the_per_line_reference(
-    appends: list[tuple[int, int]], mutations: list[Mutation], block: int, small_lines: bool, window: int, start: int
+    appends: list[tuple[int, int]], mutations: list[Mutation], block: int, small_lines: bool, window: int, start: int, marked: int | None
 ) -> None:
-    """On any generated log and damage, the fast loop yields the reference's records, counts, valid size, problem and heads."""
+    """On any generated log and damage, with or without a high-water mark (at the end of one of the
+    pristine log's lines), the fast loop yields the reference's records, counts, valid size,
+    problem and heads."""
     pristine = build_log("diff", appends)
     donors = Donors(other=build_log("other", appends), fork=build_log("diff", appends[::-1], salt=1000))
     assert max(map(len, pristine + donors.other + donors.fork)) < SMALL_LINE
@@ -274,8 +291,9 @@ def test_fast_loop_agrees_with_the_per_line_reference(
     with limits(block, SMALL_LINE if small_lines else record_module.MAX_LINE):
         readable = reference_scan(data, ChainState(window)).count
         records = min(start, readable)
-        expected = reference_scan(data, *preloaded(data, window, records))
-        got = fast_scan(data, *preloaded(data, window, records))
+        mark = None if marked is None else len(b"".join(pristine[: 1 + marked % len(pristine)]))
+        expected = reference_scan(data, *preloaded(data, window, records), mark=mark)
+        got = fast_scan(data, *preloaded(data, window, records), mark=mark)
     event("clean" if expected.problem is None else f"{expected.problem.kind}: {expected.problem.reason}")
     assert got == expected
 

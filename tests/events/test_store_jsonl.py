@@ -12,12 +12,12 @@ from events.jsonl_log import JsonlLog
 from events.memory_log import MemoryLog
 from events.store import LogStore, Pending
 from events.testing import transition
-from events.testing.store_contract import StoreContract
+from events.testing.store_contract import ID_WINDOW, StoreContract
 
 
 class TestJsonlLog(StoreContract):
     def make_store(self, tmp_path: Path) -> JsonlLog:
-        return JsonlLog.open(tmp_path / "log.jsonl", clock=StepClock())
+        return JsonlLog.open(tmp_path / "log.jsonl", clock=StepClock(), id_window=ID_WINDOW)
 
 
 def _same_appends(store: LogStore) -> None:

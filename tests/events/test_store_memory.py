@@ -6,9 +6,9 @@ from pathlib import Path
 
 from events.clock import StepClock
 from events.memory_log import MemoryLog
-from events.testing.store_contract import StoreContract
+from events.testing.store_contract import ID_WINDOW, StoreContract
 
 
 class TestMemoryLog(StoreContract):
     def make_store(self, tmp_path: Path) -> MemoryLog:
-        return MemoryLog(clock=StepClock())
+        return MemoryLog(clock=StepClock(), id_window=ID_WINDOW)

@@ -452,15 +452,16 @@ def test_bad_configs_are_usage_errors(root_pack: ArtifactPaths, k: int, m: int, 
 
 
 def test_sidecar_writes_are_atomic_renames(root_pack: ArtifactPaths) -> None:
-    """Encode, drill and repair replace the sidecar by rename (a hard link to the old file keeps its bytes) and leave no .tmp."""
+    """Encode, drill and repair replace the sidecar by rename (a descriptor of the old file still
+    reads its old bytes: nothing was written into it) and leave no .tmp."""
     paths = root_pack
     assert invoke("durability", "encode", str(paths.pack), "--root", str(paths.root)).exit_code == 0
-    before = paths.root / "sidecar-before"
-    os.link(paths.sidecar, before)
-    old = before.read_bytes()
-    assert invoke("durability", "decode-drill", str(paths.sidecar), str(paths.recovered), "--root", str(paths.root)).exit_code == 0
-    assert before.read_bytes() == old != paths.sidecar.read_bytes()
-    assert before.stat().st_ino != paths.sidecar.stat().st_ino
+    old = paths.sidecar.read_bytes()
+    with paths.sidecar.open("rb") as before:
+        inode = os.fstat(before.fileno()).st_ino
+        assert invoke("durability", "decode-drill", str(paths.sidecar), str(paths.recovered), "--root", str(paths.root)).exit_code == 0
+        assert before.read() == old != paths.sidecar.read_bytes()
+        assert inode != paths.sidecar.stat().st_ino
     flip_fragment(paths.sidecar, 5)
     repair = invoke("durability", "scrub", str(paths.pack), str(paths.sidecar), "--repair", "--root", str(paths.root), "--json")
     assert payload(repair)["status"] == "fragments_repaired"

@@ -22,6 +22,7 @@ from events.memory_log import MemoryLog
 from events.observations import CapabilityNegotiated, IntentRecorded, PrimitiveRequest
 from events.operations import DecodeProofRecorded, EvidenceSealed, GateFinished, ScrubFinished
 from events.record import Record
+from events.testing.marks import stamp_head
 from events.vocabulary import NegotiationOutcome, ReasonCode, State, Trigger
 from projections.audit import Audit
 from projections.base import Projection, canonical_json, percentile
@@ -129,6 +130,26 @@ def fold_records_fresh(records: list[Record]) -> dict[str, Any]:
 # --- fold_log with a checkpoint file ---------------------------------------------------------
 
 
+def written(log: Path, data: bytes) -> None:
+    """`data` as the log, with the head record the asup writer that appended it leaves."""
+    log.write_bytes(data)
+    stamp_head(log)
+
+
+def test_checkpoint_not_resumed_past_an_edit_a_writer_would_refuse(mixed: Mixed, tmp_path: Path) -> None:
+    """A byte changed inside the folded prefix (the head record no longer vouches for the file) is
+    not folded past: the fold starts again and reports the damage, as a writer would refuse it."""
+    log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
+    written(log, mixed.data)
+    fold_log(log, every_projection(), checkpoint=checkpoint)
+    data = bytearray(mixed.data)
+    data[line_ends(mixed.data)[5] + 30] ^= 0x04  # inside record 7, which the checkpoint covers
+    log.write_bytes(bytes(data))
+    result = fold_log(log, every_projection(), checkpoint=checkpoint)
+    assert result.resumed is False
+    assert result.problem is not None and (result.problem.kind, result.problem.line) == ("corrupt", 7)
+
+
 @settings(max_examples=25)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=6))
 def test_growing_log_folds_only_new_records(mixed: Mixed, cuts: list[int], tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -140,7 +161,7 @@ def test_growing_log_folds_only_new_records(mixed: Mixed, cuts: list[int], tmp_p
     folded_before = 0
     projections = every_projection()
     for number, size in enumerate(sizes):
-        log.write_bytes(mixed.data[:size])
+        written(log, mixed.data[:size])
         result = fold_log(log, projections, checkpoint=checkpoint)
         total = ends.index(size) + 1
         assert result.resumed is (number > 0)
@@ -153,7 +174,7 @@ def test_growing_log_folds_only_new_records(mixed: Mixed, cuts: list[int], tmp_p
 def test_current_checkpoint_folds_nothing(mixed: Mixed, tmp_path: Path) -> None:
     """A second fold of an unchanged log resumes, folds zero records and renders the same bytes."""
     log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
-    log.write_bytes(mixed.data)
+    written(log, mixed.data)
     projections = every_projection()
     first = fold_log(log, projections, checkpoint=checkpoint)
     again = fold_log(log, projections, checkpoint=checkpoint)
@@ -166,12 +187,12 @@ def test_replaced_log_ignores_checkpoint(mixed: Mixed, tmp_path: Path) -> None:
     """A checkpoint of another log at the same path is not trusted: the new log is folded from its first record."""
     log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
     half = line_ends(mixed.data)[30]
-    log.write_bytes(mixed.data[:half])
+    written(log, mixed.data[:half])
     fold_log(log, every_projection(), checkpoint=checkpoint)
     other = MemoryLog("another", clock=StepClock())
     run_scenarios(other, tmp_path / "work", ["success", "retry_exhausted", "late_ack"], seed=3)
     assert len(other.data) > half
-    log.write_bytes(bytes(other.data))
+    written(log, bytes(other.data))
     projections = every_projection()
     result = fold_log(log, projections, checkpoint=checkpoint)
     assert result.resumed is False
@@ -182,10 +203,10 @@ def test_replaced_log_ignores_checkpoint(mixed: Mixed, tmp_path: Path) -> None:
 def test_truncated_log_ignores_checkpoint(mixed: Mixed, tmp_path: Path) -> None:
     """A log cut below the checkpoint's position is folded afresh, never from the stale state."""
     log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
-    log.write_bytes(mixed.data)
+    written(log, mixed.data)
     fold_log(log, every_projection(), checkpoint=checkpoint)
     ends = line_ends(mixed.data)
-    log.write_bytes(mixed.data[: ends[len(ends) // 3]])
+    written(log, mixed.data[: ends[len(ends) // 3]])
     projections = every_projection()
     result = fold_log(log, projections, checkpoint=checkpoint)
     assert (result.resumed, result.folded, result.seq) == (False, len(ends) // 3 + 1, len(ends) // 3 + 1)
@@ -211,12 +232,12 @@ def test_edited_checkpoint_is_ignored(mixed: Mixed, tmp_path: Path, edit: Any) -
     """A checkpoint whose state, state digest or heads were edited by hand is ignored: the fold starts again and matches a fresh one."""
     log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
     ends = line_ends(mixed.data)
-    log.write_bytes(mixed.data[: ends[len(ends) // 2]])
+    written(log, mixed.data[: ends[len(ends) // 2]])
     fold_log(log, every_projection(), checkpoint=checkpoint)
     document = json.loads(checkpoint.read_bytes())
     edit(document)
     checkpoint.write_text(json.dumps(document))
-    log.write_bytes(mixed.data)
+    written(log, mixed.data)
     projections = every_projection()
     result = fold_log(log, projections, checkpoint=checkpoint)
     assert (result.resumed, result.folded) == (False, len(mixed.records))
@@ -226,7 +247,7 @@ def test_edited_checkpoint_is_ignored(mixed: Mixed, tmp_path: Path, edit: Any) -
 def test_unreadable_checkpoint_is_ignored(mixed: Mixed, tmp_path: Path) -> None:
     """Garbage in the checkpoint file means a fresh fold, not an error."""
     log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
-    log.write_bytes(mixed.data)
+    written(log, mixed.data)
     checkpoint.write_bytes(b"{not json")
     result = fold_log(log, every_projection(), checkpoint=checkpoint)
     assert (result.resumed, result.folded) == (False, len(mixed.records))

@@ -51,7 +51,7 @@ def test_gate_report_that_cannot_be_replaced_is_one_usage_line(tmp_path: Path) -
     report.mkdir(parents=True)
     result = invoke("gate", "capability", "--root", str(paths.root))
     assert result.exit_code == ExitCode.USAGE
-    assert _one_error_line(result.stderr).startswith(f"asup: {report}: usage: cannot write: ")
+    assert _one_error_line(result.stderr).startswith(f"asup: {report}: usage: refusing to replace a directory")
     assert not paths.ops_log.exists()
 
 

@@ -7,6 +7,8 @@ own errors are exactly one line on stderr: `asup: FILE[:LINE]: code: message`.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 from collections import Counter
 from importlib import metadata
@@ -102,10 +104,12 @@ def json_out(result: Result) -> dict[str, Any]:
 
 
 def tear(path: Path, keep: int = 30) -> bytes:
-    """Cut the last line after `keep` bytes; return the torn bytes left at the tail."""
+    """Cut the last line after `keep` bytes, as a crash in the middle of writing it would, and
+    drop the head record that batch never got to refresh; return the torn bytes left."""
     data = path.read_bytes()
     start = data.rstrip(b"\n").rfind(b"\n") + 1
     path.write_bytes(data[: start + keep])
+    path.with_name(path.name + ".head.json").unlink()
     return data[start : start + keep]
 
 
@@ -210,11 +214,15 @@ def test_verify_problem_line_is_one_line_when_piped(log: Path) -> None:
 
 
 def test_verify_notes_an_active_writer(log: Path) -> None:
-    """A partial last line while a writer holds the lock is reported with writer_active (an append may be in flight)."""
-    with JsonlLog.open(log, clock=StepClock()):
+    """A partial last line while a writer holds the lock (a batch in flight) is reported with writer_active."""
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a writer holds while it writes a batch
         with log.open("ab") as fh:
             fh.write(b'{"type":"transition"')
         result = asup("log", "verify", LOG, "--json")
+    finally:
+        os.close(fd)
     assert result.exit_code == 1
     problem = json_out(result)["problem"]
     assert problem["kind"] == "torn_tail" and problem["writer_active"] is True
@@ -281,9 +289,13 @@ def test_repair_refuses_corruption_and_leaves_the_file(log: Path) -> None:
 
 
 def test_repair_of_a_locked_log_exits_3(log: Path) -> None:
-    """repair while another writer holds the log exits 3 with one stderr line (log_locked)."""
-    with JsonlLog.open(log, clock=StepClock()):
-        result = asup("log", "repair", LOG)
+    """repair while another writer holds the lock past --lock-timeout exits 3 with one stderr line (log_locked)."""
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = asup("log", "repair", LOG, "--lock-timeout", "0.1")
+    finally:
+        os.close(fd)
     assert result.exit_code == 3
     assert "log_locked" in one_error_line(result)
 

@@ -1,0 +1,141 @@
+"""The high-water mark: a small head record beside the log, refreshed after every batch.
+
+`LOG.head.json` says what the last writer acknowledged: the last seq, the acknowledged
+size and the last digest, and the file's device, inode, size, mtime_ns and ctime_ns right
+after its batch. It is written under the writer lock after the batch's fsync, so it never
+leads what is durable; it is not fsynced itself (it may lag). It is a cache of a promise:
+a failed save removes it rather than leave a stale mark.
+
+It decides two things. A file shorter than the mark is a rollback (refused, before any
+torn-tail rule). And the log's prefix up to the mark may go unverified only when the
+record's own digest holds, the record ending at its size carries its last digest, and the
+file's stamps are the record's: nothing but asup's own appends changed the file since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import msgspec
+from blake3 import blake3
+
+from events.atomic import read_small, write_atomic
+from events.errors import DECODE_ERRORS, AsupError, ErrorCode
+from events.fs import OS, FileSystem
+
+FORMAT = "asup.head/1"
+MAX_BYTES = 4096  # a head record is ~400 bytes: anything bigger is not one
+
+Stamps = tuple[int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns
+
+
+class HeadRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str
+    log_id: str
+    last_seq: int
+    size: int
+    last_h: str
+    dev: int
+    ino: int
+    mtime_ns: int
+    ctime_ns: int
+    digest: str = ""
+
+    def content_digest(self) -> str:
+        return "blake3:" + blake3(msgspec.json.encode(msgspec.structs.replace(self, digest=""))).hexdigest()
+
+    @property
+    def stamps(self) -> Stamps:
+        return (self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
+
+
+def stamps_of(st: os.stat_result) -> Stamps:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def head_path(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + ".head.json")
+
+
+def make(log_id: str, last_seq: int, last_h: str, st: os.stat_result) -> HeadRecord:
+    record = HeadRecord(FORMAT, log_id, last_seq, st.st_size, last_h, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return msgspec.structs.replace(record, digest=record.content_digest())
+
+
+def save(log_path: Path, record: HeadRecord, fs: FileSystem = OS) -> bool:
+    """Replace the head record; on any failure remove it instead (no stale mark). True: saved."""
+    try:
+        write_atomic(head_path(log_path), msgspec.json.encode(record), sync=False, fs=fs)
+        return True
+    except AsupError:
+        remove(log_path, fs)
+        return False
+
+
+def remove(log_path: Path, fs: FileSystem = OS) -> None:
+    with contextlib.suppress(OSError):
+        fs.unlink(str(head_path(log_path)))
+
+
+def load(log_path: Path, fs: FileSystem = OS) -> HeadRecord | None:
+    """The head record, or None when there is none that holds (absent, damaged, not asup's)."""
+    data = read_small(head_path(log_path), MAX_BYTES, fs)
+    if data is None:
+        return None
+    try:
+        record = msgspec.json.decode(data, type=HeadRecord)
+    except DECODE_ERRORS:
+        return None
+    if record.format != FORMAT or record.digest != record.content_digest():
+        return None
+    return record
+
+
+def vouches_for(record: HeadRecord, st: os.stat_result, tail: bytes) -> bool:
+    """The record vouches for the file's prefix: same stamps, and `tail` (the 67 bytes
+    ending at its size) ends the record carrying its last digest."""
+    return record.stamps == stamps_of(st) and tail == tail_of(record.last_h)
+
+
+def tail_of(last_h: str) -> bytes:
+    """The last bytes of the line whose digest is `last_h`: what ends at the mark."""
+    return last_h.removeprefix("blake3:").encode() + b'"}\n'
+
+
+TAIL_LEN = 67
+
+
+def tail_at(log_path: Path, size: int) -> bytes:
+    """The `TAIL_LEN` bytes of the log ending at byte `size` (b"" when there are none)."""
+    if size < TAIL_LEN:
+        return b""
+    try:
+        with log_path.open("rb") as fh:
+            fh.seek(size - TAIL_LEN)
+            return fh.read(TAIL_LEN)
+    except OSError:
+        return b""
+
+
+def trusted(log_path: Path) -> HeadRecord | None:
+    """The head record when it vouches for the log's prefix right now, else None."""
+    record = load(log_path)
+    if record is None:
+        return None
+    try:
+        st = log_path.stat()
+    except OSError:
+        return None
+    return record if vouches_for(record, st, tail_at(log_path, record.size)) else None
+
+
+def rollback_error(log_path: Path, size: int, mark_size: int, mark_seq: int) -> AsupError:
+    return AsupError(
+        ErrorCode.LOG_ROLLBACK,
+        f"the log is {size} bytes, shorter than its high-water mark of {mark_size} bytes (seq {mark_seq}): acknowledged "
+        f"records are gone (rolled back or cut); restore them, or accept the cut with `asup log repair --force-tail {log_path}`",
+        file=str(log_path),
+        seq=mark_seq,
+    )
