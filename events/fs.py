@@ -29,6 +29,8 @@ class FileSystem(Protocol):
 
     def pread(self, fd: int, size: int, offset: int) -> bytes: ...
 
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int: ...
+
     def fsync(self, fd: int) -> None: ...
 
     def ftruncate(self, fd: int, size: int) -> None: ...
@@ -64,6 +66,9 @@ class OsFileSystem:
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)

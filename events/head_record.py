@@ -6,6 +6,14 @@ after its batch. It is written under the writer lock after the batch's fsync, so
 leads what is durable; it is not fsynced itself (it may lag). It is a cache of a promise:
 a failed save removes it rather than leave a stale mark.
 
+Saving it is one `pwrite` of a fixed 512-byte slot (the JSON padded with spaces) into a
+file the writer keeps open, not a rename: replacing a file by rename costs ~0.7 ms on ext4
+(it flushes the new file's data first), on every batch. One sector at offset 0 is written
+whole or not at all on a crash, and the digest catches anything else (then there is no
+mark, as after a failed save). The file is opened `O_NOFOLLOW` and used only while it is a
+regular file with one link that the name still points to; anything else at the name is
+removed and a new file created.
+
 It decides two things. A file shorter than the mark is a rollback (refused, before any
 torn-tail rule). And the log's prefix up to the mark may go unverified only when the
 record's own digest holds, the record ending at its size carries its last digest, and the
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 import msgspec
@@ -64,14 +73,80 @@ def make(log_id: str, last_seq: int, last_h: str, st: os.stat_result) -> HeadRec
     return msgspec.structs.replace(record, digest=record.content_digest())
 
 
+SLOT = 512  # bytes: one sector, so a crash leaves the old record or the new one
+
+
+def encode_slot(record: HeadRecord) -> bytes | None:
+    """The record padded to SLOT bytes (ending in a newline), or None when it does not fit."""
+    data = msgspec.json.encode(record)
+    return data.ljust(SLOT - 1) + b"\n" if len(data) < SLOT else None
+
+
 def save(log_path: Path, record: HeadRecord, fs: FileSystem = OS) -> bool:
-    """Replace the head record; on any failure remove it instead (no stale mark). True: saved."""
+    """Replace the head record by rename (a writer uses `HeadFile`); on any failure remove it
+    instead (no stale mark). True: saved."""
     try:
-        write_atomic(head_path(log_path), msgspec.json.encode(record), sync=False, fs=fs)
+        write_atomic(head_path(log_path), encode_slot(record) or msgspec.json.encode(record), sync=False, fs=fs)
         return True
     except AsupError:
         remove(log_path, fs)
         return False
+
+
+class HeadFile:
+    """A writer's open head record, rewritten in place after each batch (see the module doc)."""
+
+    def __init__(self, log_path: Path, dir_fd: int, fs: FileSystem = OS) -> None:
+        self.path = head_path(log_path)
+        self._dir_fd = dir_fd
+        self._fs = fs
+        self._fd = -1
+        self._id: tuple[int, int] = (0, 0)
+
+    def save(self, record: HeadRecord) -> bool:
+        """Write `record`; on any failure remove the file instead (no stale mark). True: saved."""
+        data = encode_slot(record)
+        if data is None:
+            self.close()
+            return save(self.path.with_name(self.path.name.removesuffix(".head.json")), record, self._fs)
+        try:
+            fd = self._current()
+            if self._fs.pwrite(fd, data, 0) == len(data):
+                return True
+        except (OSError, AsupError):
+            pass
+        self.close()
+        with contextlib.suppress(OSError):
+            self._fs.unlink(self.path.name, dir_fd=self._dir_fd)
+        return False
+
+    def _current(self) -> int:
+        """The open file, reopened (or recreated) unless the name still points to it."""
+        try:
+            st = self._fs.stat(self.path.name, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if self._fd >= 0 and st is not None and (st.st_dev, st.st_ino) == self._id:
+            return self._fd
+        self.close()
+        if st is not None and not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1):
+            self._fs.unlink(self.path.name, dir_fd=self._dir_fd)  # not asup's: never written through
+        try:
+            fd = self._fs.open(self.path.name, os.O_RDWR | os.O_NOFOLLOW, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            fd = self._fs.open(self.path.name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self._dir_fd)
+        opened = self._fs.fstat(fd)
+        if not (stat.S_ISREG(opened.st_mode) and opened.st_nlink == 1):
+            self._fs.close(fd)
+            raise AsupError(ErrorCode.USAGE, "the head record is not asup's file", file=str(self.path))
+        self._fd, self._id = fd, (opened.st_dev, opened.st_ino)
+        return fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self._fs.close(self._fd)
+            self._fd = -1
 
 
 def remove(log_path: Path, fs: FileSystem = OS) -> None:

@@ -81,6 +81,7 @@ class JsonlLog(ChainHeads):
         self._synced = False  # this writer created the file whole (header and directory fsynced)
         self._dir_fd = -1
         self._fd = -1
+        self._head: head_record.HeadFile | None = None
         self.repaired: LogRepaired | None = None
 
     # --- opening -------------------------------------------------------------------
@@ -112,6 +113,7 @@ class JsonlLog(ChainHeads):
 
     def _attach(self, log_id: str, verify: bool) -> None:
         self._dir_fd = open_dir(self._real.parent, self._fs, for_path=self.path)
+        self._head = head_record.HeadFile(self._real, self._dir_fd, self._fs)
         self._fd = self._open_or_create(log_id)
         lock.refuse_untrusted(self._fd, self.path, self._fs)
         if verify and not self._synced:
@@ -175,6 +177,8 @@ class JsonlLog(ChainHeads):
 
     def _abandon(self) -> None:
         """Release what a failed open took; the file is left as the failure left it."""
+        if self._head is not None:
+            self._head.close()
         for fd in (self._fd, self._dir_fd):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -412,14 +416,14 @@ class JsonlLog(ChainHeads):
 
     def _refresh_head(self) -> None:
         """The new high-water mark, after the batch's fsync (a failed save removes the old one)."""
+        assert self._chain.log_id is not None and self._head is not None
         try:
             st = self._fs.fstat(self._fd)
         except OSError:
             head_record.remove(self._real, self._fs)
             return
-        assert self._chain.log_id is not None
         self._stamps = stamps_of(st)
-        head_record.save(self._real, head_record.make(self._chain.log_id, self._chain.last_seq, self._chain.last_h, st), self._fs)
+        self._head.save(head_record.make(self._chain.log_id, self._chain.last_seq, self._chain.last_h, st))
 
     def _maybe_save_index(self, batch: Batch) -> None:
         if self._size - self._indexed_at >= max(INDEX_EVERY, 2 * self._index_cost):

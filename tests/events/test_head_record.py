@@ -361,3 +361,23 @@ def test_head_record_digest_binds_every_field(tmp_path: Path) -> None:
         edited = msgspec.structs.replace(record, **{field.name: getattr(record, field.name) + 1})
         head_record.head_path(path).write_bytes(msgspec.json.encode(edited))
         assert head_record.load(path) is None, field.name
+
+
+def test_a_removed_or_replaced_head_record_is_recreated_not_written_through(tmp_path: Path) -> None:
+    """The writer rewrites its head record in place, but only while the name still points to that file:
+    removed, it is created again; replaced by a hardlink to another file, that file is never written."""
+    path = tmp_path / "log.jsonl"
+    with JsonlLog.open(path) as log:
+        log.append("a", [transition("a0")])
+        head_record.head_path(path).unlink()
+        log.append("a", [transition("a1")])
+        mark = head_record.load(path)
+        assert mark is not None and mark.last_seq == 3
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"precious")
+        head_record.head_path(path).unlink()
+        os.link(victim, head_record.head_path(path))
+        log.append("a", [transition("a2")])
+        assert victim.read_bytes() == b"precious"
+        mark = head_record.load(path)
+        assert mark is not None and mark.last_seq == 4
