@@ -82,7 +82,7 @@ def line_at(fh: BinaryIO, offset: int) -> bytes:
 class Problem(msgspec.Struct, frozen=True):
     """The first thing wrong with a log."""
 
-    kind: str  # torn_tail | corrupt | schema_unsupported (a record a newer asup wrote: not damage)
+    kind: str  # torn_tail | corrupt | schema_unsupported (a record a newer asup wrote: not damage) | rollback (asup log verify)
     line: int
     offset: int
     reason: str
@@ -99,7 +99,7 @@ class Problem(msgspec.Struct, frozen=True):
         return AsupError(code, message, file=file, line=self.line, field=self.field, seq=self.seq)
 
 
-_ERROR_CODES = {"torn_tail": ErrorCode.TORN_TAIL, "schema_unsupported": ErrorCode.SCHEMA_UNSUPPORTED}
+_ERROR_CODES = {"torn_tail": ErrorCode.TORN_TAIL, "schema_unsupported": ErrorCode.SCHEMA_UNSUPPORTED, "rollback": ErrorCode.LOG_ROLLBACK}
 
 
 class ScanResult(msgspec.Struct):

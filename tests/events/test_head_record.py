@@ -221,7 +221,7 @@ def test_rollback_is_refused_with_both_numbers_and_forcing_it_is_recorded(tmp_pa
     assert refused.value.code is ErrorCode.LOG_ROLLBACK
     assert f"{cut} bytes" in refused.value.message and f"{full} bytes" in refused.value.message
     verify = run_asup("log", "verify", str(path), cwd=tmp_path)
-    assert verify.returncode == 1 and "ROLLED BACK" in verify.stdout
+    assert verify.returncode == 1 and "ROLLED BACK" in verify.stdout and "log_rollback" in verify.stdout
     assert path.stat().st_size == cut
     forced = force_tail(path)
     assert isinstance(forced, TailForced)
