@@ -289,9 +289,14 @@ def _torn(first: Line, more: bool, fh: BinaryIO, mark: int | None, size: int) ->
     """Whether damage from `first` on lies where no acknowledged record can be."""
     if mark is not None:
         return first.offset >= mark
-    if not first.complete and not more:
-        return True  # an incomplete final line
+    if not first.complete and not more and not _ends_in_newline(fh, size):
+        return True  # an incomplete final line (an over-long one that has its newline is not)
     return _all_nul(fh, first.offset, size)
+
+
+def _ends_in_newline(fh: BinaryIO, size: int) -> bool:
+    fh.seek(max(0, size - 1))
+    return fh.read(1) == b"\n"
 
 
 def _all_nul(fh: BinaryIO, start: int, end: int) -> bool:

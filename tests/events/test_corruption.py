@@ -599,3 +599,14 @@ def test_an_over_long_line_before_valid_records_is_corruption_not_a_torn_tail(tm
     assert refused.value.code is ErrorCode.CORRUPT_RECORD
     assert refused.value.line == 6
     assert path.read_bytes() == before
+
+
+def test_an_over_long_complete_last_line_is_corruption_without_a_mark(base: Base, tmp_path: Path) -> None:
+    """A last line past MAX_LINE that ends in its newline is not an incomplete line: with no high-water
+    mark it is corruption, not a torn tail (the scanner cuts long lines, so it must look for the newline)."""
+    from events.record import MAX_LINE
+
+    path = write(tmp_path, [*base.lines, b"x" * (MAX_LINE + 10) + b"\n"])
+    problem, records = scan_of(path)
+    assert problem is not None and (problem.kind, problem.reason, problem.line) == ("corrupt", "too_long", EVENTS + 2)
+    assert len(records) == EVENTS + 1
