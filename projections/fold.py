@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from events.atomic import make_dirs, write_atomic
+from events.atomic import make_dirs, read_small, write_atomic
 from events.chain import ChainState
 from events.errors import DECODE_ERRORS
 from events.head_record import tail_at, tail_of, trusted
@@ -26,6 +26,7 @@ from events.writer_index import HeadIndex, restore, snapshot
 from projections.base import Projection, digest_json
 
 FORMAT = "asup.fold-checkpoint/1"
+MAX_CHECKPOINT = 1 << 30  # bytes: a bigger file is not a checkpoint asup wrote
 
 
 class FoldCheckpoint(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,7 +97,10 @@ def _start(path: Path, projections: Sequence[Projection[Any]], checkpoint: Path 
     if checkpoint is None or not checkpoint.exists():
         return fresh
     try:
-        saved = msgspec.json.decode(checkpoint.read_bytes(), type=FoldCheckpoint)
+        data = read_small(checkpoint, MAX_CHECKPOINT)
+        if data is None:
+            return fresh
+        saved = msgspec.json.decode(data, type=FoldCheckpoint)
     except DECODE_ERRORS:
         return fresh
     heads = saved.heads
@@ -104,7 +108,10 @@ def _start(path: Path, projections: Sequence[Projection[Any]], checkpoint: Path 
         return fresh
     if not _prefix_holds(path, heads):
         return fresh
-    states = {p.name: msgspec.json.decode(saved.states[p.name], type=p.state_type) for p in projections}
+    try:
+        states = {p.name: msgspec.json.decode(saved.states[p.name], type=p.state_type) for p in projections}
+    except DECODE_ERRORS:
+        return fresh  # a checkpoint edited by hand is not trusted
     if any(digest_json(msgspec.to_builtins(states[p.name])) != saved.state_digests[p.name] for p in projections):
         return fresh  # a checkpoint edited by hand is not trusted
     return restore(heads, 0), heads.size, states, True

@@ -292,3 +292,16 @@ def test_percentile_matches_statistics_inclusive(values: list[float]) -> None:
     cuts = statistics.quantiles(ordered, n=100, method="inclusive")
     for q in range(1, 100):
         assert math.isclose(percentile(ordered, q), cuts[q - 1], rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_checkpoint_with_a_state_of_the_wrong_shape_is_ignored(mixed: Mixed, tmp_path: Path) -> None:
+    """A checkpoint whose digest-free parts still decode but whose state is not the projection's
+    shape (edited by hand) means a fresh fold, not a traceback."""
+    log, checkpoint = tmp_path / "log.jsonl", tmp_path / "ckpt.json"
+    written(log, mixed.data)
+    fold_log(log, every_projection(), checkpoint=checkpoint)
+    document = json.loads(checkpoint.read_bytes())
+    document["states"]["metrics"] = {"not": ["a", "metrics", "state"]}
+    checkpoint.write_text(json.dumps(document))
+    result = fold_log(log, every_projection(), checkpoint=checkpoint)
+    assert (result.resumed, result.folded) == (False, len(mixed.records))
