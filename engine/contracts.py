@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from events.errors import NOT_JSON, AsupError, ErrorCode
-from events.record import field_of
+from events.strict_json import field_of
 from events.vocabulary import TERMINAL_STATES, Mode, ReasonCode, State, Trigger
 
 ParamValue = str | int

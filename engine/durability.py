@@ -21,7 +21,7 @@ from pyeclib.ec_iface import ECDriver, ECDriverError
 
 from events.atomic import write_atomic
 from events.errors import DECODE_ERRORS, AsupError, ErrorCode
-from events.record import field_of
+from events.strict_json import field_of
 
 FORMAT = "asup.ec/1"
 CODECS = ("isa_l_rs_vand", "liberasurecode_rs_vand")

@@ -17,7 +17,7 @@ from engine.negotiation import default_requests
 from engine.stores import SourceStore
 from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.observations import Intent, PrimitiveRequest
-from events.record import field_of
+from events.strict_json import field_of
 from events.vocabulary import Mode
 
 DEFAULT_CHUNK = 4 << 20  # large enough that the per-chunk log fsync stays in the noise

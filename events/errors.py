@@ -112,10 +112,14 @@ class AsupError(Exception):
         return "".join(parts)
 
 
-# What decoding untrusted bytes with msgspec can raise: its own errors, and a
-# UnicodeDecodeError for invalid UTF-8 inside a JSON string, which msgspec does not wrap.
-DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError, UnicodeDecodeError)
-NOT_JSON: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError)
+# What decoding untrusted bytes with msgspec can raise (found by feeding it the JSON
+# parsing test suite and the bombs of tests/corpus): its own errors; a bare
+# UnicodeDecodeError for invalid UTF-8 inside a string; a RecursionError for nesting past
+# ~1000 levels into an untyped value. An integer past 64 bits raises nothing (it decodes
+# to a Python int): `events.strict_json.JsonInt` refuses it. `events.strict_json` bounds
+# length and depth before a parse, so the last two are the net, not the rule.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+NOT_JSON: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 # a path that names nothing usable (or runs through a file) is the caller's mistake;
 # anything else (permissions, a full or read-only disk, EIO) the OS refused

@@ -6,22 +6,23 @@ from __future__ import annotations
 import msgspec
 
 from events.payloads import Event, event_type
+from events.strict_json import JsonInt
 from events.vocabulary import FaultKind, Mode, NegotiationOutcome
 
-ParamValue = str | int
+ParamValue = str | JsonInt
 
 
 class PrimitiveRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A primitive the transfer asks for, at a version, with parameters."""
 
     id: str
-    version: int
+    version: JsonInt
     params: dict[str, ParamValue] = msgspec.field(default_factory=dict)
 
 
 class BundleFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     path: str  # relative, '/'-separated
-    size: int
+    size: JsonInt
     digest: str
 
 
@@ -32,11 +33,11 @@ class Intent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     artifact_id: str
     artifact_class: str
     mode: Mode
-    seed: int
+    seed: JsonInt
     expected_checksum: str
-    size: int
-    max_attempts: int
-    chunk_size: int
+    size: JsonInt
+    max_attempts: JsonInt
+    chunk_size: JsonInt
     source: str
     target: str
     adapter: str
@@ -48,7 +49,7 @@ class Intent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
 
 class Observation(Event, frozen=True, kw_only=True):
-    at_ns: int = 0
+    at_ns: JsonInt = 0
 
 
 @event_type("intent_recorded")
@@ -69,7 +70,7 @@ class CapabilityNegotiated(Observation, frozen=True):
 @event_type("source_hashed")
 class SourceHashed(Observation, frozen=True):
     digest: str
-    size: int
+    size: JsonInt
 
 
 @event_type("lease_checked")
@@ -81,56 +82,56 @@ class LeaseChecked(Observation, frozen=True):
 @event_type("epoch_read")
 class EpochRead(Observation, frozen=True):
     epoch: str
-    chunk: int  # the chunk about to be committed (-1: before the first)
+    chunk: JsonInt  # the chunk about to be committed (-1: before the first)
     final_digest: str = ""  # what the target holds under the final name ("" nothing), read at chunk -1
 
 
 @event_type("chunk_written")
 class ChunkWritten(Observation, frozen=True):
-    chunk: int
-    offset: int
-    length: int
+    chunk: JsonInt
+    offset: JsonInt
+    length: JsonInt
     digest: str  # BLAKE3 of the bytes read from the source
-    committed: int  # bytes the target reports durable after the write
+    committed: JsonInt  # bytes the target reports durable after the write
     epoch: str  # the target's epoch after our write
 
 
 @event_type("fault_met")
 class FaultMet(Observation, frozen=True):
     kind: FaultKind  # interruption | late_ack
-    chunk: int
+    chunk: JsonInt
     detail: str = ""
 
 
 @event_type("backoff_drawn")
 class BackoffDrawn(Observation, frozen=True):
-    attempt: int
-    delay_ms: int
+    attempt: JsonInt
+    delay_ms: JsonInt
 
 
 @event_type("checkpoint_written")
 class CheckpointWritten(Observation, frozen=True):
     name: str
-    committed_cursor: int
-    attempt: int
+    committed_cursor: JsonInt
+    attempt: JsonInt
     stream_digest: str
 
 
 @event_type("checkpoint_read")
 class CheckpointRead(Observation, frozen=True):
     transfer_id: str
-    seed: int
-    attempt: int
-    committed_cursor: int
+    seed: JsonInt
+    attempt: JsonInt
+    committed_cursor: JsonInt
     stream_digest: str
-    target_bytes: int  # bytes the target's temporary artifact holds
+    target_bytes: JsonInt  # bytes the target's temporary artifact holds
     finalized: bool = False  # the final artifact already exists with the expected digest
 
 
 @event_type("target_hashed")
 class TargetHashed(Observation, frozen=True):
     digest: str
-    size: int
+    size: JsonInt
 
 
 @event_type("target_finalized")

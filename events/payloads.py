@@ -12,6 +12,7 @@ from typing import ClassVar, TypeVar
 
 import msgspec
 
+from events.strict_json import JsonInt
 from events.vocabulary import Mode, ReasonCode, State, Trigger
 
 
@@ -56,8 +57,8 @@ class LogCreated(Event, frozen=True):
 class LogRepaired(Event, frozen=True):
     """A torn final line was moved to a quarantine file and cut from the log."""
 
-    offset: int  # byte offset where the torn bytes began
-    length: int
+    offset: JsonInt  # byte offset where the torn bytes began
+    length: JsonInt
     torn_digest: str  # blake3 of the quarantined bytes
     quarantine: str  # file name, relative to the log's directory
     reason: str  # no_newline | digest_mismatch | undecodable | too_long
@@ -92,13 +93,13 @@ class Transition(Event, frozen=True):
     from_state: State
     trigger: Trigger
     to_state: State
-    attempt: int
-    committed_cursor: int
+    attempt: JsonInt
+    committed_cursor: JsonInt
     reason_code: ReasonCode | None = None
     artifact_id: str = ""
     artifact_class: str = ""
     mode: Mode = Mode.STRICT
-    seed: int = 0
+    seed: JsonInt = 0
     replay_command: str = ""
     env_fingerprint: str = ""
     duration_ms: float = 0.0

@@ -13,7 +13,6 @@ typed record (and lifting an older schema version) is `events.schema`'s.
 
 from __future__ import annotations
 
-import re
 from typing import Any, cast
 
 import msgspec
@@ -22,6 +21,7 @@ from blake3 import blake3
 from events.catalog import REGISTRY
 from events.errors import AsupError, ErrorCode
 from events.payloads import Event
+from events.strict_json import JsonInt
 
 SCHEMA_VERSION = 1
 LOG_SCHEMA = "asup.log/1"
@@ -35,10 +35,10 @@ TRAILER_LEN = len(TRAILER_HEAD) + 64 + len(b'"}')  # 79, the newline not counted
 class Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag_field="type"):
     """The envelope. Subclasses (one per event type, built below) narrow `data`."""
 
-    v: int
-    seq: int
+    v: JsonInt
+    seq: JsonInt
     stream: str
-    sv: int
+    sv: JsonInt
     id: str
     ts: str
     data: Event
@@ -136,27 +136,13 @@ def encode_into(
 class LineFault(msgspec.Struct, frozen=True):
     """Why a line is not a valid record. `torn` faults may be a crash's cut tail."""
 
-    reason: str  # no_newline | too_long | digest_mismatch | undecodable | schema_unsupported (events.schema)
+    reason: str  # no_newline | too_long | digest_mismatch | too_deep | undecodable | schema_unsupported (events.schema)
     message: str
     field: str | None = None
 
     @property
     def torn(self) -> bool:
         return self.reason in ("no_newline", "too_long", "digest_mismatch")
-
-
-_AT = re.compile(r" - at `([^`]*)`$")
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-
-
-def field_of(message: str) -> str | None:
-    """The JSON path a msgspec error message names (`$.data.x`), or None."""
-    at = _AT.search(message)
-    unknown = _UNKNOWN.search(message)
-    path = at.group(1) if at else None
-    if unknown:
-        return f"{path or '$'}.{unknown.group(1)}"
-    return path
 
 
 def check_line(body: bytes, complete: bool = True) -> LineFault | None:
@@ -166,7 +152,9 @@ def check_line(body: bytes, complete: bool = True) -> LineFault | None:
     if not complete:
         return LineFault("no_newline", "line has no terminating newline (cut by a crash?)")
     if len(body) <= TRAILER_LEN or body[-TRAILER_LEN : -TRAILER_LEN + 13] != TRAILER_HEAD or body[-2:] != b'"}':
-        return LineFault("digest_mismatch", "line does not end in a digest trailer", "$.h")
+        # a CR before the newline is a record rewritten with CRLF line endings: say so
+        ending = " (it ends in a carriage return: CRLF line endings?)" if body.endswith(b"\r") else ""
+        return LineFault("digest_mismatch", f"line does not end in a digest trailer{ending}", "$.h")
     if blake3(memoryview(body)[:-TRAILER_LEN]).hexdigest().encode() != body[-66:-2]:
         return LineFault("digest_mismatch", "digest does not match the line's bytes", "$.h")
     return None

@@ -25,7 +25,8 @@ import msgspec
 from events.catalog import REGISTRY
 from events.errors import DECODE_ERRORS, NOT_JSON
 from events.payloads import Event
-from events.record import SCHEMA_VERSION, LineFault, Record, check_line, encode_payload, field_of, record_class
+from events.record import SCHEMA_VERSION, LineFault, Record, check_line, encode_payload, record_class
+from events.strict_json import MAX_DEPTH, depth_exceeded, explain, field_of
 
 Upcaster: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
 """The `data` object of one record type at `v` -> the same record's `data` at `v + 1`."""
@@ -55,13 +56,19 @@ class Schema:
         self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(self.union)
 
     def decode(self, body: bytes) -> Record | LineFault:
-        """The typed record of a line whose digest holds, lifted to this version; or why not."""
+        """The typed record of a line whose digest holds, lifted to this version; or why not.
+
+        Its depth is bounded first: no record nests near MAX_DEPTH, and the untyped decode
+        of a refused line would otherwise recurse as deep as the line says."""
+        deep = depth_exceeded(body)
+        if deep is not None:
+            return LineFault("too_deep", f"nests deeper than the {MAX_DEPTH}-level limit (at byte {deep})")
         try:
             record: Record = self.decoder.decode(body)
         except msgspec.ValidationError as exc:
             return self._refused(body, str(exc))
         except NOT_JSON as exc:
-            return LineFault("undecodable", f"not JSON: {exc}")
+            return LineFault("undecodable", f"not JSON: {explain(body, exc)}")
         if record.v == self.version or record.v < 1:
             return record  # below 1 is no version at all: the chain rules name it
         if record.v > self.version:

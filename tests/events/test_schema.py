@@ -227,7 +227,7 @@ def test_what_a_newer_asup_may_write_is_schema_unsupported(v1_log: Path, case: s
 
 
 DAMAGED: dict[str, tuple[Any, str]] = {
-    "missing field": (lambda obj: obj["data"].pop("attempt"), "$.data"),
+    "missing field": (lambda obj: obj["data"].pop("attempt"), "$.data.attempt"),
     "wrong type": (lambda obj: obj["data"].update(attempt="one"), "$.data.attempt"),
     "v not a number": (lambda obj: obj.update(v="1"), "$.v"),
 }
