@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from events.errors import DECODE_ERRORS, AsupError, ErrorCode
+from events import strict_json
+from events.errors import AsupError, ErrorCode
 
 FORMAT = "asup.checkpoint/1"
 
@@ -26,10 +27,7 @@ def encode(checkpoint: Checkpoint) -> bytes:
 
 
 def decode(data: bytes, file: str) -> Checkpoint:
-    try:
-        checkpoint = msgspec.json.decode(data, type=Checkpoint)
-    except DECODE_ERRORS as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup checkpoint: {exc}", file=file) from exc
+    checkpoint = strict_json.decode(data, Checkpoint, what="checkpoint", code=ErrorCode.BAD_INPUT, file=file)
     if checkpoint.format != FORMAT:
         raise AsupError(ErrorCode.BAD_INPUT, f"checkpoint format {checkpoint.format!r} is not {FORMAT!r}", file=file, field="$.format")
     return checkpoint

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from events.errors import NOT_JSON, AsupError, ErrorCode
-from events.strict_json import field_of
+from events import strict_json
+from events.errors import AsupError, ErrorCode
 from events.vocabulary import TERMINAL_STATES, Mode, ReasonCode, State, Trigger
 
 ParamValue = str | int
@@ -184,12 +184,7 @@ def contract_dir() -> Path:
 
 
 def _decode(data: bytes, kind: type[Any], file: str) -> Any:
-    try:
-        return msgspec.json.decode(data, type=kind)
-    except msgspec.ValidationError as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"invalid contract: {exc}", file=file, field=field_of(str(exc))) from exc
-    except NOT_JSON as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"contract is not JSON: {exc}", file=file) from exc
+    return strict_json.decode(data, kind, what="contract", code=ErrorCode.BAD_INPUT, file=file)
 
 
 def load_matrix(path: Path | None = None) -> CapabilityMatrix:
@@ -241,10 +236,7 @@ def default_profiles() -> AdapterProfiles:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"cannot read contract: {exc.strerror}", file=str(path)) from exc
+    return strict_json.read(path, what="contract", code=ErrorCode.BAD_INPUT)
 
 
 def _check_matrix(matrix: CapabilityMatrix, file: str) -> None:

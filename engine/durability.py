@@ -19,12 +19,13 @@ import msgspec
 from blake3 import blake3
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
+from events import strict_json
 from events.atomic import write_atomic
 from events.errors import DECODE_ERRORS, AsupError, ErrorCode
-from events.strict_json import field_of
 
 FORMAT = "asup.ec/1"
 CODECS = ("isa_l_rs_vand", "liberasurecode_rs_vand")
+MAX_SIDECAR = 256 << 20  # a sidecar holds its pack (base64) and parity: a pack of up to ~128 MiB at k=8, m=4
 
 
 class Fragment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -131,14 +132,21 @@ def _lenient(raw: bytes, strict: msgspec.ValidationError) -> Sidecar:
 
 
 def load_sidecar(path: Path) -> Sidecar:
-    raw = _read(path)
+    raw = _read(path, MAX_SIDECAR)
+    refused = strict_json.precheck(raw, max_bytes=MAX_SIDECAR)
+    if refused is not None:
+        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {refused}", file=str(path))
     try:
         try:
             sidecar = msgspec.json.decode(raw, type=Sidecar)
         except msgspec.ValidationError as exc:
             sidecar = _lenient(raw, exc)
     except DECODE_ERRORS as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {exc}", file=str(path), field=field_of(str(exc))) from exc
+        message = f"not an asup sidecar: {strict_json.explain(raw, exc)}"
+        raise AsupError(ErrorCode.BAD_INPUT, message, file=str(path), field=strict_json.field_of(str(exc))) from exc
+    strict = strict_json.strictness(raw)
+    if strict is not None:
+        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: {strict[0]}", file=str(path), field=strict[1])
     if sidecar.format != FORMAT:
         raise AsupError(ErrorCode.BAD_INPUT, f"sidecar format {sidecar.format!r} is not {FORMAT!r}", file=str(path), field="$.format")
     if len(sidecar.fragments) != sidecar.k + sidecar.m:
@@ -211,10 +219,15 @@ def drill(sidecar: Sidecar, seed: int, at: str) -> tuple[bytes, DecodeProof]:
     return data, DecodeProof(at=at, seed=seed, dropped=dropped, digest=_digest(data), one_more_loss_failed_closed=failed_closed)
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, limit: int | None = None) -> bytes:
+    """The file's bytes; with a `limit`, never more than `limit` + 1 of them (then refused)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read() if limit is None else fh.read(limit + 1)
     except OSError as exc:
         raise AsupError(
             ErrorCode.USAGE if isinstance(exc, FileNotFoundError) else ErrorCode.IO_FAILED, f"cannot read: {exc.strerror}", file=str(path)
         ) from exc
+    if limit is not None and len(data) > limit:
+        raise AsupError(ErrorCode.BAD_INPUT, f"not an asup sidecar: the file is over the {limit}-byte limit", file=str(path))
+    return data

@@ -26,7 +26,8 @@ import msgspec
 from engine import checkpoint as ckpt
 from engine.layout import Layout
 from engine.stores import LateAck, Lease, TargetStore, TransportInterrupted
-from events.errors import DECODE_ERRORS, AsupError, ErrorCode
+from events import strict_json
+from events.errors import AsupError, ErrorCode
 from events.vocabulary import FaultKind
 
 KINDS = tuple(FaultKind)
@@ -79,12 +80,7 @@ def parse_plan(text: str) -> FaultPlan:
 
 
 def load_plan(path: Path) -> FaultPlan:
-    try:
-        plan = msgspec.json.decode(path.read_bytes(), type=_PlanFile)
-    except OSError as exc:
-        raise AsupError(ErrorCode.USAGE, f"cannot read fault plan: {exc.strerror}", file=str(path)) from exc
-    except DECODE_ERRORS as exc:
-        raise AsupError(ErrorCode.USAGE, f"invalid fault plan: {exc}", file=str(path)) from exc
+    plan = strict_json.load(path, _PlanFile, what="fault plan", code=ErrorCode.USAGE)
     for i, fault in enumerate(plan.faults):
         if fault.kind not in KINDS or fault.chunk < 0:
             raise AsupError(ErrorCode.USAGE, f"unknown kind {fault.kind!r} or negative chunk", file=str(path), field=f"$.faults[{i}]")

@@ -15,9 +15,10 @@ from engine.contracts import CapabilityMatrix, default_matrix, default_state_mac
 from engine.layout import bundle_digest
 from engine.negotiation import default_requests
 from engine.stores import SourceStore
-from events.errors import DECODE_ERRORS, AsupError, ErrorCode
+from events import strict_json
+from events.errors import AsupError, ErrorCode
 from events.observations import Intent, PrimitiveRequest
-from events.strict_json import field_of
+from events.strict_json import JsonInt
 from events.vocabulary import Mode
 
 DEFAULT_CHUNK = 4 << 20  # large enough that the per-chunk log fsync stays in the noise
@@ -60,8 +61,10 @@ def build_intent(
     matrix: CapabilityMatrix | None = None,
 ) -> Intent:
     """The intent; the expected checksum, when not given, is computed and recorded now."""
-    if chunk_size <= 0:
-        raise AsupError(ErrorCode.USAGE, f"chunk size must be positive, got {chunk_size}")
+    if not 0 < chunk_size <= strict_json.INT64_MAX:
+        raise AsupError(ErrorCode.USAGE, f"chunk size must be positive and within 64 bits, got {chunk_size}")
+    if not strict_json.INT64_MIN <= seed <= strict_json.INT64_MAX:
+        raise AsupError(ErrorCode.USAGE, f"seed {seed} is beyond 64 bits: the log could not be read back")
     kind, files = source.manifest(source_name)
     digest = files[0].digest if kind == "file" else bundle_digest(files)
     artifact_id = artifact_id or source_name
@@ -100,10 +103,10 @@ class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     artifact_id: str | None = None
     artifact_class: str | None = None
     mode: Mode | None = None
-    seed: int | None = None
+    seed: JsonInt | None = None
     expected_checksum: str | None = None
-    max_attempts: int | None = None
-    chunk_size: int | None = None
+    max_attempts: JsonInt | None = None
+    chunk_size: JsonInt | None = None
     source: str | None = None
     target: str | None = None
     adapter: str | None = None
@@ -111,18 +114,12 @@ class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def load_intent(path: Path) -> IntentFile:
-    """The intent file at `path`; unreadable or invalid is `usage` (exit 2) naming it."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise AsupError(ErrorCode.USAGE, f"cannot read intent: {exc.strerror}", file=str(path)) from exc
-    return decode_intent(data, str(path))
+    """The intent file at `path`; unreadable, too large or invalid is `usage` (exit 2) naming it."""
+    return decode_intent(strict_json.read(path, what="intent", code=ErrorCode.USAGE), str(path))
 
 
 def decode_intent(data: bytes, file: str, line: int | None = None) -> IntentFile:
-    """One intent document. Invalid is `usage`, as for every file the operator writes
-    (config, fault plan, batch); `bad_input` is kept for files asup writes."""
-    try:
-        return msgspec.json.decode(data, type=IntentFile)
-    except DECODE_ERRORS as exc:
-        raise AsupError(ErrorCode.USAGE, f"invalid intent: {exc}", file=file, line=line, field=field_of(str(exc))) from exc
+    """One intent document, bounded and strict (`events.strict_json`). Invalid is `usage`,
+    as for every file the operator writes (config, fault plan, batch); `bad_input` is kept
+    for files asup writes."""
+    return strict_json.decode(data, IntentFile, what="intent", code=ErrorCode.USAGE, file=file, line=line)

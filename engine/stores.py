@@ -17,6 +17,7 @@ from typing import Protocol
 from blake3 import blake3
 
 from engine.layout import MANIFEST_NAME, Layout, bundle_digest, check_name, manifest_bytes
+from events import strict_json
 from events.atomic import write_atomic
 from events.errors import AsupError, ErrorCode
 from events.observations import BundleFile
@@ -279,10 +280,7 @@ class DirectoryStore:
         return str(path)
 
     def load_checkpoint(self, path: str) -> bytes:
-        try:
-            return Path(path).read_bytes()
-        except OSError as exc:
-            raise AsupError(ErrorCode.USAGE, f"cannot read checkpoint: {exc.strerror}", file=path) from exc
+        return strict_json.read(Path(path), what="checkpoint", code=ErrorCode.USAGE)
 
 
 def _stamp(path: Path) -> str:

@@ -11,9 +11,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from engine.adapter import TransferResult
+from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, decode_intent
 from engine.runner import Job, run_jobs
 from engine.stores import DirectoryStore
+from events import strict_json
 from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
@@ -24,10 +26,7 @@ from runbook.sync_commands import DEFAULT_LOG, SECTIONS
 
 
 def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError as exc:
-        raise AsupError(ErrorCode.USAGE, f"cannot read batch: {exc.strerror}", file=str(path)) from exc
+    lines = strict_json.read(path, what="batch", code=ErrorCode.USAGE, max_bytes=strict_json.MAX_JSONL).splitlines()
     jobs = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -48,6 +47,7 @@ def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: 
         missing.append("mode")
     if missing or spec.source is None or spec.target is None or klass is None or chosen_mode is None:
         raise AsupError(ErrorCode.USAGE, f"intent lacks {', '.join(missing)}", file=file, line=line, field=f"$.{missing[0]}")
+    load_profile(spec.adapter or "full")  # a bad profile file is refused before anything is recorded
     source_path, target_path = Path(spec.source), Path(spec.target)
     source = DirectoryStore(source_path.parent)
     intent = build_intent(

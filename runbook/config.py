@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from events import strict_json
 from events.errors import AsupError, ErrorCode
 
 KEYS = {"root": "root", "log": "log_path", "lever": "lever"}  # key -> the parameter it sets
@@ -27,9 +28,12 @@ def load(cwd: Path | None = None) -> dict[str, Any]:
         if named:
             raise AsupError(ErrorCode.USAGE, "ASUP_CONFIG names no file", file=str(path))
         return {}
+    data = strict_json.read(path, what="asup.toml", code=ErrorCode.USAGE)
     try:
-        settings = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        settings = tomllib.loads(data.decode())
+    except UnicodeDecodeError as exc:
+        raise AsupError(ErrorCode.USAGE, f"not a valid asup.toml: not UTF-8: {exc.reason} at byte {exc.start}", file=str(path)) from exc
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # tomllib recurses as deep as arrays nest
         raise AsupError(ErrorCode.USAGE, f"not a valid asup.toml: {exc}", file=str(path)) from exc
     unknown = sorted(set(settings) - set(KEYS))
     if unknown:

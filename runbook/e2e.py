@@ -21,9 +21,10 @@ from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
 from engine.scenarios import SCENARIOS, ScenarioOutcome, run_scenarios
 from engine.scrub import keep_aside
+from events import strict_json
 from events.atomic import make_dirs, write_atomic
 from events.clock import StepClock
-from events.errors import DECODE_ERRORS
+from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog, drop_side_files
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
@@ -176,11 +177,12 @@ def validate(path: Path) -> tuple[int, list[str]]:
     problems = []
     seen: dict[str, set[str]] = {}
     rows = 0
-    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+    data = strict_json.read(path, what="e2e rows", code=ErrorCode.USAGE, max_bytes=strict_json.MAX_JSONL)
+    for number, line in enumerate(data.splitlines(), 1):
         try:
-            row = msgspec.json.decode(line, type=E2ERow)
-        except DECODE_ERRORS as exc:
-            problems.append(f"{path}:{number}: {exc}")
+            row = strict_json.decode(line, E2ERow, what="row", code=ErrorCode.USAGE, file=str(path), line=number)
+        except AsupError as error:
+            problems.append(error.one_line())
             continue
         rows += 1
         seen.setdefault(row.scenario_id, set()).add(row.pass_label)

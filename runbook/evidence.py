@@ -14,11 +14,12 @@ import msgspec
 from engine import durability
 from engine.contracts import contract_dir
 from engine.scrub import ScrubReport, keep_aside, scrub
+from events import strict_json
 from events.atomic import make_dirs, write_atomic
 from events.chain import ChainState
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
-from events.errors import DECODE_ERRORS, AsupError
+from events.errors import AsupError, ErrorCode
 from events.jsonl_log import SIDE_SUFFIXES, JsonlLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
@@ -81,23 +82,44 @@ def log_heads(paths: ArtifactPaths) -> list[dict[str, Any]]:
     return heads
 
 
-def _head_still_there(root: Path, head: dict[str, Any]) -> bool:
-    path = root / head["path"]
+MAX_PACK = 64 << 20  # an inventory row is ~150 bytes: room for some 400,000 artifacts
+
+
+class _Row(msgspec.Struct, frozen=True):
+    path: str
+    digest: str
+
+
+class _Head(msgspec.Struct, frozen=True):
+    path: str
+    last_seq: int
+    last_h: str
+
+
+class _PackView(msgspec.Struct, frozen=True):
+    """What drift is judged by: the pack's inventory and log heads, typed (the rest is ignored)."""
+
+    evidence_inventory: list[_Row] = []
+    log_heads: list[_Head] = []
+
+
+def _head_still_there(root: Path, head: _Head) -> bool:
+    path = root / head.path
     if not path.exists():
         return False
     for record in Scanner(path, ChainState()):
-        if record.seq == head["last_seq"]:
-            return bool(record.h == head["last_h"])
-    return bool(head["last_seq"] == 0)
+        if record.seq == head.last_seq:
+            return bool(record.h == head.last_h)
+    return bool(head.last_seq == 0)
 
 
-def pack_drift(paths: ArtifactPaths, pack: dict[str, Any]) -> list[str]:
+def pack_drift(paths: ArtifactPaths, pack: _PackView) -> list[str]:
     drift = []
-    for row in pack.get("evidence_inventory", []):
-        path = paths.root / row["path"]
-        if not path.exists() or digest_file(path) != row["digest"]:
-            drift.append(row["path"])
-    drift += [head["path"] for head in pack.get("log_heads", []) if not _head_still_there(paths.root, head)]
+    for row in pack.evidence_inventory:
+        path = paths.root / row.path
+        if not path.exists() or digest_file(path) != row.digest:
+            drift.append(row.path)
+    drift += [head.path for head in pack.log_heads if not _head_still_there(paths.root, head)]
     return drift
 
 
@@ -106,9 +128,11 @@ def gather_facts(paths: ArtifactPaths) -> checklist.Facts:
     if paths.pack.exists():
         pack_digest = digest_file(paths.pack)
         try:
-            drift = pack_drift(paths, msgspec.json.decode(paths.pack.read_bytes(), type=dict[str, Any]))
-        except DECODE_ERRORS:
+            pack = strict_json.load(paths.pack, _PackView, what="evidence pack", code=ErrorCode.BAD_INPUT, max_bytes=MAX_PACK)
+        except AsupError:  # unreadable or not a pack: the pack itself is what drifted
             drift = [paths.rel(paths.pack)]
+        else:
+            drift = pack_drift(paths, pack)
     logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log]
     return checklist.Facts(pack_digest=pack_digest, pack_drift=drift, logs=logs, pack_path=paths.rel(paths.pack))
 

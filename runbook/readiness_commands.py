@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
+from events import strict_json
 from events.atomic import make_dirs, write_atomic
 from events.errors import AsupError, ErrorCode
 from projections.artifact_paths import ArtifactPaths
@@ -89,10 +90,8 @@ def _with_baseline(name: str, paths: ArtifactPaths, record: bool, stored: Path |
     def run() -> GateReport:
         report = performance.run()
         if stored is not None:
-            try:
-                performance.compare_stored(report, msgspec.json.decode(stored.read_bytes(), type=dict[str, Any]), performance.THRESHOLD)
-            except (OSError, msgspec.MsgspecError) as exc:
-                raise AsupError(ErrorCode.USAGE, f"cannot read the stored baseline: {exc}", file=str(stored)) from exc
+            document = strict_json.load(stored, dict[str, Any], what="stored baseline", code=ErrorCode.USAGE)
+            performance.compare_stored(report, document, performance.THRESHOLD)
         if record:
             make_dirs(paths.gates)
             write_atomic(paths.gates / "asupersync_performance_baseline_v1.json", canonical_json(performance.stored_document(report)))

@@ -11,8 +11,10 @@ import anyio
 import msgspec
 import typer
 
+from engine import checkpoint as ckpt
 from engine.adapter import SyncAdapter, TransferResult
 from engine.appender import DirectAppender
+from engine.contracts import load_profile
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, derive_transfer_id, load_intent
 from engine.machine import make_dispatcher
@@ -132,10 +134,16 @@ def _sync(
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)
     target = FaultyTarget(DirectoryStore(target_path.parent), plan, intent.chunk_size)
+    # the operator's files are read before the log is opened: a bad one records nothing
+    profile = load_profile(intent.adapter)
+    if resume is not None:
+        ckpt.decode(target.inner.load_checkpoint(resume), resume)
     make_dirs(log_path.parent)
     with JsonlLog.open(log_path) as log:
         first = log.last_position()[0] + 1
-        adapter_ = SyncAdapter(appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever))
+        adapter_ = SyncAdapter(
+            appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever), profile=profile
+        )
         try:
             result = anyio.run(adapter_.run, intent, resume)
         except SimulatedCrash as crash:

@@ -15,6 +15,7 @@ from engine.appender import DirectAppender
 from engine.contracts import contract_dir
 from engine.machine import make_dispatcher
 from engine.scenarios import Check, Scenario, Session, run_scenario
+from events import strict_json
 from events.clock import StepClock
 from events.errors import AsupError, ErrorCode
 from events.memory_log import MemoryLog
@@ -52,10 +53,7 @@ class FaultSuite(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def load_suite(path: Path | None = None) -> FaultSuite:
     path = path or contract_dir() / SUITE_FILE
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=FaultSuite)
-    except (OSError, msgspec.MsgspecError) as exc:
-        raise AsupError(ErrorCode.BAD_INPUT, f"invalid fault suite: {exc}", file=str(path)) from exc
+    return strict_json.load(path, FaultSuite, what="fault suite", code=ErrorCode.BAD_INPUT)
 
 
 def as_scenario(fault: FaultClass) -> Scenario:
