@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from events.payloads import Event, event_type
+from events.strict_json import JsonInt
 from events.vocabulary import CheckStatus
 
 
@@ -14,8 +15,8 @@ from events.vocabulary import CheckStatus
 class GateFinished(Event, frozen=True):
     gate: str  # capability | state_machine | fault | performance | e2e
     verdict: str  # pass | fail
-    checks: int  # how many checks ran; zero is a failure
-    failed: int
+    checks: JsonInt  # how many checks ran; zero is a failure
+    failed: JsonInt
     report: str  # path relative to the output root
     report_digest: str
 
@@ -24,8 +25,8 @@ class GateFinished(Event, frozen=True):
 class EvidenceSealed(Event, frozen=True):
     pack: str
     digest: str
-    size: int
-    artifacts: int
+    size: JsonInt
+    artifacts: JsonInt
 
 
 @event_type("sidecar_written")
@@ -33,8 +34,8 @@ class SidecarWritten(Event, frozen=True):
     pack: str
     sidecar: str
     codec: str
-    k: int
-    m: int
+    k: JsonInt
+    m: JsonInt
     pack_digest: str
     sidecar_digest: str
 
@@ -58,7 +59,7 @@ class DecodeProofRecorded(Event, frozen=True):
     dropped: list[int]
     digest: str
     one_more_loss_failed_closed: bool
-    proof_count: int
+    proof_count: JsonInt
     detail: str = ""
 
 

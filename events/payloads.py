@@ -70,12 +70,12 @@ class TailForced(Event, frozen=True):
     last valid record although the damage was not a torn tail (or acknowledged records were
     already gone, a rollback). The bytes cut are kept in `quarantine` ("" when none were left)."""
 
-    offset: int  # the log's size after the cut
-    length: int  # bytes cut (and quarantined)
+    offset: JsonInt  # the log's size after the cut
+    length: JsonInt  # bytes cut (and quarantined)
     torn_digest: str
     quarantine: str
-    first_seq_cut: int  # the seqs no longer in the log: first_seq_cut .. last_seq_cut (0, 0: none known)
-    last_seq_cut: int
+    first_seq_cut: JsonInt  # the seqs no longer in the log: first_seq_cut .. last_seq_cut (0, 0: none known)
+    last_seq_cut: JsonInt
     reason: str  # what was wrong: the first problem's reason, or "rollback"
 
 
