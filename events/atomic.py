@@ -64,7 +64,7 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True, fs: FileSystem =
         refuse_foreign(dir_fd, path, fs)
         _publish(dir_fd, path, data, sync, fs, replace=True)
     finally:
-        fs.close(dir_fd)
+        _close_quietly(fs, dir_fd)
 
 
 def create_new(path: Path, data: bytes, fs: FileSystem = OS) -> bool:
@@ -74,7 +74,31 @@ def create_new(path: Path, data: bytes, fs: FileSystem = OS) -> bool:
     try:
         return _publish(dir_fd, path, data, True, fs, replace=False)
     finally:
-        fs.close(dir_fd)
+        _close_quietly(fs, dir_fd)
+
+
+def settle_leftover(path: Path, fs: FileSystem = OS) -> None:
+    """Finish a `create_new` a crash cut between its link and its unlink: the temp file that
+    is the second link of `path` (same inode, asup's temp name for it) is removed."""
+    try:
+        st = fs.stat(str(path), follow_symlinks=False)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+        return
+    dir_fd = open_dir(path.parent, fs, for_path=path)
+    try:
+        for name in fs.listdir(dir_fd):
+            if not (name.startswith(f"{path.name}.") and name.endswith(".tmp")):
+                continue
+            with contextlib.suppress(OSError):
+                other = fs.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    fs.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        _close_quietly(fs, dir_fd)
 
 
 def refuse_foreign(dir_fd: int, path: Path, fs: FileSystem = OS) -> None:
@@ -146,6 +170,12 @@ def read_small(path: Path, limit: int, fs: FileSystem = OS) -> bytes | None:
     except OSError:
         return None
     finally:
+        _close_quietly(fs, fd)
+
+
+def _close_quietly(fs: FileSystem, fd: int) -> None:
+    """Close a descriptor that wrote nothing unsynced (a directory, a read): its failure loses nothing."""
+    with contextlib.suppress(OSError):
         fs.close(fd)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from events import head_record, lock, writer_index
-from events.atomic import create_new, open_dir, read_small, write_all, write_atomic
+from events.atomic import create_new, open_dir, read_small, settle_leftover, write_all, write_atomic
 from events.batch import Batch, plan
 from events.chain import DEFAULT_ID_WINDOW, ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
@@ -106,6 +106,9 @@ class JsonlLog(ChainHeads):
         log = cls(Path(path), durability, clock or SystemClock(), id_window, timeout, fs)
         try:
             log._attach(log_id or Path(path).stem, verify)
+        except OSError as exc:  # a call the steps below do not name themselves (fstat, pread, listdir)
+            log._abandon()
+            raise os_error(exc, "cannot open the log", log.path) from exc
         except BaseException:
             log._abandon()
             raise
@@ -189,7 +192,11 @@ class JsonlLog(ChainHeads):
 
     def append_batch(self, items: Sequence[Pending]) -> list[Position]:
         self._check_open()
-        return self._locked_step(lambda: self._write_batch(items))
+        try:
+            return self._locked_step(lambda: self._write_batch(items))
+        except OSError as exc:  # a call the write path does not name itself: fence, as after a failed write
+            self._fenced = self._fenced or f"{exc.strerror or exc}"
+            raise AsupError(ErrorCode.IO_FAILED, f"log I/O failed: {exc.strerror or exc}; reopen the log", file=str(self.path)) from exc
 
     def append(self, stream: str, events: Sequence[Event], expected_version: int | None = None) -> list[Position]:
         return self.append_batch(pending_for(stream, events, expected_version))
@@ -211,6 +218,8 @@ class JsonlLog(ChainHeads):
                 if self._durability is not Durability.NONE:
                     self._io("fsync", self._fs.fsync, self._fd)
                 self._save_index()
+                if self._head is not None:
+                    self._head.sync()
         finally:
             self._abandon()
 
@@ -348,6 +357,7 @@ class JsonlLog(ChainHeads):
         for suffix in range(1000):
             name = f"{self._real.name}.torn-{offset}" + (f".{suffix}" if suffix else "")
             target = self._real.with_name(name)
+            settle_leftover(target, self._fs)
             if create_new(target, torn, self._fs):
                 return name
             if self._same_bytes(name, torn):
@@ -364,8 +374,10 @@ class JsonlLog(ChainHeads):
         for name in sorted(self._fs.listdir(self._dir_fd)):
             match = pattern.fullmatch(name)
             if match and int(match.group(1)) == self._size and all(p.quarantine != name for p in self._pending):
-                torn = read_small(self._real.with_name(name), MAX_LINE << 6, self._fs) or b""
-                found.append(_repaired(self._size, torn, name, "unrecorded_cut"))
+                settle_leftover(self._real.with_name(name), self._fs)
+                torn = read_small(self._real.with_name(name), MAX_LINE << 6, self._fs)
+                if torn is not None:  # not asup's own file (a link, a FIFO): nothing to vouch for
+                    found.append(_repaired(self._size, torn, name, "unrecorded_cut"))
         return found
 
     # --- the write path --------------------------------------------------------------
@@ -435,7 +447,7 @@ class JsonlLog(ChainHeads):
         if self._chain.log_id is None:
             return
         data = writer_index.encode(self._chain, self._size)
-        with contextlib.suppress(AsupError):
+        with contextlib.suppress(AsupError, OSError):
             write_atomic(writer_index.index_path(self._real), data, sync=False, fs=self._fs)
         self._indexed_at, self._index_cost = self._size, len(data)
 

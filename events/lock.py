@@ -15,7 +15,7 @@ import time
 from contextvars import ContextVar
 from pathlib import Path
 
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, os_error
 from events.fs import OS, FileSystem
 
 DEFAULT_TIMEOUT = 30.0  # seconds: ordinary concurrent use never sees `log_locked`
@@ -50,6 +50,8 @@ def acquire(fd: int, path: Path, timeout: float, fs: FileSystem = OS) -> None:
                 ) from None
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
+        except OSError as exc:
+            raise os_error(exc, "cannot take the writer lock", path) from exc
 
 
 def release(fd: int, fs: FileSystem = OS) -> None:
