@@ -10,9 +10,11 @@ Saving it is one `pwrite` of a fixed 512-byte slot (the JSON padded with spaces)
 file the writer keeps open, not a rename: replacing a file by rename costs ~0.7 ms on ext4
 (it flushes the new file's data first), on every batch. One sector at offset 0 is written
 whole or not at all on a crash, and the digest catches anything else (then there is no
-mark, as after a failed save). It is fsynced on a writer's first save, at most once a
-second after that, and at close, so a power cut leaves a durable mark that lags by at
-most about a second of batches. The file is opened `O_NOFOLLOW` and used only while it is a
+mark, as after a failed save). The file has three slots: the hot one (offset 0) written
+after every batch, and two durable ones written in turn, each followed by an fsync, on a
+writer's first save, at most once a second after that, and at close. A reader takes the
+slot with the highest seq whose digest holds, so a power cut that garbles unsynced writes
+still leaves a durable mark, lagging by at most about a second of batches. The file is opened `O_NOFOLLOW` and used only while it is a
 regular file with one link that the name still points to; anything else at the name is
 removed and a new file created.
 
@@ -38,7 +40,7 @@ from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.fs import OS, FileSystem
 
 FORMAT = "asup.head/1"
-MAX_BYTES = 4096  # a head record is ~400 bytes: anything bigger is not one
+MAX_BYTES = 4096  # three 512-byte slots (or one longer record): anything bigger is not one
 
 Stamps = tuple[int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns
 
@@ -108,6 +110,8 @@ class HeadFile:
         self._id: tuple[int, int] = (0, 0)
         self._created = False  # the file is new: its directory entry is not durable yet
         self._synced_at: float | None = None  # monotonic time of the last durable save
+        self._durable_slot = 0  # which of the two durable slots the next durable save writes
+        self._last: bytes | None = None
 
     def save(self, record: HeadRecord) -> bool:
         """Write `record`; on any failure remove the file instead (no stale mark). True: saved."""
@@ -118,8 +122,9 @@ class HeadFile:
         try:
             fd = self._current()
             if self._fs.pwrite(fd, data, 0) == len(data):
+                self._last = data
                 if self._synced_at is None or time.monotonic() - self._synced_at >= DURABLE_EVERY:
-                    self._sync(fd)
+                    self._save_durable(fd, data)
                 return True
         except (OSError, AsupError):
             pass
@@ -153,13 +158,17 @@ class HeadFile:
 
     def sync(self) -> None:
         """Make the last save durable (a writer does at close); a failure loses only a cache."""
-        if self._fd >= 0:
+        if self._fd >= 0 and self._last is not None:
             with contextlib.suppress(OSError):
-                self._sync(self._fd)
+                self._save_durable(self._fd, self._last)
 
-    def _sync(self, fd: int) -> None:
-        # Now and then, not per batch: under a power cut that garbles the unsynced tail, a durable
-        # mark (even one that lags) is what tells that tail from an acknowledged record.
+    def _save_durable(self, fd: int, data: bytes) -> None:
+        # Now and then, not per batch: under a power cut that garbles unsynced writes, a durable
+        # mark (even one that lags) is what tells a garbled tail from an acknowledged record. The
+        # record goes to the durable slot not written last time, then everything is fsynced: a
+        # cut during this save can garble that slot and the hot one, never the other durable one.
+        self._fs.pwrite(fd, data, SLOT * (1 + self._durable_slot))
+        self._durable_slot ^= 1
         self._fs.fsync(fd)
         if self._created:
             self._fs.fsync(self._dir_fd)
@@ -179,10 +188,17 @@ def remove(log_path: Path, fs: FileSystem = OS) -> None:
 
 
 def load(log_path: Path, fs: FileSystem = OS) -> HeadRecord | None:
-    """The head record, or None when there is none that holds (absent, damaged, not asup's)."""
+    """The latest head record that holds (of its slots, see `HeadFile`), or None when none
+    does (absent, damaged, not asup's)."""
     data = read_small(head_path(log_path), MAX_BYTES, fs)
     if data is None:
         return None
+    pieces = [data[i : i + SLOT] for i in range(0, len(data), SLOT)] if len(data) % SLOT == 0 else [data]
+    held = [record for record in map(_decode, pieces) if record is not None]
+    return max(held, key=lambda record: record.last_seq, default=None)
+
+
+def _decode(data: bytes) -> HeadRecord | None:
     try:
         record = msgspec.json.decode(data, type=HeadRecord)
     except DECODE_ERRORS:
