@@ -10,11 +10,12 @@ Saving it is one `pwrite` of a fixed 512-byte slot (the JSON padded with spaces)
 file the writer keeps open, not a rename: replacing a file by rename costs ~0.7 ms on ext4
 (it flushes the new file's data first), on every batch. One sector at offset 0 is written
 whole or not at all on a crash, and the digest catches anything else (then there is no
-mark, as after a failed save). The file has three slots: the hot one (offset 0) written
-after every batch, and two durable ones written in turn, each followed by an fsync, on a
-writer's first save, at most once a second after that, and at close. A reader takes the
-slot with the highest seq whose digest holds, so a power cut that garbles unsynced writes
-still leaves a durable mark, lagging by at most about a second of batches. The file is opened `O_NOFOLLOW` and used only while it is a
+mark, as after a failed save). The file has two slots. A writer's first save, one save a
+second after that, and the one at close are durable: the whole file is replaced (temp,
+fsync, rename, directory fsync) with the record in both slots. Every other save rewrites
+only the hot slot (offset 512) in place. A reader takes the slot with the highest seq
+whose digest holds, so a power cut that garbles unsynced writes still leaves the durable
+slot, lagging by at most about a second of batches. The file is opened `O_NOFOLLOW` and used only while it is a
 regular file with one link that the name still points to; anything else at the name is
 removed and a new file created.
 
@@ -40,7 +41,7 @@ from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.fs import OS, FileSystem
 
 FORMAT = "asup.head/1"
-MAX_BYTES = 4096  # three 512-byte slots (or one longer record): anything bigger is not one
+MAX_BYTES = 4096  # two 512-byte slots (or one longer record): anything bigger is not one
 
 Stamps = tuple[int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns
 
@@ -100,7 +101,7 @@ def save(log_path: Path, record: HeadRecord, fs: FileSystem = OS) -> bool:
 
 
 class HeadFile:
-    """A writer's open head record, rewritten in place after each batch (see the module doc)."""
+    """A writer's head record (see the module doc): slot 0 durable, slot 1 hot."""
 
     def __init__(self, log_path: Path, dir_fd: int, fs: FileSystem = OS) -> None:
         self.path = head_path(log_path)
@@ -108,10 +109,8 @@ class HeadFile:
         self._fs = fs
         self._fd = -1
         self._id: tuple[int, int] = (0, 0)
-        self._created = False  # the file is new: its directory entry is not durable yet
         self._synced_at: float | None = None  # monotonic time of the last durable save
-        self._durable_slot = 0  # which of the two durable slots the next durable save writes
-        self._last: bytes | None = None
+        self._last: bytes | None = None  # the last slot written hot only
 
     def save(self, record: HeadRecord) -> bool:
         """Write `record`; on any failure remove the file instead (no stale mark). True: saved."""
@@ -120,11 +119,13 @@ class HeadFile:
             self.close()
             return save(self.path.with_name(self.path.name.removesuffix(".head.json")), record, self._fs)
         try:
-            fd = self._current()
-            if self._fs.pwrite(fd, data, 0) == len(data):
+            due = self._synced_at is None or time.monotonic() - self._synced_at >= DURABLE_EVERY
+            fd = None if due else self._current()
+            if fd is None:
+                self._save_durable(data)
+                return True
+            if self._fs.pwrite(fd, data, SLOT) == len(data):
                 self._last = data
-                if self._synced_at is None or time.monotonic() - self._synced_at >= DURABLE_EVERY:
-                    self._save_durable(fd, data)
                 return True
         except (OSError, AsupError):
             pass
@@ -133,47 +134,44 @@ class HeadFile:
             self._fs.unlink(self.path.name, dir_fd=self._dir_fd)
         return False
 
-    def _current(self) -> int:
-        """The open file, reopened (or recreated) unless the name still points to it."""
+    def _current(self) -> int | None:
+        """The open file while its name still points to it (reopened if the name moved to
+        another of asup's files); None when there is none to write in place."""
         try:
             st = self._fs.stat(self.path.name, dir_fd=self._dir_fd, follow_symlinks=False)
         except FileNotFoundError:
-            st = None
-        if self._fd >= 0 and st is not None and (st.st_dev, st.st_ino) == self._id:
+            return None
+        if self._fd >= 0 and (st.st_dev, st.st_ino) == self._id:
             return self._fd
         self.close()
-        if st is not None and not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1):
-            self._fs.unlink(self.path.name, dir_fd=self._dir_fd)  # not asup's: never written through
-        try:
-            fd = self._fs.open(self.path.name, os.O_RDWR | os.O_NOFOLLOW, dir_fd=self._dir_fd)
-        except FileNotFoundError:
-            fd = self._fs.open(self.path.name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self._dir_fd)
-            self._created, self._synced_at = True, None
+        if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == 2 * SLOT):
+            return None  # not asup's two-slot file: the durable save replaces it, never writes through it
+        fd = self._fs.open(self.path.name, os.O_RDWR | os.O_NOFOLLOW, dir_fd=self._dir_fd)
         opened = self._fs.fstat(fd)
-        if not (stat.S_ISREG(opened.st_mode) and opened.st_nlink == 1):
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or opened.st_nlink != 1:
             self._fs.close(fd)
-            raise AsupError(ErrorCode.USAGE, "the head record is not asup's file", file=str(self.path))
+            return None
         self._fd, self._id = fd, (opened.st_dev, opened.st_ino)
         return fd
 
     def sync(self) -> None:
         """Make the last save durable (a writer does at close); a failure loses only a cache."""
-        if self._fd >= 0 and self._last is not None:
-            with contextlib.suppress(OSError):
-                self._save_durable(self._fd, self._last)
+        if self._last is not None:
+            with contextlib.suppress(AsupError):
+                self._save_durable(self._last)
 
-    def _save_durable(self, fd: int, data: bytes) -> None:
+    def _save_durable(self, data: bytes) -> None:
         # Now and then, not per batch: under a power cut that garbles unsynced writes, a durable
-        # mark (even one that lags) is what tells a garbled tail from an acknowledged record. The
-        # record goes to the durable slot not written last time, then everything is fsynced: a
-        # cut during this save can garble that slot and the hot one, never the other durable one.
-        self._fs.pwrite(fd, data, SLOT * (1 + self._durable_slot))
-        self._durable_slot ^= 1
-        self._fs.fsync(fd)
-        if self._created:
-            self._fs.fsync(self._dir_fd)
-            self._created = False
-        self._synced_at = time.monotonic()
+        # mark (even one that lags) is what tells a garbled tail from an acknowledged record.
+        # The whole file is replaced (fsynced, renamed, directory fsynced), with the record in
+        # both slots; a cut before the rename leaves the previous file whole.
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            st = self._fs.stat(self.path.name, dir_fd=self._dir_fd, follow_symlinks=False)
+            if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1):
+                self._fs.unlink(self.path.name, dir_fd=self._dir_fd)  # not asup's: removed, never written through
+        write_atomic(self.path, data + data, sync=True, fs=self._fs)
+        self._synced_at, self._last = time.monotonic(), None
 
     def close(self) -> None:
         if self._fd >= 0:
