@@ -157,7 +157,7 @@ class HeadFile:
     def sync(self) -> None:
         """Make the last save durable (a writer does at close); a failure loses only a cache."""
         if self._last is not None:
-            with contextlib.suppress(AsupError):
+            with contextlib.suppress(AsupError, OSError):
                 self._save_durable(self._last)
 
     def _save_durable(self, data: bytes) -> None:
