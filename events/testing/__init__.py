@@ -5,6 +5,8 @@ the same helpers:
 - `MemoryLog`: the in-memory twin of the JSONL log (the same bytes, no file);
 - `StepClock`: a deterministic clock to inject, so records and their digests repeat;
 - `transition`, `tags`, `close_iterator`: small builders and readers for log tests;
+- `FaultyFS`: the file system seam that fails at call N, writes short, or cuts the
+  power (`events.testing.faulty_fs`); `PowerCut` is what its calls raise after a cut;
 - `events.testing.store_contract.StoreContract`: the contract every log store passes
   (that module needs pytest; this one does not).
 """
@@ -17,9 +19,10 @@ from events.clock import Clock, StepClock
 from events.memory_log import MemoryLog
 from events.payloads import Transition
 from events.record import Record
+from events.testing.faulty_fs import FaultyFS, PowerCut
 from events.vocabulary import State, Trigger
 
-__all__ = ["Clock", "MemoryLog", "StepClock", "close_iterator", "tags", "transition"]
+__all__ = ["Clock", "FaultyFS", "MemoryLog", "PowerCut", "StepClock", "close_iterator", "tags", "transition"]
 
 
 def transition(tag: str, cursor: int = 0) -> Transition:
