@@ -86,6 +86,7 @@ class Call:
     name: str  # the path's last part
     detail: str
     path: str
+    ino: int = 0  # the inode of the descriptor's file, for a call on a descriptor (which a rename keeps)
 
 
 @dataclass
@@ -282,19 +283,20 @@ class FaultyFS(FileSystem):
         return fd
 
     def close(self, fd: int) -> None:
-        handle = self._fds.pop(fd, None)
-        path = handle.path if handle else Path(f"fd:{fd}")
+        handle = self._fds.get(fd)
         if self.dead and handle is None:  # close_all() released it already; the number may be reused
-            self._enter("close", path, f"fd {fd}")
+            self._enter("close", self._path(fd), f"fd {fd}")
         try:
-            self._enter("close", path, f"fd {fd}")
+            self._enter("close", self._path(fd), f"fd {fd}", fd=fd)
         except BaseException:
+            self._fds.pop(fd, None)
             _quiet_close(fd)  # a failed close still frees the descriptor (Linux)
             raise
+        self._fds.pop(fd, None)
         self.inner.close(fd)
 
     def write(self, fd: int, data: bytes | memoryview) -> int:
-        plan = self._enter("write", self._path(fd), f"{len(data)} bytes")
+        plan = self._enter("write", self._path(fd), f"{len(data)} bytes", fd=fd)
         if plan is None:
             return self.inner.write(fd, data)
         keep = plan.keep if plan.keep is not None else len(data) // 2
@@ -304,21 +306,21 @@ class FaultyFS(FileSystem):
         return self.inner.write(fd, memoryview(data)[:keep])
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
-        self._enter("pread", self._path(fd), f"{size} at {offset}")
+        self._enter("pread", self._path(fd), f"{size} at {offset}", fd=fd)
         return self.inner.pread(fd, size, offset)
 
     def fsync(self, fd: int) -> None:
         handle = self._fds.get(fd)
-        self._enter("fsync", self._path(fd), "directory" if handle and handle.is_dir else "")
+        self._enter("fsync", self._path(fd), "directory" if handle and handle.is_dir else "", fd=fd)
         self.inner.fsync(fd)
         self._synced(fd, handle)
 
     def ftruncate(self, fd: int, size: int) -> None:
-        self._enter("ftruncate", self._path(fd), f"to {size}")
+        self._enter("ftruncate", self._path(fd), f"to {size}", fd=fd)
         self.inner.ftruncate(fd, size)
 
     def fstat(self, fd: int) -> os.stat_result:
-        self._enter("fstat", self._path(fd), "")
+        self._enter("fstat", self._path(fd), "", fd=fd)
         return self.inner.fstat(fd)
 
     def stat(self, path: PathArg, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> os.stat_result:
@@ -350,11 +352,11 @@ class FaultyFS(FileSystem):
         self.inner.unlink(path, dir_fd=dir_fd)
 
     def listdir(self, dir_fd: int) -> list[str]:
-        self._enter("listdir", self._path(dir_fd), "")
+        self._enter("listdir", self._path(dir_fd), "", fd=dir_fd)
         return self.inner.listdir(dir_fd)
 
     def flock(self, fd: int, operation: int) -> None:
-        self._enter("flock", self._path(fd), _flock_op(operation))
+        self._enter("flock", self._path(fd), _flock_op(operation), fd=fd)
         self.inner.flock(fd, operation)
 
     # --- the machinery -------------------------------------------------------------
@@ -370,16 +372,18 @@ class FaultyFS(FileSystem):
             raise ValueError("a fault's n counts from 1")
         self._plans.append(plan)
 
-    def _enter(self, op: str, path: Path, detail: str, *, also: Path | None = None) -> _Plan | None:
+    def _enter(self, op: str, path: Path, detail: str, *, also: Path | None = None, fd: int | None = None) -> _Plan | None:
         """Trace the call; raise what a fault or the dead power says; return a short write's plan."""
+        handle = self._fds.get(fd) if fd is not None else None
+        ino = handle.identity[1] if handle else 0
         if self.dead:
-            self.trace.append(Call(0, op, path.name, detail + " (after the power cut)", str(path)))
+            self.trace.append(Call(0, op, path.name, detail + " (after the power cut)", str(path), ino))
             raise PowerCut(f"{op} {path.name} after the power cut")
         paths = (path,) if also is None else (path, also)
         counted = op in self.ops and any(self.paths(p) for p in paths)
         if counted:
             self.count += 1
-        self.trace.append(Call(self.count if counted else 0, op, path.name, detail, str(path)))
+        self.trace.append(Call(self.count if counted else 0, op, path.name, detail, str(path), ino))
         if not counted:
             return None
         return self._fire([plan for plan in self._plans if plan.due(op, paths)], op, path)

@@ -364,3 +364,13 @@ def test_cut_at_n_cuts_the_power_before_that_call(tmp_path: Path) -> None:
 def test_an_unknown_cut_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cut mode"):
         FaultyFS().power_cut("fire")  # type: ignore[arg-type]
+
+
+def test_calls_on_a_descriptor_carry_its_inode_across_a_rename(tmp_path: Path) -> None:
+    fs = FaultyFS()
+    fd = fs.open(tmp_path / "f.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    fs.replace(tmp_path / "f.tmp", tmp_path / "f")
+    fs.fsync(fd)
+    fs.close(fd)
+    ino = (tmp_path / "f").stat().st_ino
+    assert [(c.op, c.name, c.ino) for c in fs.trace[1:]] == [("replace", "f", 0), ("fsync", "f", ino), ("close", "f", ino)]
