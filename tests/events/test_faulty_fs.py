@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from events.fs import OS, write_all
+from events.atomic import write_all, write_atomic
+from events.errors import AsupError
+from events.fs import OS
 from events.testing import FaultyFS, PowerCut
+from events.testing.faulty_fs import CUT_MODES, Call, CutMode
 
 APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY
@@ -21,7 +24,7 @@ DIRECTORY = os.O_RDONLY | os.O_DIRECTORY
 def _append(fs: FaultyFS, path: Path, data: bytes, *, sync: bool = True) -> None:
     fd = fs.open(path, APPEND)
     try:
-        write_all(fs, fd, memoryview(data))
+        write_all(fd, memoryview(data), fs)
         if sync:
             fs.fsync(fd)
     finally:
@@ -41,7 +44,7 @@ def _replace(fs: FaultyFS, path: Path, data: bytes, *, sync: bool) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        write_all(fs, fd, memoryview(data))
+        write_all(fd, memoryview(data), fs)
         if sync:
             fs.fsync(fd)
     finally:
@@ -193,7 +196,7 @@ def test_short_writes_alone_are_completed_by_write_all(tmp_path: Path) -> None:
     fd = fs.open(path, APPEND)
     for n in (1, 2, 3):  # each counts writes from its arming: the 1st, 2nd and 3rd write
         fs.short_write_at(n, keep=2, then=None)
-    write_all(fs, fd, memoryview(b"abcdefghij"))
+    write_all(fd, memoryview(b"abcdefghij"), fs)
     fs.close(fd)
     assert path.read_bytes() == b"abcdefghij"
     assert [c.detail for c in fs.calls("write")] == ["10 bytes", "8 bytes", "6 bytes", "4 bytes"]
@@ -374,3 +377,77 @@ def test_calls_on_a_descriptor_carry_its_inode_across_a_rename(tmp_path: Path) -
     fs.close(fd)
     ino = (tmp_path / "f").stat().st_ino
     assert [(c.op, c.name, c.ino) for c in fs.trace[1:]] == [("replace", "f", 0), ("fsync", "f", ino), ("close", "f", ino)]
+
+
+# --- through events.atomic.write_atomic ------------------------------------------------------
+
+
+def _atomic_calls(tmp_path: Path, *, sync: bool) -> list[Call]:
+    target = tmp_path / "count" / "state.json"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    fs = FaultyFS()
+    write_atomic(target, b"new", sync=sync, fs=fs)
+    return fs.trace
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["once", "for-good"])
+def test_write_atomic_failing_at_any_call_leaves_the_old_bytes_or_the_new(tmp_path: Path, persistent: bool) -> None:
+    """At every call of a replace: an AsupError (never a bare OSError), and the target old or new, never a mix;
+    after a single fault no temp file is left either."""
+    calls = _atomic_calls(tmp_path, sync=True)
+    assert [c.op for c in calls] == ["open", "stat", "open", "write", "fsync", "close", "replace", "fsync", "close"]
+    for n, call in enumerate(calls, 1):
+        directory = tmp_path / f"run-{n}"
+        directory.mkdir()
+        target = directory / "state.json"
+        target.write_bytes(b"old")
+        fs = FaultyFS()
+        fs.fail_at(n, persistent=persistent)
+        try:
+            write_atomic(target, b"new", fs=fs)
+        except AsupError:
+            pass
+        else:  # only a failed close of the read-only directory descriptor may pass unreported: it loses nothing
+            assert call.op == "close", f"a fault at call {n} ({call.op}) went unreported"
+        assert target.read_bytes() in (b"old", b"new"), f"call {n} ({call.op})"
+        if not persistent:
+            assert sorted(p.name for p in directory.iterdir()) == ["state.json"], f"call {n} ({call.op}) left a temp file"
+        fs.close_all()
+
+
+@pytest.mark.parametrize("names", [True, False], ids=["names-undone", "names-kept"])
+@pytest.mark.parametrize("mode", CUT_MODES)
+def test_write_atomic_cut_at_any_call_leaves_the_old_bytes_or_the_new(tmp_path: Path, mode: CutMode, names: bool) -> None:
+    """RELIABILITY row 4: a crash at every point of tmp -> fsync -> rename -> fsync(dir) leaves old or new, never partial."""
+    calls = _atomic_calls(tmp_path, sync=True)
+    for n in range(1, len(calls) + 2):  # len + 1: the cut comes after the last call
+        directory = tmp_path / f"run-{n}"
+        directory.mkdir()
+        target = directory / "state.json"
+        target.write_bytes(b"old")
+        fs = FaultyFS(seed=n)
+        if n <= len(calls):
+            fs.cut_at(n, mode, names=names)
+            with pytest.raises(PowerCut):
+                write_atomic(target, b"new", fs=fs)
+            fs.close_all()
+        else:
+            write_atomic(target, b"new", fs=fs)
+            fs.power_cut(mode, names=names)
+        assert target.read_bytes() in (b"old", b"new"), f"cut before call {n}"
+    assert (tmp_path / f"run-{len(calls) + 1}" / "state.json").read_bytes() == b"new"
+
+
+def test_write_atomic_without_sync_promises_nothing_across_a_cut(tmp_path: Path) -> None:
+    """sync=False (the head record, the writer index): after a cut the old file is back, or,
+    where the rename reached the disk but the bytes did not, an empty one: a cache only."""
+    outcomes = []
+    for names in (True, False):
+        target = tmp_path / f"{names}.json"
+        target.write_bytes(b"old")
+        fs = FaultyFS()
+        write_atomic(target, b"new", sync=False, fs=fs)
+        fs.power_cut("drop", names=names)
+        outcomes.append(target.read_bytes())
+    assert outcomes == [b"old", b""]
