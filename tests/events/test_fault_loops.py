@@ -11,8 +11,9 @@ and in order; nothing else is there but events of the batches that failed, each 
 absent (a prefix when the fault was persistent, as the writer could then not cut it back).
 
 The power-cut loops cut the power at seeded random calls of a run of batches (durability
-batch) and at every call of a repairing open, in each cut mode, and check the same, and
-that what a repair quarantined holds nothing acknowledged.
+batch) and at every call of a repairing open, in each cut mode, with the names not yet
+fsynced into their directory lost or kept (kept: what a killed process leaves), and check
+the same, and that what a repair quarantined holds nothing acknowledged.
 
 Every run of a loop is tried; the failures are reported together, one line each.
 """
@@ -298,7 +299,10 @@ def _check_repaired(path: Path, history: History, fault: Fault) -> None:
     for repair in repairs:
         kept = path.with_name(repair.quarantine)
         assert kept.exists(), f"{repair.quarantine} is named by log_repaired but missing"
-        assert digest_bytes(kept.read_bytes()) == repair.torn_digest
+        held = kept.read_bytes()
+        assert digest_bytes(held) == repair.torn_digest, (
+            f"{repair.quarantine} holds {len(held)} bytes, not the {repair.length} bytes its log_repaired ({repair.reason}) names"
+        )
     assert any(path.with_name(r.quarantine).read_bytes() == TORN for r in repairs), "the torn bytes were not kept"
     assert len({r.quarantine for r in repairs}) == len(repairs), "one quarantine file recorded twice"
 
@@ -446,8 +450,9 @@ def test_power_cut_at_random_calls_of_appends_loses_nothing_acknowledged(tmp_pat
     assert repaired or mode == "drop", "no cut left a tail to repair: the loop tested nothing of it"
 
 
+@pytest.mark.parametrize("names", [True, False], ids=["names-undone", "names-kept"])
 @pytest.mark.parametrize("mode", CUT_MODES)
-def test_power_cut_at_every_call_of_a_repair_keeps_the_torn_bytes(tmp_path: Path, mode: CutMode) -> None:
+def test_power_cut_at_every_call_of_a_repair_keeps_the_torn_bytes(tmp_path: Path, mode: CutMode, names: bool) -> None:
     template = log_in(tmp_path, "template")
     before = _with_torn_tail(template)
     counting = FaultyFS()
@@ -457,7 +462,7 @@ def test_power_cut_at_every_call_of_a_repair_keeps_the_torn_bytes(tmp_path: Path
     for n in points:
         path = log_in(tmp_path, f"run-{n}", template)
         fs = FaultyFS(seed=n)
-        fs.cut_at(n, mode)
+        fs.cut_at(n, mode, names=names)
         try:
             with pytest.raises(PowerCut):
                 JsonlLog.open(path, fs=fs).close()
