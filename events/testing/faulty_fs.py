@@ -27,10 +27,11 @@ the last `fsync` of a descriptor of that directory (as found, before that). A cu
 the real files of every directory the harness has touched to what a crash could leave:
 
 - "drop": every file back to its durable bytes;
-- "zero" / "garbage": the durable bytes, then the unsynced part grown since filled with NUL
+- "zero" / "garbage": the unsynced range (from the first byte that differs from the
+  durable bytes to the end: what was appended or rewritten in place since) filled with NUL
   bytes / seeded random bytes (ALICE's weakest model: the size reached the disk, the data
   did not);
-- "torn": the durable bytes and a seeded random prefix of what was appended since;
+- "torn": a seeded random prefix of the unsynced range reached the disk, the rest did not;
 
 and with `names=True` (the default) a name created, linked or renamed since its
 directory's last fsync is undone: a new name vanishes, a replaced one shows its old file
@@ -38,8 +39,8 @@ again (with that file's durable bytes). `names=False` keeps every name as it is 
 a cut the "process" is gone: every later call raises `PowerCut` (a `close` still releases
 the real descriptor), and `close_all()` releases whatever is still open, so the test can
 reopen the files through the real OS in the same process. Not modelled: reordering inside
-one file's unsynced bytes, writes into the middle of a file after its fsync other than by
-truncation, and fsyncgate's pages dropped by a failed fsync (a failed fsync simply leaves
+one file's unsynced bytes, sector atomicity (a "torn" rewrite may end mid-sector), and
+fsyncgate's pages dropped by a failed fsync (a failed fsync simply leaves
 the durable bytes where they were; that the log never retries one is for the trace to
 show). The files under test are small: the harness reads them whole.
 """
@@ -59,12 +60,13 @@ from typing import Literal, TypeVar
 
 from events.fs import OS, FileSystem, PathArg
 
-__all__ = ["ALL_OPS", "CUT_MODES", "MUTATING_OPS", "Call", "CutMode", "FaultyFS", "PowerCut"]
+__all__ = ["ALL_OPS", "CUT_MODES", "MUTATING_OPS", "WRITE_OPS", "Call", "CutMode", "FaultyFS", "PowerCut"]
 
 ALL_OPS: frozenset[str] = frozenset(
-    {"open", "close", "write", "pread", "fsync", "ftruncate", "fstat", "stat", "link", "replace", "unlink", "listdir", "flock"}
+    {"open", "close", "write", "pread", "pwrite", "fsync", "ftruncate", "fstat", "stat", "link", "replace", "unlink", "listdir", "flock"}
 )
-MUTATING_OPS: frozenset[str] = frozenset({"open", "write", "fsync", "ftruncate", "link", "replace", "unlink"})
+MUTATING_OPS: frozenset[str] = frozenset({"open", "write", "pwrite", "fsync", "ftruncate", "link", "replace", "unlink"})
+WRITE_OPS: frozenset[str] = frozenset({"write", "pwrite"})
 CutMode = Literal["drop", "zero", "garbage", "torn"]
 CUT_MODES: tuple[CutMode, ...] = ("drop", "zero", "garbage", "torn")
 
@@ -224,9 +226,10 @@ class FaultyFS(FileSystem):
         self._arm(_Plan("fail", n, self._ops(ops), _path_filter(paths), error=error, persistent=persistent))
 
     def short_write_at(self, n: int, *, keep: int | None = None, then: int | None = errno.ENOSPC, paths: PathFilter = None) -> None:
-        """The n-th counted write from now writes only `keep` bytes (default: half, at
-        least one, fewer than asked); unless `then` is None the next write raises it."""
-        self._arm(_Plan("short", n, frozenset({"write"}), _path_filter(paths), keep=keep, then=then))
+        """The n-th counted write (`write` or `pwrite`) from now writes only `keep` bytes
+        (default: half, at least one, fewer than asked); unless `then` is None the next
+        write raises it."""
+        self._arm(_Plan("short", n, WRITE_OPS, _path_filter(paths), keep=keep, then=then))
 
     def cut_at(self, n: int, mode: CutMode = "drop", *, names: bool = True, ops: Collection[str] | None = None) -> None:
         """The power goes just before the n-th counted call (of `ops`) from now: the cut
@@ -299,11 +302,21 @@ class FaultyFS(FileSystem):
         plan = self._enter("write", self._path(fd), f"{len(data)} bytes", fd=fd)
         if plan is None:
             return self.inner.write(fd, data)
+        return self.inner.write(fd, self._shortened(plan, data))
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        plan = self._enter("pwrite", self._path(fd), f"{len(data)} bytes at {offset}", fd=fd)
+        if plan is None:
+            return self.inner.pwrite(fd, data, offset)
+        return self.inner.pwrite(fd, bytes(self._shortened(plan, data)), offset)
+
+    def _shortened(self, plan: _Plan, data: bytes | memoryview) -> memoryview:
+        """The part of `data` a short write takes; arms the fault that follows it."""
         keep = plan.keep if plan.keep is not None else len(data) // 2
         keep = min(max(keep, 1), max(len(data) - 1, 1))
         if plan.then is not None:
-            self._arm(_Plan("fail", 1, frozenset({"write"}), plan.paths, error=plan.then))
-        return self.inner.write(fd, memoryview(data)[:keep])
+            self._arm(_Plan("fail", 1, WRITE_OPS, plan.paths, error=plan.then))
+        return memoryview(data)[:keep]
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         self._enter("pread", self._path(fd), f"{size} at {offset}", fd=fd)
@@ -467,17 +480,28 @@ class FaultyFS(FileSystem):
 
 
 def _after_cut(synced: bytes, now: bytes, mode: CutMode, rng: random.Random) -> bytes:
-    """What a crash leaves of a file that holds `now` and whose last fsync saw `synced`."""
-    grown = len(now) - len(synced)
-    if mode == "drop" or grown <= 0:
+    """What a crash leaves of a file that holds `now` and whose last fsync saw `synced`.
+
+    The unsynced range runs from the first byte where they differ to the end of `now`
+    (appended bytes, and bytes rewritten in place); a file cut shorter since its fsync
+    comes back whole (the cut was not durable either)."""
+    if mode == "drop" or len(now) < len(synced) or now == synced:
         return synced
+    first = _common_prefix(synced, now)
+    changed = len(now) - first
     if mode == "zero":
-        return synced + bytes(grown)
+        return now[:first] + bytes(changed)
     if mode == "garbage":
-        return synced + rng.randbytes(grown)
-    if not now.startswith(synced):  # "torn" keeps a prefix of appended bytes only
-        return synced
-    return now[: len(synced) + rng.randrange(grown + 1)]
+        return now[:first] + rng.randbytes(changed)
+    kept = first + rng.randrange(changed + 1)  # "torn": a prefix of the new bytes reached the disk
+    return now[:kept] + synced[kept:]
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _path_filter(paths: PathFilter) -> Callable[[Path], bool]:

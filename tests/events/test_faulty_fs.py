@@ -266,6 +266,49 @@ def test_torn_keeps_a_prefix_of_what_was_appended(tmp_path: Path) -> None:
     assert len(kept) > 3  # the cut lands at different points for different seeds
 
 
+def _rewrite_in_place(fs: FaultyFS, path: Path, data: bytes) -> None:
+    fd = fs.open(path, os.O_RDWR)
+    try:
+        assert fs.pwrite(fd, data, 0) == len(data)
+    finally:
+        fs.close(fd)
+
+
+@pytest.mark.parametrize("mode", CUT_MODES)
+def test_a_rewrite_in_place_without_fsync_is_lost_or_damaged_by_a_cut(tmp_path: Path, mode: CutMode) -> None:
+    """A pwrite over durable bytes, never fsynced: drop brings the old bytes back, zero and
+    garbage fill the rewritten range from its first changed byte, torn keeps a prefix of it."""
+    path = tmp_path / "head.json"
+    path.write_bytes(b"same-old-bytes")
+    fs = FaultyFS(seed=5)
+    _rewrite_in_place(fs, path, b"same-new-BYTES")
+    fs.power_cut(mode)
+    after = path.read_bytes()
+    assert len(after) == 14 and after.startswith(b"same-")
+    expected = {"drop": b"same-old-bytes", "zero": b"same-" + bytes(9)}
+    if mode in expected:
+        assert after == expected[mode]
+    elif mode == "garbage":
+        assert after[5:] not in (b"old-bytes", b"new-BYTES")
+    else:
+        assert any(after == b"same-new-BYTES"[:k] + b"same-old-bytes"[k:] for k in range(5, 15))
+
+
+def test_a_short_pwrite_then_enospc(tmp_path: Path) -> None:
+    path = tmp_path / "head.json"
+    path.write_bytes(b"." * 8)
+    fs = FaultyFS()
+    fd = fs.open(path, os.O_RDWR)
+    fs.short_write_at(1)
+    assert fs.pwrite(fd, b"abcdefgh", 0) == 4
+    with pytest.raises(OSError) as info:
+        fs.pwrite(fd, b"efgh", 4)
+    assert info.value.errno == errno.ENOSPC
+    fs.close(fd)
+    assert path.read_bytes() == b"abcd...."
+    assert fs.calls("pwrite")[0].detail == "8 bytes at 0"
+
+
 def test_a_new_name_without_a_directory_fsync_is_gone_after_a_cut(tmp_path: Path) -> None:
     fs = FaultyFS()
     _append(fs, tmp_path / "kept.log", b"k")
