@@ -44,7 +44,7 @@ from events.store import Pending, pending_for
 from events.vocabulary import Durability
 
 ID_WINDOW = DEFAULT_ID_WINDOW
-INDEX_EVERY = 8 << 20  # bytes appended between writer-index saves (at least twice the index's size)
+INDEX_EVERY = 32 << 20  # bytes appended between writer-index saves (and at least 8x the index's own size)
 RETRIES = 5  # full verifies in a row before a writer gives up on a log that keeps changing
 HEADER_START = b'{"type":"log_created","v":'
 
@@ -438,7 +438,7 @@ class JsonlLog(ChainHeads):
         self._head.save(head_record.make(self._chain.log_id, self._chain.last_seq, self._chain.last_h, st))
 
     def _maybe_save_index(self, batch: Batch) -> None:
-        if self._size - self._indexed_at >= max(INDEX_EVERY, 2 * self._index_cost):
+        if self._size - self._indexed_at >= max(INDEX_EVERY, 8 * self._index_cost):
             self._save_index()
 
     def _save_index(self) -> None:
