@@ -20,7 +20,7 @@ from events.fs import OS, FileSystem
 
 DEFAULT_TIMEOUT = 30.0  # seconds: ordinary concurrent use never sees `log_locked`
 UNTRUSTED_LOCKS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "ncpfs"})
-_POLL_FIRST, _POLL_MAX = 0.0005, 0.02
+_POLL_FIRST, _POLL_MAX = 0.0002, 0.005  # short polls: a writer waiting on busy peers is not starved for long
 _timeout: ContextVar[float] = ContextVar("asup_lock_timeout", default=DEFAULT_TIMEOUT)
 
 
