@@ -1,10 +1,10 @@
-# make run | test | lint | bench | wheel-check — each creates .venv from requirements.lock on first use.
+# make run | test | soak | lint | bench | wheel-check — each creates .venv from requirements.lock on first use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench wheel-check clean
+.PHONY: run test soak lint bench wheel-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# the SIGKILL crash loops (tests marked `crash`) at >= 1,000 iterations each; the counts they ran close the output
+soak: $(STAMP)
+	ASUP_SOAK=1 $(BIN)/pytest -m crash
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
