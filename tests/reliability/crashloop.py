@@ -85,11 +85,14 @@ def encode_ack(number: int, positions: list[Position]) -> bytes:
     return line
 
 
-def append_until_killed(path: Path, seed: int, prefix: str, ack_fd: int) -> None:
-    """A writer: open the log (durability batch: an append returns after its fsync), append until killed."""
+def append_until_killed(path: Path, seed: int, prefix: str, go_fd: int, ack_fd: int) -> None:
+    """A writer: open the log (durability batch: an append returns after its fsync), then
+    (given a `go_fd`, once the parent writes to it) append until killed."""
     rng = random.Random(seed)
     log = JsonlLog.open(path)
     os.write(ack_fd, b"ready\n")
+    if go_fd >= 0:
+        os.read(go_fd, 1)
     number = 0
     while True:
         positions = log.append_batch(make_batch(rng, prefix, number))
@@ -159,15 +162,27 @@ class Child:
 class Writer:
     """A writer process (`append_until_killed`) and, once killed, the acks it reported."""
 
-    def __init__(self, path: Path, seed: int, prefix: str) -> None:
+    def __init__(self, path: Path, seed: int, prefix: str, *, gated: bool = False) -> None:
+        """`gated`: the writer waits after opening until `go()`."""
         assert "-" not in prefix, "writer_of() splits a tag at its first '-'"
         self.seed = seed
         self.prefix = prefix
-        self.child = Child(append_until_killed, path, seed, prefix)
+        go_read, self._go = os.pipe() if gated else (-1, -1)
+        self.child = Child(append_until_killed, path, seed, prefix, go_read)
+        if gated:
+            os.close(go_read)
         self.acks: list[AckLine] = []
+
+    def go(self) -> None:
+        os.write(self._go, b"g")
+        os.close(self._go)
+        self._go = -1
 
     def kill(self) -> Writer:
         lines = self.child.kill()
+        if self._go >= 0:
+            os.close(self._go)
+            self._go = -1
         self.acks = [msgspec.json.decode(line, type=AckLine) for line in lines if line != b"ready"]
         return self
 
@@ -251,7 +266,9 @@ class LogChecker:
         for name, repaired in self.repairs.items():
             assert name in files, f"log_repaired names {name}, which is not there"
             torn = (self.path.parent / name).read_bytes()
-            assert (len(torn), digest_bytes(torn)) == (repaired.length, repaired.torn_digest), name
+            assert (len(torn), digest_bytes(torn)) == (repaired.length, repaired.torn_digest), (
+                f"{name} holds {len(torn)} bytes; its log_repaired record says {repaired.length} ({repaired.reason})"
+            )
             tags = {match.decode() for match in _TAG.findall(torn)}
             assert not tags & acked, f"{name} holds acknowledged events: {sorted(tags & acked)[:5]}"
             assert len({writer_of(tag) for tag in tags}) <= 1, f"{name} holds the batches of several writers: {sorted(tags)[:5]}"

@@ -1,11 +1,11 @@
 """Several writer processes on one log, SIGKILLed at random and replaced: nothing acknowledged is lost.
 
-Each round starts WRITERS processes, each with its own `JsonlLog.open` of the same log,
-appending seeded random batches to a few shared streams (so every batch has to catch up
-with the others' appends to extend the chains). At seeded random moments the parent
-SIGKILLs one of them and starts a replacement, which opens the log while the others
-append (and may find, and repair, the torn tail its predecessor left); at the end of the
-round it kills the rest. Then it reopens the log and checks every writer's acks (present
+Each round starts WRITERS processes, each with its own `JsonlLog.open` of the same log;
+once all have opened, they append seeded random batches at once to a few shared streams
+(so every batch has to catch up with the others' appends to extend the chains). At seeded
+random moments the parent SIGKILLs one of them and starts a replacement, which opens the
+log while the others append (and may find, and repair, the torn tail its predecessor
+left, or be killed doing so); at the end of the round it kills the rest. Then it reopens the log and checks every writer's acks (present
 exactly once at the acked seq with the payload; unacked events absent or a prefix of the
 batch in flight), seqs contiguous and chains unbroken, a clean `verify_log`, at most one
 quarantined tail per killed process, each holding one writer's unacknowledged bytes, and a
@@ -17,6 +17,7 @@ A new log every ROUNDS_PER_LOG rounds keeps each round's reopen and verify cheap
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,8 +48,8 @@ class Round:
         self.live: list[Writer] = []
         self.done: list[Writer] = []
 
-    def start(self) -> Writer:
-        writer = Writer(self.path, self.rng.randrange(1 << 32), f"r{self.number}w{self.started}")
+    def start(self, gated: bool = False) -> Writer:
+        writer = Writer(self.path, self.rng.randrange(1 << 32), f"r{self.number}w{self.started}", gated=gated)
         self.started += 1
         self.live.append(writer)
         return writer
@@ -59,15 +60,15 @@ class Round:
 
     def run(self, counts: Counter[str]) -> None:
         for _ in range(WRITERS):
-            self.start()
+            self.start(gated=True)
+        for writer in self.live:  # all open before any appends, then all append at once
+            writer.child.wait_for_lines(1)
         for writer in self.live:
-            writer.child.wait_for_lines(1)  # all open at once before the first crash
+            writer.go()
         for _ in range(self.rng.randint(1, MAX_KILLS)):
             time.sleep(self.rng.uniform(0, MAX_KILL_DELAY))  # the crash moment
             self.kill(self.rng.choice(self.live))
-            replacement = self.start()
-            if self.rng.random() < 0.7:  # otherwise it may die while opening (and repairing) the log
-                replacement.child.wait_for_lines(1)
+            self.start()  # opens (and may repair) while the others append; it may die doing so
         time.sleep(self.rng.uniform(0, MAX_KILL_DELAY))
         for writer in list(self.live):
             self.kill(writer)
@@ -100,7 +101,9 @@ def test_concurrent_writers_sigkilled_at_random_lose_no_acknowledged_event(tmp_p
         if number % ROUNDS_PER_LOG == 0:
             if checker is not None:
                 checker.full_verify()
-            path = tmp_path / f"multi-{number // ROUNDS_PER_LOG}.jsonl"
+                shutil.rmtree(checker.path.parent)  # a soak would otherwise leave gigabytes behind
+            path = tmp_path / f"log-{number // ROUNDS_PER_LOG}" / "multi.jsonl"
+            path.parent.mkdir()
             JsonlLog.open(path).close()
             checker = LogChecker(path)
             checker.scan_new()
