@@ -126,9 +126,9 @@ def _check_opened(sweep: Sweep, offset: int, with_head: bool, outcome: LogRepair
 
 
 @pytest.mark.parametrize("with_head", [True, False], ids=["head-record", "no-head-record"])
-def test_every_cut_of_the_last_records_is_repaired_refused_or_left(tmp_path: Path, with_head: bool) -> None:
+def test_every_cut_of_the_last_records_is_repaired_refused_or_left(memory_dir: Path, with_head: bool) -> None:
     """Beyond the mark: repaired; into acknowledged bytes: refused as a rollback; no head record: only a partial line is torn."""
-    sweep = Sweep(tmp_path / "log")
+    sweep = Sweep(memory_dir / "log")
     counts: Counter[str] = Counter()
     for offset in range(sweep.first, len(sweep.full)):
         context = f"cut at byte {offset} (mark {sweep.mark}, {'with' if with_head else 'without'} head record)"
