@@ -12,6 +12,7 @@ processes: exit code, one line, no traceback, nothing recorded.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from runbook.batch_commands import _jobs
 from runbook.gates.fault import load_suite
 from tests.cli import run_asup
 from tests.corpus.inputs import INT64_MAX, forge, generated, inputs, last_line, must_refuse, suite
+from tests.reliability.crashloop import report
 
 LOG_CODES = {ErrorCode.CORRUPT_RECORD, ErrorCode.SCHEMA_UNSUPPORTED, ErrorCode.TORN_TAIL}
 
@@ -111,8 +113,10 @@ def _judge(reader: str, name: str, doc: bytes, tmp: Path) -> str | None:
 def test_every_corpus_input_gives_only_the_readers_own_error(reader: str, tmp_path: Path) -> None:
     """Each corpus input is accepted (a y_ or i_ file may be) or refused with the reader's own
     error code in one line; n_ files and generated bombs are always refused; no other exception."""
-    problems = [p for name, doc in inputs() if (p := _judge(reader, name, doc, tmp_path)) is not None]
+    every = list(inputs())
+    problems = [p for name, doc in every if (p := _judge(reader, name, doc, tmp_path)) is not None]
     assert not problems, f"{len(problems)} inputs mishandled by the {reader} reader:\n" + "\n".join(problems)
+    report(f"hostile JSON through the {reader} reader", Counter(inputs=len(every)))
 
 
 def test_the_corpus_holds_the_whole_suite() -> None:

@@ -43,6 +43,7 @@ from events.store import Pending
 from events.testing import FaultyFS, PowerCut, transition
 from events.testing.faulty_fs import CUT_MODES, MUTATING_OPS, Call, CutMode
 from events.vocabulary import Durability
+from tests.reliability.crashloop import report
 
 LOG = "log.jsonl"
 TORN = b'{"v":1,"seq":6,"stream":"a","sv":4,"type":"transition","da'  # a crash cut this line short
@@ -272,7 +273,7 @@ def _append_scenario(durability: Durability) -> Scenario:
 
 @pytest.mark.parametrize("durability", [Durability.BATCH, Durability.ALWAYS])
 def test_fail_at_n_during_an_append(tmp_path: Path, durability: Durability) -> None:
-    run_loop(tmp_path, _with_batches, _append_scenario(durability))
+    report(f"fail-at-N: an append ({durability})", Counter(faulted_runs=run_loop(tmp_path, _with_batches, _append_scenario(durability))))
 
 
 # --- (b) opening a log with a torn tail (repair) ---------------------------------------------------
@@ -308,7 +309,7 @@ def _check_repaired(path: Path, history: History, fault: Fault) -> None:
 
 
 def test_fail_at_n_while_opening_repairs_a_torn_tail(tmp_path: Path) -> None:
-    run_loop(tmp_path, _with_torn_tail, _open_scenario, _check_repaired)
+    report("fail-at-N: a repairing open", Counter(faulted_runs=run_loop(tmp_path, _with_torn_tail, _open_scenario, _check_repaired)))
 
 
 # --- (c) the head record saved after a batch, (d) the writer index --------------------------------
@@ -352,7 +353,10 @@ def _check_no_stale_mark(path: Path, history: History, fault: Fault) -> None:
 
 
 def test_fail_at_n_while_saving_the_head_record_never_fails_an_append(tmp_path: Path) -> None:
-    run_loop(tmp_path, _with_batches, _save_scenario, _check_no_stale_mark, paths=_is_head)
+    report(
+        "fail-at-N: head record saves",
+        Counter(faulted_runs=run_loop(tmp_path, _with_batches, _save_scenario, _check_no_stale_mark, paths=_is_head)),
+    )
 
 
 def _close_scenario(path: Path, fs: FaultyFS, step: Step) -> History:
@@ -368,7 +372,10 @@ def _close_scenario(path: Path, fs: FaultyFS, step: Step) -> History:
 
 
 def test_fail_at_n_while_saving_the_writer_index_never_fails_close(tmp_path: Path) -> None:
-    run_loop(tmp_path, _with_batches, _close_scenario, _check_save_never_failed_an_append, paths=_is_index)
+    report(
+        "fail-at-N: writer index saves",
+        Counter(faulted_runs=run_loop(tmp_path, _with_batches, _close_scenario, _check_save_never_failed_an_append, paths=_is_index)),
+    )
 
 
 # --- (e) creating a new log --------------------------------------------------------------------------
@@ -382,7 +389,7 @@ def _check_created(path: Path, history: History, fault: Fault) -> None:
 
 
 def test_fail_at_n_while_creating_a_log(tmp_path: Path) -> None:
-    run_loop(tmp_path, _new, _open_scenario, _check_created)
+    report("fail-at-N: creating a log", Counter(faulted_runs=run_loop(tmp_path, _new, _open_scenario, _check_created)))
 
 
 # --- power cuts -----------------------------------------------------------------------------------------
@@ -448,6 +455,7 @@ def test_power_cut_at_random_calls_of_appends_loses_nothing_acknowledged(tmp_pat
         repaired += any(path.parent.glob(LOG + ".torn-*"))
     assert not failures, f"{len(failures)} of 40 cuts failed:\n" + "\n".join(failures)
     assert repaired or mode == "drop", "no cut left a tail to repair: the loop tested nothing of it"
+    report(f"power cut during appends ({mode}, names {'undone' if names else 'kept'})", Counter(cuts=40, tails_repaired=repaired))
 
 
 @pytest.mark.parametrize("names", [True, False], ids=["names-undone", "names-kept"])
@@ -473,3 +481,4 @@ def test_power_cut_at_every_call_of_a_repair_keeps_the_torn_bytes(tmp_path: Path
         finally:
             fs.close_all()
     assert not failures, f"{len(failures)} of {len(points)} cuts failed:\n" + "\n".join(failures)
+    report(f"power cut at every call of a repair ({mode}, names {'undone' if names else 'kept'})", Counter(cuts=len(points)))

@@ -1,5 +1,4 @@
-"""The crash loops' iteration counts at the end of the run (what `make soak` prints), and a
-directory for tests that open a log thousands of times."""
+"""A directory for tests that open a log thousands of times."""
 
 from __future__ import annotations
 
@@ -9,19 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pytest import TerminalReporter
 
 from events.lock import filesystem_type
-from tests.reliability.crashloop import RAN
 
 SHM = Path("/dev/shm")
-
-
-def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
-    if RAN:
-        terminalreporter.section("crash loops")
-        for line in RAN:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture
