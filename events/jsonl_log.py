@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from events import head_record, lock, writer_index
+from events import head_record, lock, segments, writer_index
 from events.atomic import create_new, open_dir, read_small, settle_leftover, write_all, write_atomic
 from events.batch import Batch, plan
-from events.chain import DEFAULT_ID_WINDOW, ChainHeads, ChainState, Position
+from events.chain import DEFAULT_ID_WINDOW, ChainHeads, ChainState, Position, StreamHead
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes
 from events.errors import AsupError, ErrorCode, os_error
@@ -39,7 +39,8 @@ from events.fs import OS, FileSystem
 from events.head_record import HeadRecord, Stamps, stamps_of
 from events.payloads import Event, LogCreated, LogRepaired
 from events.record import HEADER_STREAM, LOG_SCHEMA, MAX_LINE, Record
-from events.scan import Problem, read_records, scan
+from events.scan import Problem, ScanResult, read_records, scan
+from events.schema import decode_line
 from events.store import Pending, pending_for
 from events.vocabulary import Durability
 
@@ -79,6 +80,7 @@ class JsonlLog(ChainHeads):
         self._fenced: str | None = None
         self._pending: list[LogRepaired] = []  # repairs whose records go out with the next batch
         self._synced = False  # this writer created the file whole (header and directory fsynced)
+        self._opening = True  # still in open(): a full verify may fork workers
         self._dir_fd = -1
         self._fd = -1
         self._head: head_record.HeadFile | None = None
@@ -122,6 +124,7 @@ class JsonlLog(ChainHeads):
         if verify and not self._synced:
             self._verify_all()
         self._locked_step(lambda: self._start(log_id))
+        self._opening = False
 
     def _open_or_create(self, log_id: str) -> int:
         try:
@@ -305,8 +308,7 @@ class JsonlLog(ChainHeads):
         """Outside the lock: verify the whole log from its first byte, as `asup log verify` does."""
         mark = head_record.load(self._real, self._fs)
         size = self._fs.fstat(self._fd).st_size
-        chain = ChainState(self._id_window)
-        result = scan(self._reader, chain, mark=None if mark is None else mark.size)
+        chain, result = self._verified_in_parallel(size) or self._verified_in_sequence(mark)
         problem = result.problem
         if mark is not None and size < mark.size and (problem is None or problem.reason == "no_newline"):
             raise head_record.rollback_error(self.path, size, mark.size, mark.last_seq)  # cut back, not damaged
@@ -325,6 +327,47 @@ class JsonlLog(ChainHeads):
                 seq=mark.last_seq,
             )
         self._chain, self._size, self._verified, self._stamps = chain, result.valid_size, True, None
+
+    def _verified_in_sequence(self, mark: HeadRecord | None) -> tuple[ChainState, ScanResult]:
+        chain = ChainState(self._id_window)
+        return chain, scan(self._reader, chain, mark=None if mark is None else mark.size)
+
+    def _verified_in_parallel(self, size: int) -> tuple[ChainState, ScanResult] | None:
+        """A big log verified on every core (`events.segments`), its heads taken from the
+        stitch and its recent ids from its last records; None when it is small, the file
+        calls go through a test's seam (the workers read the file themselves), the log is
+        already open (appends may run in a worker thread: no fork then), or anything is wrong
+        (the sequential scan then decides and reports)."""
+        if not self._opening or size < segments.PARALLEL_FROM or self._fs is not OS or segments.default_jobs() < 2:
+            return None
+        verdict = segments.verify_log(self._real, parallel_from=segments.PARALLEL_FROM)
+        if verdict.problem is not None or verdict.heads is None or verdict.log_id is None or verdict.segments < 2:
+            return None
+        chain = ChainState(self._id_window)
+        chain.log_id, chain.last_seq, chain.last_h = verdict.log_id, verdict.last_seq, verdict.last_h
+        chain.streams = {name: StreamHead(sv, h) for name, (sv, h) in verdict.heads.items()}
+        chain.remember_recent(self._last_ids(size))
+        return chain, ScanResult(verdict.records, size, None)
+
+    def _last_ids(self, size: int) -> list[tuple[str, str, int, int, int]]:
+        """(stream, id, seq, sv, offset) of the log's last `id_window` records (already verified)."""
+        if not self._id_window:
+            return []
+        start, block, base = size, 1 << 20, 0
+        bodies: list[bytes] = []
+        while start > 0 and len(bodies) <= self._id_window:
+            start = max(0, start - block)
+            block *= 2
+            data = self._fs.pread(self._fd, size - start, start)
+            cut = 0 if start == 0 else data.index(b"\n") + 1  # from the first whole line
+            bodies, base = data[cut:].split(b"\n")[:-1], start + cut
+        entries = []
+        for body in bodies:
+            record = decode_line(body)
+            if isinstance(record, Record):
+                entries.append((record.stream, record.id, record.seq, record.sv, base))
+            base += len(body) + 1
+        return entries[-self._id_window :]
 
     def _reader(self) -> BinaryIO:
         try:

@@ -46,6 +46,7 @@ class Verified(msgspec.Struct, frozen=True):
     last_h: str
     problem: Problem | None
     segments: int  # 1: scanned sequentially (also after any problem)
+    heads: dict[str, tuple[int, str]] | None = None  # stream -> (sv, h) at the end, when clean
 
 
 class Segment(msgspec.Struct, frozen=True):
@@ -157,7 +158,7 @@ def stitch(segments: list[Segment]) -> Verified | None:
                 return None
         heads.update(segment.heads)
         last_seq, last_h, records = segment.last_seq, segment.last_h, records + segment.records
-    return Verified(records, log_id, len(heads), last_seq, last_h, None, len(segments))
+    return Verified(records, log_id, len(heads), last_seq, last_h, None, len(segments), heads)
 
 
 def sequential(path: Path) -> Verified:
@@ -165,7 +166,8 @@ def sequential(path: Path) -> Verified:
     for _record in scanner:
         pass
     chain = scanner.chain
-    return Verified(scanner.records, chain.log_id, len(chain.streams), chain.last_seq, chain.last_h, scanner.problem, 1)
+    heads = {name: (head.sv, head.h) for name, head in chain.streams.items()} if scanner.problem is None else None
+    return Verified(scanner.records, chain.log_id, len(chain.streams), chain.last_seq, chain.last_h, scanner.problem, 1, heads)
 
 
 def default_jobs() -> int:

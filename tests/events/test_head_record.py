@@ -381,3 +381,38 @@ def test_a_removed_or_replaced_head_record_is_recreated_not_written_through(tmp_
         assert victim.read_bytes() == b"precious"
         mark = head_record.load(path)
         assert mark is not None and mark.last_seq == 4
+
+
+def test_an_untrusted_open_verified_in_parallel_has_the_sequential_heads_and_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no head record a big log is verified on several processes: the writer's heads, last
+    position and recent-id window are exactly what a sequential verify gives, and retries work."""
+    from events import segments
+
+    path = tmp_path / "log.jsonl"
+    _build(path, batches=40, per_batch=50)
+    monkeypatch.setattr(segments, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(segments, "default_jobs", lambda: 3)
+    verdicts: list[int] = []
+    real_verify = segments.verify_log
+
+    def spied(*args: object, **kwargs: object) -> segments.Verified:
+        verdict = real_verify(*args, **kwargs)  # type: ignore[arg-type]
+        verdicts.append(verdict.segments)
+        return verdict
+
+    monkeypatch.setattr(segments, "verify_log", spied)
+    states = []
+    for parallel in (True, False):
+        head_record.head_path(path).unlink(missing_ok=True)
+        writer_index.index_path(path).unlink(missing_ok=True)
+        monkeypatch.setattr(segments, "PARALLEL_FROM", 0 if parallel else 1 << 40)
+        log = JsonlLog.open(path, id_window=300)
+        chain = log._chain
+        states.append((chain.last_seq, chain.last_h, {k: (v.sv, v.h) for k, v in chain.streams.items()}, chain.recent_entries()))
+        log._abandon()
+    assert verdicts == [3], "the first open did not verify in segments"
+    assert states[0] == states[1]
+    assert len(states[0][3]) == 300
+    with JsonlLog.open(path) as log:
+        stream, event_id = states[0][3][-1][0], states[0][3][-1][1]
+        assert log.append_batch([Pending(stream, transition("again"), id=event_id)])[0].seq == states[0][0]

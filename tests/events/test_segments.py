@@ -625,8 +625,9 @@ THIRD = Segment(clean=True, records=1, first_seq=6, last_seq=6, last_h="h6", ent
 def test_stitch_links_hand_built_segments() -> None:
     """Segments that link (seq follows, each entry is (head sv + 1, head h) or (1, genesis) for a new stream)
     stitch to a Verified with the records summed, the union of streams and the last segment's seq and digest."""
-    assert stitch([FIRST, SECOND, THIRD]) == Verified(6, HAND, 3, 6, "h6", None, 3)
-    assert stitch([FIRST]) == Verified(3, HAND, 2, 3, "h3", None, 1)
+    heads = {"$log": (1, "h1"), "a": (4, "h6"), "b": (1, "h5")}
+    assert stitch([FIRST, SECOND, THIRD]) == Verified(6, HAND, 3, 6, "h6", None, 3, heads)
+    assert stitch([FIRST]) == Verified(3, HAND, 2, 3, "h3", None, 1, FIRST.heads)
 
 
 BROKEN_SEAMS = {
@@ -675,7 +676,9 @@ def test_stitch_of_real_segment_scans(base: Base, jobs: int) -> None:
     assert stitch(with_later(entries={**later.entries, stream: (sv, genesis(LOG_ID, stream))})) is None
     assert stitch(with_later(clean=False)) is None
     fresh = {"entries": {**later.entries, "fresh": (1, genesis(LOG_ID, "fresh"))}, "heads": {**later.heads, "fresh": (1, "hf")}}
-    assert stitch(with_later(**fresh)) == replace(want, streams=want.streams + 1, segments=jobs)
+    stitched = stitch(with_later(**fresh))
+    assert stitched is not None and stitched.heads is not None and stitched.heads["fresh"] == (1, "hf")
+    assert replace(stitched, heads=None) == replace(want, streams=want.streams + 1, segments=jobs, heads=None)
     assert stitch(with_later(entries={**fresh["entries"], "fresh": (1, genesis(OTHER_ID, "fresh"))}, heads=fresh["heads"])) is None
 
 
