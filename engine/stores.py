@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from blake3 import blake3
 from engine.layout import MANIFEST_NAME, Layout, bundle_digest, check_name, manifest_bytes
 from events import strict_json
 from events.atomic import write_atomic
+from events.digest import open_regular
 from events.errors import AsupError, ErrorCode
 from events.observations import BundleFile
 
@@ -76,7 +78,7 @@ class TargetStore(Protocol):
 def file_digest(path: Path) -> tuple[str, int]:
     hasher = blake3(max_threads=blake3.AUTO)  # large files hash on every core
     size = 0
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:
         while block := fh.read(HASH_BLOCK):
             hasher.update(block)
             size += len(block)
@@ -131,9 +133,14 @@ class DirectoryStore:
     def _bundle_files(self, root: Path) -> list[BundleFile]:
         files = []
         for item in sorted(root.rglob("*")):
-            if item.is_symlink():
-                raise AsupError(ErrorCode.USAGE, "bundles may not contain symlinks", file=str(item))
-            if item.is_file() and item.name != MANIFEST_NAME:
+            mode = item.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                kind = "a symlink" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket or device"
+                why = f"bundle member is {kind}: a bundle holds only regular files and directories"
+                raise AsupError(ErrorCode.USAGE, why, file=str(item))
+            if item.name != MANIFEST_NAME:
                 digest, size = file_digest(item)
                 files.append(BundleFile(item.relative_to(root).as_posix(), size, digest))
         return files
@@ -142,7 +149,7 @@ class DirectoryStore:
         base = self.path(name)
         parts = []
         for index, at, take in layout.pieces(offset, length):
-            fd = os.open(_member(base, layout, index), os.O_RDONLY)
+            fd = os.open(_member(base, layout, index), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO swapped in must not block
             try:
                 parts.append(os.pread(fd, take, at))
             finally:

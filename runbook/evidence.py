@@ -6,6 +6,7 @@ sign-off; a sealed pack is never edited (a new build moves the old pack and side
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,27 @@ def ops_state(paths: ArtifactPaths) -> OpsState:
 
 
 def find_logs(paths: ArtifactPaths) -> list[Path]:
-    return sorted(p for p in paths.root.rglob("*.jsonl") if p.is_file() and is_asup_log(p))
+    return sorted(p for p in _regular_files(paths.root) if p.suffix == ".jsonl" and is_asup_log(p))
+
+
+def _regular_files(root: Path) -> list[Path]:
+    """Every regular file under `root`, in order; a symlink (which could lead out of the root)
+    or a FIFO, socket or device there is refused, never followed or silently left out."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        if stat.S_ISREG(mode):
+            found.append(path)
+        elif not stat.S_ISDIR(mode):
+            kind = "a symlink" if stat.S_ISLNK(mode) else "a special file"
+            raise AsupError(ErrorCode.USAGE, f"{kind} in the evidence root: asup never follows or seals one; remove it", file=str(path))
+    return found
 
 
 def inventory(paths: ArtifactPaths) -> list[dict[str, Any]]:
     skip = paths.sealed_outputs()
     rows = []
-    for path in sorted(p for p in paths.root.rglob("*") if p.is_file()):
+    for path in _regular_files(paths.root):
         rel = paths.rel(path)
         if path in skip or rel.startswith(("asupersync/v1/history/", "demo/")) or ".tmp" in path.name or ".damaged-" in path.name:
             continue
