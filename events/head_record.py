@@ -104,6 +104,7 @@ class HeadFile:
     """A writer's head record (see the module doc): slot 0 durable, slot 1 hot."""
 
     def __init__(self, log_path: Path, dir_fd: int, fs: FileSystem = OS) -> None:
+        self._log_path = log_path
         self.path = head_path(log_path)
         self._dir_fd = dir_fd
         self._fs = fs
@@ -117,7 +118,7 @@ class HeadFile:
         data = encode_slot(record)
         if data is None:
             self.close()
-            return save(self.path.with_name(self.path.name.removesuffix(".head.json")), record, self._fs)
+            return save(self._log_path, record, self._fs)
         try:
             due = self._synced_at is None or time.monotonic() - self._synced_at >= DURABLE_EVERY
             fd = None if due else self._current()

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from events import head_record, lock, segments, writer_index
-from events.atomic import create_new, open_dir, read_small, settle_leftover, write_all, write_atomic
-from events.batch import Batch, plan
+from events.atomic import create_new, open_dir, read_small, settle_leftover, write_all
+from events.batch import plan
 from events.chain import DEFAULT_ID_WINDOW, ChainHeads, ChainState, Position, StreamHead
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes
@@ -267,7 +267,8 @@ class JsonlLog(ChainHeads):
         self._stamps = stamps_of(self._fs.fstat(self._fd))
 
     def _same_inode(self) -> os.stat_result:
-        """The open file's stat, after checking the path still names it (else reopen)."""
+        """The open file's stat, after checking the path still names it (else `io_failed`:
+        appends through this descriptor would go to a file nobody reads)."""
         st = self._fs.fstat(self._fd)
         try:
             named = self._fs.stat(self._real.name, dir_fd=self._dir_fd)
@@ -435,7 +436,8 @@ class JsonlLog(ChainHeads):
             batch.commit(self._chain, start)
             self._pending.clear()
             self._refresh_head()
-            self._maybe_save_index(batch)
+            if self._size - self._indexed_at >= max(INDEX_EVERY, 8 * self._index_cost):
+                self._save_index()
         return batch.positions[len(repairs) :]
 
     def _check_open(self) -> None:
@@ -480,19 +482,14 @@ class JsonlLog(ChainHeads):
         self._stamps = stamps_of(st)
         self._head.save(head_record.make(self._chain.log_id, self._chain.last_seq, self._chain.last_h, st))
 
-    def _maybe_save_index(self, batch: Batch) -> None:
-        if self._size - self._indexed_at >= max(INDEX_EVERY, 8 * self._index_cost):
-            self._save_index()
-
     def _save_index(self) -> None:
         # A cache, and the batch is already acknowledged: a failed save must not fail the
         # append or the close. An index left behind is used only where it matches the log.
         if self._chain.log_id is None:
             return
-        data = writer_index.encode(self._chain, self._size)
         with contextlib.suppress(AsupError, OSError):
-            write_atomic(writer_index.index_path(self._real), data, sync=False, fs=self._fs)
-        self._indexed_at, self._index_cost = self._size, len(data)
+            self._index_cost = writer_index.save(self._real, self._chain, self._size, self._fs)
+        self._indexed_at = self._size
 
     def _line_at(self, offset: int) -> bytes:
         """The stored line at byte `offset` (for checking a retry against what is there)."""

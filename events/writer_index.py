@@ -75,10 +75,12 @@ def encode(chain: ChainState, size: int) -> bytes:
     return msgspec.json.encode(snapshot(chain, size))
 
 
-def save(log_path: Path, chain: ChainState, size: int, fs: FileSystem = OS) -> None:
-    """Replace the index; raises `io_failed` (or `usage`) naming the index file. Not
-    fsynced: a crash that loses it costs a read of the log, never data."""
-    write_atomic(index_path(log_path), encode(chain, size), sync=False, fs=fs)
+def save(log_path: Path, chain: ChainState, size: int, fs: FileSystem = OS) -> int:
+    """Replace the index; its size in bytes. Raises `io_failed` (or `usage`) naming the
+    index file. Not fsynced: a crash that loses it costs a read of the log, never data."""
+    data = encode(chain, size)
+    write_atomic(index_path(log_path), data, sync=False, fs=fs)
+    return len(data)
 
 
 def decode(data: bytes) -> HeadIndex | None:

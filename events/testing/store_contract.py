@@ -14,6 +14,7 @@ anyio's pytest plugin, which anyio installs); importing it elsewhere says so.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,12 @@ ID_WINDOW = 64  # the recent-id window (in total, over every stream) the factori
 FOLLOW_TIMEOUT = 3.0  # seconds; a follower sees a new record within milliseconds
 
 
-class StoreContract:
+class StoreContract(abc.ABC):
     """Behaviour shared by every `LogStore`."""
 
+    @abc.abstractmethod
     def make_store(self, tmp_path: Path) -> LogStore:
-        raise NotImplementedError
+        """A new, empty log (header written) with a recent-id window of ID_WINDOW."""
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[LogStore]:

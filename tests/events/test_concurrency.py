@@ -188,12 +188,7 @@ def test_aliases_of_one_log_share_its_lock(tmp_path: Path, alias: str) -> None:
         path.with_name(path.name + ".lock").write_text("12345\n")
         path.with_name(path.name + ".lock").unlink()
     names = [path, other, path, other]
-    processes = [FORK.Process(target=_append_many, args=(names[w], w, 8, 3), daemon=True) for w in range(4)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(TIMEOUT * 2)
-        assert process.exitcode == 0
+    _run_writers([(names[w], w, 8, 3) for w in range(4)])
     records = _verified(path)
     assert [r.seq for r in records] == list(range(1, len(records) + 1)) and len(records) == 2 + 4 * 8 * 3
     assert len(set(tags(records))) == len(records) - 1
@@ -231,16 +226,21 @@ def _append_many(path: Path, writer: int, rounds: int, per_batch: int) -> None:
             log.append_batch([Pending(f"w{writer}", transition(f"w{writer}-{r}-{k}", k)) for k in range(per_batch)])
 
 
-def test_concurrent_writers_serialise(tmp_path: Path) -> None:
-    """N processes x M appends with lock_timeout: every event once, batches contiguous, per-writer order kept."""
-    writers, rounds, per_batch = 4, 20, 3
-    path = tmp_path / "log.jsonl"  # created by whichever writer gets the lock first
-    processes = [FORK.Process(target=_append_many, args=(path, w, rounds, per_batch), daemon=True) for w in range(writers)]
+def _run_writers(jobs: list[tuple[Path, int, int, int]]) -> None:
+    """Run `_append_many(*job)` in a process per job, all at once; each must exit 0."""
+    processes = [FORK.Process(target=_append_many, args=job, daemon=True) for job in jobs]
     for process in processes:
         process.start()
     for process in processes:
         process.join(TIMEOUT * 2)
         assert process.exitcode == 0
+
+
+def test_concurrent_writers_serialise(tmp_path: Path) -> None:
+    """N processes x M appends with lock_timeout: every event once, batches contiguous, per-writer order kept."""
+    writers, rounds, per_batch = 4, 20, 3
+    path = tmp_path / "log.jsonl"  # created by whichever writer gets the lock first
+    _run_writers([(path, w, rounds, per_batch) for w in range(writers)])
     records = _verified(path)
     assert path.read_bytes().count(b"\n") == len(records) == 1 + writers * rounds * per_batch
     counts = Counter(tags(records))
