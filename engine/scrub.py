@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from engine.durability import Sidecar, decode, encode, good_fragments, load_sidecar, write_sidecar
-from events.atomic import write_atomic
+from events.atomic import move_aside, write_atomic
 from events.digest import digest_file
 
 HEALTHY = ("ok", "restored", "fragments_repaired")
@@ -43,11 +43,7 @@ class ScrubReport(msgspec.Struct, frozen=True):
 
 def keep_aside(path: Path, suffix: str) -> Path:
     """Rename `path` to `path.<suffix>-<n>` (first free n); never overwrites."""
-    n = 1
-    while (target := path.with_name(f"{path.name}.{suffix}-{n}")).exists():
-        n += 1
-    path.rename(target)
-    return target
+    return move_aside(path, suffix)
 
 
 def scrub(pack: Path, sidecar_file: Path, *, later_seals: set[str], repair: bool = False) -> ScrubReport:

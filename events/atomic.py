@@ -3,6 +3,8 @@
     write_atomic(path, data, sync=True)   replace asup's own file at `path`
     create_new(path, data)                 publish a new file; never replace what is there
     read_small(path, limit)                read asup's own small file, or None
+    move_aside(path, suffix)               keep `path` as `NAME.<suffix>-<n>`; never replace
+    make_dir_in(dir_fd, name)              a directory of asup's own, never through a link
 
 The bytes go to a temp file beside `path`, created new (`O_CREAT|O_EXCL|O_NOFOLLOW`,
 relative to the open directory) under a name unique to this process and call, so two
@@ -19,6 +21,7 @@ lose (the head record, the writer index, fold checkpoints). Every OS failure is 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import secrets
@@ -153,6 +156,47 @@ def _publish(dir_fd: int, path: Path, data: bytes, sync: bool, fs: FileSystem, *
         if isinstance(exc, OSError):
             raise os_error(exc, "cannot write", path) from exc
         raise
+
+
+def move_aside(path: Path, suffix: str, fs: FileSystem = OS, *, limit: int = 10_000) -> Path:
+    """Rename `path` to `NAME.<suffix>-<n>` beside it, with the first free n. The kernel
+    checks that the new name is free as it renames (`renameat2(RENAME_NOREPLACE)`), so a
+    name planted meanwhile is skipped, never replaced; a planted symlink at `path` itself is
+    moved as the link, never followed."""
+    dir_fd = open_dir(path.parent, fs, for_path=path)
+    try:
+        for n in range(1, limit + 1):
+            target = path.with_name(f"{path.name}.{suffix}-{n}")
+            try:
+                fs.rename_noreplace(path.name, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise os_error(exc, "cannot keep aside", path) from exc
+            with contextlib.suppress(OSError):
+                fs.fsync(dir_fd)
+            return target
+    finally:
+        _close_quietly(fs, dir_fd)
+    raise AsupError(ErrorCode.USAGE, f"{limit} kept copies named {path.name}.{suffix}-<n> already: remove some", file=str(path))
+
+
+def make_dir_in(dir_fd: int, name: str, path: Path, fs: FileSystem = OS) -> int:
+    """An fd of the directory `name` in `dir_fd`, created when absent, never opened through
+    a symlink (`path` names it in errors): a link or a file planted there is refused."""
+    try:
+        fs.mkdir(name, 0o755, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise os_error(exc, "cannot create the directory", path) from exc
+    try:
+        return fs.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            why = "refusing a symlink or a non-directory at a directory name asup owns; remove it"
+            raise AsupError(ErrorCode.USAGE, why, file=str(path)) from exc
+        raise os_error(exc, "cannot open the directory", path) from exc
 
 
 def read_small(path: Path, limit: int, fs: FileSystem = OS) -> bytes | None:

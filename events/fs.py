@@ -12,8 +12,11 @@ through a symlink where the call says so), which is how asup creates its own fil
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +53,14 @@ class FileSystem(Protocol):
     def listdir(self, dir_fd: int) -> list[str]: ...
 
     def flock(self, fd: int, operation: int) -> None: ...
+
+    def mkdir(self, path: PathArg, mode: int = 0o755, *, dir_fd: int | None = None) -> None: ...
+
+    def rmdir(self, path: PathArg, *, dir_fd: int | None = None) -> None: ...
+
+    def rename_noreplace(self, src: PathArg, dst: PathArg, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+        """Move `src` to `dst` only if nothing is at `dst` (EEXIST otherwise): a file or a directory."""
+        ...
 
 
 class OsFileSystem:
@@ -96,6 +107,41 @@ class OsFileSystem:
 
     def flock(self, fd: int, operation: int) -> None:
         fcntl.flock(fd, operation)
+
+    def mkdir(self, path: PathArg, mode: int = 0o755, *, dir_fd: int | None = None) -> None:
+        os.mkdir(path, mode, dir_fd=dir_fd)
+
+    def rmdir(self, path: PathArg, *, dir_fd: int | None = None) -> None:
+        os.rmdir(path, dir_fd=dir_fd)
+
+    def rename_noreplace(self, src: PathArg, dst: PathArg, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+        rename_noreplace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def rename_noreplace(src: PathArg, dst: PathArg, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+    """`renameat2(RENAME_NOREPLACE)`: the kernel checks and renames in one step, so nothing
+    that appears at `dst` meanwhile is ever replaced. Where the kernel or filesystem lacks
+    it, a regular file is moved by link + unlink (the link fails on an existing name); a
+    directory then cannot be moved safely and the call fails (ENOSYS)."""
+    if _renameat2 is not None:
+        src_fd = _AT_FDCWD if src_dir_fd is None else src_dir_fd
+        dst_fd = _AT_FDCWD if dst_dir_fd is None else dst_dir_fd
+        if _renameat2(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+    st = os.stat(src, dir_fd=src_dir_fd, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.ENOSYS, "no renameat2 here: only a regular file can be moved without replacing", str(src))
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
 
 
 OS: FileSystem = OsFileSystem()

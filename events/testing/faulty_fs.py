@@ -40,7 +40,8 @@ a cut the "process" is gone: every later call raises `PowerCut` (a `close` still
 the real descriptor), and `close_all()` releases whatever is still open, so the test can
 reopen the files through the real OS in the same process. Not modelled: reordering inside
 one file's unsynced bytes, sector atomicity (a "torn" rewrite may end mid-sector), and
-fsyncgate's pages dropped by a failed fsync (a failed fsync simply leaves
+directories made or removed (traced and counted; a cut
+leaves them as they are), and fsyncgate's pages dropped by a failed fsync (a failed fsync simply leaves
 the durable bytes where they were; that the log never retries one is for the trace to
 show). The files under test are small: the harness reads them whole.
 """
@@ -63,9 +64,29 @@ from events.fs import OS, FileSystem, PathArg
 __all__ = ["ALL_OPS", "CUT_MODES", "MUTATING_OPS", "WRITE_OPS", "Call", "CutMode", "FaultyFS", "PowerCut"]
 
 ALL_OPS: frozenset[str] = frozenset(
-    {"open", "close", "write", "pread", "pwrite", "fsync", "ftruncate", "fstat", "stat", "link", "replace", "unlink", "listdir", "flock"}
+    {
+        "open",
+        "close",
+        "write",
+        "pread",
+        "pwrite",
+        "fsync",
+        "ftruncate",
+        "fstat",
+        "stat",
+        "link",
+        "replace",
+        "unlink",
+        "listdir",
+        "flock",
+        "mkdir",
+        "rmdir",
+        "rename_noreplace",
+    }
 )
-MUTATING_OPS: frozenset[str] = frozenset({"open", "write", "pwrite", "fsync", "ftruncate", "link", "replace", "unlink"})
+MUTATING_OPS: frozenset[str] = frozenset(
+    {"open", "write", "pwrite", "fsync", "ftruncate", "link", "replace", "unlink", "mkdir", "rmdir", "rename_noreplace"}
+)
 WRITE_OPS: frozenset[str] = frozenset({"write", "pwrite"})
 CutMode = Literal["drop", "zero", "garbage", "torn"]
 CUT_MODES: tuple[CutMode, ...] = ("drop", "zero", "garbage", "torn")
@@ -371,6 +392,27 @@ class FaultyFS(FileSystem):
     def flock(self, fd: int, operation: int) -> None:
         self._enter("flock", self._path(fd), _flock_op(operation), fd=fd)
         self.inner.flock(fd, operation)
+
+    def mkdir(self, path: PathArg, mode: int = 0o755, *, dir_fd: int | None = None) -> None:
+        full = self._resolve(path, dir_fd)
+        self._prepare(full)
+        self._enter("mkdir", full, oct(mode))
+        self.inner.mkdir(path, mode, dir_fd=dir_fd)
+
+    def rmdir(self, path: PathArg, *, dir_fd: int | None = None) -> None:
+        full = self._resolve(path, dir_fd)
+        self._prepare(full)
+        self._enter("rmdir", full, "")
+        self.inner.rmdir(path, dir_fd=dir_fd)
+
+    def rename_noreplace(self, src: PathArg, dst: PathArg, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+        source, target = self._resolve(src, src_dir_fd), self._resolve(dst, dst_dir_fd)
+        self._prepare(source, target)
+        self._enter("rename_noreplace", target, f"{source.name} -> {target.name}", also=source)
+        self.inner.rename_noreplace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        for handle in self._fds.values():
+            if handle.path == source:
+                handle.path = target
 
     # --- the machinery -------------------------------------------------------------
 

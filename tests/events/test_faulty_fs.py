@@ -85,7 +85,7 @@ def test_an_unknown_op_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown ops"):
         FaultyFS(ops={"rename"})
     with pytest.raises(ValueError, match="unknown ops"):
-        FaultyFS().fail_at(1, ops={"mkdir"})
+        FaultyFS().fail_at(1, ops={"mkdirs"})
 
 
 def test_a_path_relative_to_a_directory_descriptor_is_traced_as_its_full_path(tmp_path: Path) -> None:
