@@ -3,6 +3,7 @@
     write_atomic(path, data, sync=True)   replace asup's own file at `path`
     create_new(path, data)                 publish a new file; never replace what is there
     read_small(path, limit)                read asup's own small file, or None
+    make_dirs(dir, under=root)             mkdir -p below a root, never through a link
     move_aside(path, suffix)               keep `path` as `NAME.<suffix>-<n>`; never replace
     make_dir_in(dir_fd, name)              a directory of asup's own, never through a link
 
@@ -42,12 +43,30 @@ def temp_name(path: Path) -> str:
     return f"{path.name}.{os.getpid()}-{next(_calls)}-{secrets.token_hex(4)}.tmp"
 
 
-def make_dirs(directory: Path) -> None:
-    """`mkdir -p`, its failure an `AsupError` naming the directory."""
+def make_dirs(directory: Path, *, under: Path | None = None, fs: FileSystem = OS) -> None:
+    """`mkdir -p`, its failure an `AsupError` naming the directory. With `under` (a root the
+    operator named, which may itself be reached through a link), every directory below it is
+    made or entered one component at a time relative to its parent's fd, never through a
+    symlink: a link planted at `root/asupersync` cannot send asup's files out of the root."""
+    if under is None or directory == under:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_error(exc, "cannot create the directory", directory) from exc
+        return
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise os_error(exc, "cannot create the directory", directory) from exc
+        parts = directory.relative_to(under).parts
+    except ValueError:
+        raise AsupError(ErrorCode.USAGE, f"not inside the root {under}", file=str(directory)) from None
+    make_dirs(under)
+    fd = open_dir(under, fs)
+    try:
+        for depth, part in enumerate(parts, 1):
+            inner = make_dir_in(fd, part, under.joinpath(*parts[:depth]), fs)
+            _close_quietly(fs, fd)
+            fd = inner
+    finally:
+        _close_quietly(fs, fd)
 
 
 def open_dir(directory: Path, fs: FileSystem = OS, *, for_path: Path | None = None) -> int:
@@ -159,14 +178,15 @@ def _publish(dir_fd: int, path: Path, data: bytes, sync: bool, fs: FileSystem, *
 
 
 def move_aside(path: Path, suffix: str, fs: FileSystem = OS, *, limit: int = 10_000) -> Path:
-    """Rename `path` to `NAME.<suffix>-<n>` beside it, with the first free n. The kernel
+    """Rename `path` to `NAME.<suffix>-<n>` (`NAME.<n>` for an empty suffix) beside it, with
+    the first free n. The kernel
     checks that the new name is free as it renames (`renameat2(RENAME_NOREPLACE)`), so a
     name planted meanwhile is skipped, never replaced; a planted symlink at `path` itself is
     moved as the link, never followed."""
     dir_fd = open_dir(path.parent, fs, for_path=path)
     try:
         for n in range(1, limit + 1):
-            target = path.with_name(f"{path.name}.{suffix}-{n}")
+            target = path.with_name(f"{path.name}.{suffix}-{n}" if suffix else f"{path.name}.{n}")
             try:
                 fs.rename_noreplace(path.name, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except FileExistsError:

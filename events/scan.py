@@ -12,6 +12,7 @@ corruption, never skipped.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +21,7 @@ import msgspec
 from blake3 import blake3
 
 from events.chain import ChainState
+from events.digest import open_regular
 from events.errors import DECODE_ERRORS, AsupError, ErrorCode
 from events.head_record import load as load_head
 from events.record import MAX_LINE, TRAILER_HEAD, TRAILER_LEN, LineFault, Record, check_line
@@ -112,7 +114,15 @@ Opener = Callable[[], BinaryIO]
 
 
 def _file_opener(path: Path) -> Opener:
-    return lambda: path.open("rb")
+    def opener() -> BinaryIO:
+        try:
+            return open_regular(path, follow=True)  # a FIFO there must not block the reader
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise AsupError(ErrorCode.USAGE, "not a regular file; a log is one", file=str(path)) from exc
+            raise
+
+    return opener
 
 
 class Scanner:

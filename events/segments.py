@@ -28,6 +28,7 @@ from typing import BinaryIO, cast
 import msgspec
 
 from events.chain import ChainState
+from events.digest import open_regular
 from events.payloads import LogCreated
 from events.record import MAX_LINE, Record, genesis
 from events.scan import Problem, Scanner
@@ -85,7 +86,7 @@ class _Bounded:
     """A binary file that ends at byte `end`: what a segment's scanner reads."""
 
     def __init__(self, path: Path, end: int) -> None:
-        self._fh = path.open("rb")
+        self._fh = open_regular(path, follow=True)
         self._end = end
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -107,7 +108,7 @@ def boundaries(path: Path, parts: int) -> list[int]:
     """Line-aligned cut points 0 = b0 < b1 < ... < bn = size, about size/parts apart."""
     size = path.stat().st_size
     cuts = [0]
-    with path.open("rb") as fh:
+    with open_regular(path, follow=True) as fh:
         for i in range(1, parts):
             fh.seek(max(size * i // parts, cuts[-1]))
             fh.readline(MAX_LINE)  # to the end of the line the guess landed in (a longer one: the scans refuse it)
@@ -201,7 +202,7 @@ def verify_log(path: Path, jobs: int = 0, *, parallel_from: int = PARALLEL_FROM)
 
 def _header_log_id(path: Path) -> str | None:
     """The log id the header (line 1) names, unverified: the first segment's scan verifies it."""
-    with path.open("rb") as fh:
+    with open_regular(path, follow=True) as fh:
         line = fh.readline(MAX_LINE)
     outcome = decode_line(line.rstrip(b"\n"))
     return outcome.data.log_id if isinstance(outcome, Record) and isinstance(outcome.data, LogCreated) else None

@@ -107,6 +107,9 @@ def pack_item(ops: OpsState, facts: Facts) -> Item:
     evidence += [
         _cite(seal, pack=seal.data.pack, digest=seal.data.digest) for seal in ops.seals if seal.data.digest == facts.pack_digest
     ]
+    if len(evidence) == 1:  # a pack no seal event names: a build cut short, or one written by hand
+        why = "the pack matches no seal event in the ops log: rebuild it (asup evidence build)"
+        return Item("pack_current", title, CheckStatus.FAIL, why, evidence)
     if facts.pack_drift:
         return Item("pack_current", title, CheckStatus.FAIL, f"stale or missing: {', '.join(facts.pack_drift)}", evidence)
     return Item("pack_current", title, CheckStatus.PASS, "every listed artifact is present with its sealed digest", evidence)

@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.machine import make_dispatcher
 from engine.redrive import redrive
 from events.chain import ChainState
+from events.digest import open_regular
 from events.payloads import LOG_EVENTS, Event, LogCreated, Transition
 from events.record import Record
 from events.scan import Scanner
@@ -39,7 +40,7 @@ def check_log(path: Path, *, lever: bool = True) -> LogFact:
 def is_asup_log(path: Path) -> bool:
     """True when the file's first line is an asup log header."""
     try:
-        with path.open("rb") as fh:
+        with open_regular(path, follow=True) as fh:
             first = fh.readline()
     except OSError:
         return False

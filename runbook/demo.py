@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from events.atomic import make_dirs
+from events.atomic import make_dirs, move_aside
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog, drop_side_files
 from events.payloads import Transition
@@ -33,13 +33,9 @@ def _route(rng: random.Random, fail: bool) -> list[tuple[State, Trigger, State, 
 
 def keep_earlier(path: Path) -> Path | None:
     """Move an existing file at `path` aside to `path.<n>` (never overwrite); return where."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    n = 1
-    while path.with_name(f"{path.name}.{n}").exists():
-        n += 1
-    kept = path.with_name(f"{path.name}.{n}")
-    path.rename(kept)
+    kept = move_aside(path, "")
     drop_side_files(path)  # caches of the moved log
     return kept
 

@@ -63,7 +63,7 @@ def _dir(paths: ArtifactPaths) -> Path:
 
 
 def _fresh(path: Path) -> None:
-    if path.exists():
+    if path.exists() or path.is_symlink():
         keep_aside(path, "previous")
         drop_side_files(path)
 
@@ -75,7 +75,7 @@ async def _live(log_path: Path, seed: int, lever: bool) -> list[ScenarioOutcome]
 
 def run_e2e(paths: ArtifactPaths, *, seed: int = 7, lever: bool = True) -> dict[str, Any]:
     out = _dir(paths)
-    make_dirs(out)
+    make_dirs(out, under=paths.root)
     baseline, rerun = out / "e2e_baseline_log.jsonl", out / "e2e_rerun_log.jsonl"
     trace_base, trace_replay = out / "e2e_baseline_trace.jsonl", out / "e2e_replay_trace.jsonl"
     for path in (baseline, rerun):

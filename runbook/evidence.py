@@ -6,6 +6,7 @@ sign-off; a sealed pack is never edited (a new build moves the old pack and side
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ import msgspec
 
 from engine import durability
 from engine.contracts import contract_dir
-from engine.scrub import ScrubReport, keep_aside, scrub
+from engine.scrub import ScrubReport, scrub
 from events import strict_json
-from events.atomic import make_dirs, write_atomic
+from events.atomic import make_dirs, move_aside, read_small, write_atomic
 from events.chain import ChainState
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, os_error
+from events.fs import OS, FileSystem
 from events.jsonl_log import SIDE_SUFFIXES, JsonlLog
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
@@ -37,14 +39,23 @@ from replay.replayable import check_log, is_asup_log
 OPS_LOG_ID = "asupersync-ops"
 
 
-def record_op(paths: ArtifactPaths, stream: str, event: Event) -> int:
-    """Append one operations event; returns its seq."""
-    make_dirs(paths.v1)
-    with JsonlLog.open(paths.ops_log, log_id=OPS_LOG_ID) as log:
+def record_op(paths: ArtifactPaths, stream: str, event: Event, *, fs: FileSystem = OS) -> int:
+    """Append one operations event; returns its seq. The ops log is asup's own name under the
+    root: a link there (which could lead to another log outside) is refused, not followed."""
+    make_dirs(paths.v1, under=paths.root, fs=fs)
+    _refuse_link(paths.ops_log)
+    with JsonlLog.open(paths.ops_log, log_id=OPS_LOG_ID, fs=fs) as log:
         return log.append(stream, [event])[0].seq
 
 
+def _refuse_link(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(path.lstat().st_mode):
+            raise AsupError(ErrorCode.USAGE, "refusing a symlink at a name asup owns; remove it", file=str(path))
+
+
 def ops_state(paths: ArtifactPaths) -> OpsState:
+    _refuse_link(paths.ops_log)
     if not paths.ops_log.exists():
         return OpsState()
     result = fold_log(paths.ops_log, [Operations()])
@@ -156,24 +167,26 @@ def current_checklist(paths: ArtifactPaths) -> list[checklist.Item]:
     return checklist.derive(ops_state(paths), gather_facts(paths))
 
 
-def export_contracts(paths: ArtifactPaths) -> list[Path]:
+def export_contracts(paths: ArtifactPaths, *, fs: FileSystem = OS) -> list[Path]:
     """Copy the shipped contracts to the runbook paths (a differing copy is kept aside)."""
-    make_dirs(paths.v1)
+    make_dirs(paths.v1, under=paths.root, fs=fs)
     written = []
     for source in sorted(contract_dir().glob("*.json")):
         target = paths.v1 / source.name
-        if target.exists() and target.read_bytes() == source.read_bytes():
+        wanted = source.read_bytes()
+        present = read_small(target, len(wanted))  # never through a link, nor from a FIFO
+        if present == wanted:
             continue
-        if target.exists():
-            keep_aside(target, "superseded")
-        write_atomic(target, source.read_bytes())
+        if target.exists() or target.is_symlink():
+            move_aside(target, "superseded", fs)
+        write_atomic(target, wanted, fs=fs)
         written.append(target)
     return written
 
 
-def build_pack(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[Path, str, int]:
+def build_pack(paths: ArtifactPaths, clock: Clock | None = None, *, fs: FileSystem = OS) -> tuple[Path, str, int]:
     """Build and seal a new pack; returns (path, digest, seal seq)."""
-    export_contracts(paths)
+    export_contracts(paths, fs=fs)
     ops = ops_state(paths)
     items = checklist.derive(ops, gather_facts(paths))
     rules = escalate(Inputs(ops=ops, checklist=items))
@@ -196,29 +209,40 @@ def build_pack(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[Path, 
         },
         "operational_runbook": "README.md#operator-runbook",
     }
-    _retire_previous(paths, ops)
+    _retire_previous(paths, ops, fs)
     data = canonical_json(pack)
-    write_atomic(paths.pack, data)
+    write_atomic(paths.pack, data, fs=fs)
     digest = digest_bytes(data)
     seq = record_op(
         paths,
         "evidence",
         EvidenceSealed(pack=paths.rel(paths.pack), digest=digest, size=len(data), artifacts=len(pack["evidence_inventory"])),
+        fs=fs,
     )
     return paths.pack, digest, seq
 
 
-def _retire_previous(paths: ArtifactPaths, ops: OpsState) -> None:
+def _retire_previous(paths: ArtifactPaths, ops: OpsState, fs: FileSystem) -> None:
     if not paths.pack.exists():
         return
     history = paths.v1 / "history" / f"seal-{ops.seals[-1].seq if ops.seals else 0}"
-    make_dirs(history)
+    make_dirs(history, under=paths.root, fs=fs)
     for path in (paths.pack, paths.sidecar):
-        if path.exists():
-            target = history / path.name
-            if target.exists():
-                keep_aside(target, "older")
-            path.rename(target)
+        if path.exists() or path.is_symlink():
+            retire(path, history / path.name, fs)
+
+
+def retire(path: Path, target: Path, fs: FileSystem = OS) -> None:
+    """Move `path` to `target` without replacing anything there: an earlier occupant is kept
+    as `target.older-<n>` first (by name, never followed)."""
+    while True:
+        try:
+            fs.rename_noreplace(path, target)
+            return
+        except FileExistsError:
+            move_aside(target, "older", fs)
+        except OSError as exc:
+            raise os_error(exc, "cannot move to history", path) from exc
 
 
 def encode_sidecar(paths: ArtifactPaths, pack: Path, *, k: int, m: int, codec: str) -> tuple[Path, durability.Sidecar]:
@@ -314,7 +338,7 @@ def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[CheckSta
         "checklist": checklist.render(others),
     }
     data = canonical_json(document)
-    make_dirs(paths.v1)
+    make_dirs(paths.v1, under=paths.root)
     write_atomic(paths.signoff, data)
     record_op(
         paths,

@@ -93,7 +93,7 @@ def _with_baseline(name: str, paths: ArtifactPaths, record: bool, stored: Path |
             document = strict_json.load(stored, dict[str, Any], what="stored baseline", code=ErrorCode.USAGE)
             performance.compare_stored(report, document, performance.THRESHOLD)
         if record:
-            make_dirs(paths.gates)
+            make_dirs(paths.gates, under=paths.root)
             write_atomic(paths.gates / "asupersync_performance_baseline_v1.json", canonical_json(performance.stored_document(report)))
         return report
 

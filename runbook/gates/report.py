@@ -55,7 +55,7 @@ class GateReport(msgspec.Struct):
 
 def publish(paths: ArtifactPaths, report: GateReport) -> tuple[str, int]:
     """Write the report and record the gate event; returns (report path, event seq)."""
-    make_dirs(paths.gates)
+    make_dirs(paths.gates, under=paths.root)
     target = paths.gates / f"asupersync_{report.gate}_gate_report_v1.json"
     data = canonical_json(report.document())
     write_atomic(target, data)
