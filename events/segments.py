@@ -184,7 +184,7 @@ def verify_log(path: Path, jobs: int = 0, *, parallel_from: int = PARALLEL_FROM)
     cuts = boundaries(path, jobs)
     if len(cuts) < 3:
         return sequential(path)
-    log_id = _header_log_id(path)
+    log_id = header_log_id(path)
     if log_id is None:
         return sequential(path)
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
@@ -200,7 +200,15 @@ def verify_log(path: Path, jobs: int = 0, *, parallel_from: int = PARALLEL_FROM)
     return stitch([first, *rest]) or sequential(path)
 
 
-def _header_log_id(path: Path) -> str | None:
+def line_start(path: Path, offset: int) -> int:
+    """The offset of the first line that starts at or after `offset` (the file's size when none does)."""
+    with open_regular(path, follow=True) as fh:
+        fh.seek(offset - 1)
+        fh.readline(MAX_LINE + 1)  # to the end of the line byte offset - 1 is in: a newline there means `offset` starts one
+        return fh.tell()
+
+
+def header_log_id(path: Path) -> str | None:
     """The log id the header (line 1) names, unverified: the first segment's scan verifies it."""
     with open_regular(path, follow=True) as fh:
         line = fh.readline(MAX_LINE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,8 +11,11 @@ import orjson
 import typer
 from rich.text import Text
 
+from events.catalog import REGISTRY
+from events.errors import AsupError, ErrorCode
 from events.payloads import Transition
 from events.record import Record, record_to_builtins
+from events.vocabulary import ReasonCode
 from replay.tail import Tailer, follow
 from runbook.output import STATE_COLORS, console, line, reports_errors, styled
 
@@ -47,27 +49,60 @@ def _matcher(since: int | None, transfer: str | None, type_: str | None, reason:
     return wanted
 
 
+DEFAULT_LAST = 10
+
+
+def _check_filters(type_: str | None, reason: str | None) -> None:
+    """An unknown type or reason would match nothing, silently and (with -f) forever: refused."""
+    if type_ is not None and type_ not in REGISTRY:
+        raise AsupError(ErrorCode.USAGE, f"--type {type_!r} is not an event type (known: {', '.join(sorted(REGISTRY))})")
+    if reason is not None and reason not in ReasonCode.__members__.values():
+        raise AsupError(ErrorCode.USAGE, f"--reason {reason!r} is not a reason code (known: {', '.join(sorted(ReasonCode))})")
+
+
+def _start(log: Path, last: int | None, since: int | None, wanted: Callable[[Record], bool], by_name: bool) -> tuple[Tailer, list[Record]]:
+    """Where printing starts: the last N wanted records (10 by default), or every one from --since."""
+    if not by_name and not log.exists() and not log.is_symlink():
+        raise AsupError(ErrorCode.USAGE, "no such log (use -F to wait for it to appear)", file=str(log))
+    if log.is_dir():
+        raise AsupError(ErrorCode.USAGE, "a directory, not a log", file=str(log))
+    notice = _notice if by_name else None
+    if since is not None and last is None:
+        tailer = Tailer(log, reopen=by_name, notice=notice)
+        return tailer, [r for r in tailer.drain() if wanted(r)]
+    return Tailer.last(log, DEFAULT_LAST if last is None else last, wanted, reopen=by_name, notice=notice)
+
+
+def _notice(message: str) -> None:
+    console(stderr=True).print(f"asup: {message}", markup=False, soft_wrap=True)
+
+
 @reports_errors
 def tail(
     log: Path = typer.Argument(..., help="The JSONL log."),
     follow_: bool = typer.Option(False, "-f", "--follow", help="Keep printing records as they are appended."),
+    by_name: bool = typer.Option(
+        False, "-F", help="Follow by name: wait for a log that does not exist yet; read a replaced or cut log again from its start."
+    ),
     transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer (stream)."),
     type_: str | None = typer.Option(None, "--type", help="Only this event type."),
     reason: str | None = typer.Option(None, "--reason", help="Only transitions with this reason code."),
-    since: int | None = typer.Option(None, "--since", help="Start at this seq."),
-    last: int | None = typer.Option(None, "-n", "--last", help="Start with the last N matching records."),
+    since: int | None = typer.Option(None, "--since", min=0, help="Every record from this seq on (instead of the last 10)."),
+    last: int | None = typer.Option(None, "-n", "--last", min=0, help="The last N matching records (default 10), read from the end."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines (the default when stdout is not a terminal)."),
     poll: bool = typer.Option(False, "--poll", help="Poll every millisecond instead of inotify."),
 ) -> None:
-    """Print existing records (all, --since SEQ or the --last N) and, with -f, follow new ones
-    as they are committed; survives writer restarts and `asup log repair`; never prints a
-    partial line. One coloured line per event on a terminal, JSON lines when piped.
+    """Print the last 10 records (-n N, or every one from --since SEQ) and, with -f, follow
+    new ones as they are committed; -F also waits for a log to appear and reads a replaced
+    one from its start. Reading from the end checks each record's digest and the chain
+    within what is read; a partial line is never printed. One coloured line per event on
+    a terminal, JSON lines when piped.
 
     Example: asup tail artifacts/logs/transfers.jsonl -f --reason retry_exhausted
     """
+    _check_filters(type_, reason)
     out = console()
     machine = as_json or not out.is_terminal
-
     wanted = _matcher(since, transfer, type_, reason)
 
     def show(record: Record) -> None:
@@ -77,11 +112,10 @@ def tail(
         else:
             out.print(_line(record), soft_wrap=True)
 
-    tailer = Tailer(log)
-    existing = [r for r in tailer.drain() if wanted(r)]
-    for record in deque(existing, maxlen=last) if last is not None else existing:
+    tailer, existing = _start(log, last, since, wanted, by_name)
+    for record in existing:
         show(record)
-    if not follow_:
+    if not (follow_ or by_name):
         return
 
     async def run() -> None:
