@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     BUSY = 3
     INTERRUPTED = 130
+    PIPE_CLOSED = 141
 
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
@@ -34,6 +35,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage or unreadable input",
     ExitCode.BUSY: "the log is held by another writer",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+    ExitCode.PIPE_CLOSED: "the reader of the output went away (a closed pipe): ended quietly, as a Unix tool ends on SIGPIPE",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -53,10 +53,34 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+class FoldTable(Table):
+    """On a terminal, a rich table; anywhere else (a pipe, a file) plain aligned columns,
+    one row per line and never wrapped, so `asup status LOG | grep ID` finds the row."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if console.is_terminal:
+            yield from super().__rich_console__(console, options)
+            return
+        cells = [[column.header, *column.cells] for column in self.columns]
+        text = [[_plain(cell) for cell in row] for row in zip(*cells, strict=True)]
+        widths = [max(len(row[i]) for row in text) for i in range(len(self.columns))]
+        if self.title:
+            yield Text(_plain(self.title), no_wrap=True, end="\n")
+        for row in text:
+            yield Text("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), no_wrap=True, end="\n")
+
+
+def _plain(cell: object) -> str:
+    """A cell's text on one line (a cell that holds a newline would break the one-row-per-line promise)."""
+    plain = cell.plain if isinstance(cell, Text) else str(cell)
+    return " ".join(plain.split("\n"))
+
+
 def fold_table(*headers: str, **options: Any) -> Table:
     """A rich table whose cells fold instead of ending in an ellipsis: a transfer id, a path
-    or a command to copy is never cut short, however narrow the terminal."""
-    out = Table(**options)
+    or a command to copy is never cut short, however narrow the terminal (see `FoldTable`
+    for what it is off a terminal)."""
+    out = FoldTable(**options)
     for header in headers:
         out.add_column(header, overflow="fold")
     return out
@@ -84,6 +108,14 @@ def fail(error: AsupError) -> typer.Exit:
     return typer.Exit(int(error.exit_code))
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit is no second error (Python's own
+    advice for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn AsupError into its one-line message and exit code; Ctrl-C into 130."""
 
@@ -93,6 +125,9 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except AsupError as error:
             raise fail(error) from None
+        except BrokenPipeError:  # the reader went away (`| head`): end quietly, as Unix tools do
+            _quiet_stdout()
+            raise typer.Exit(int(ExitCode.PIPE_CLOSED)) from None
         except OSError as exc:  # the last net: a failure no layer translated is still one line
             raise fail(os_error(exc, "the OS refused", exc.filename or "")) from None
         except KeyboardInterrupt:

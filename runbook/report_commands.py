@@ -10,6 +10,7 @@ import msgspec
 import typer
 
 from events.errors import AsupError, ErrorCode
+from events.vocabulary import ReasonCode, State
 from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from projections.audit import Audit
@@ -40,15 +41,28 @@ def _fold(log: Path, until: int | None = None) -> tuple[dict[str, Any], Any]:
 def status(
     log: Path = LOG_ARG,
     until: int | None = typer.Option(None, "--until", help="State as of this seq (time travel)."),
+    state: str | None = typer.Option(None, "--state", help="Only transfers in this state."),
+    reason: str | None = typer.Option(None, "--reason", help="Only transfers that failed with this reason code."),
+    transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable projections."),
 ) -> None:
-    """Transfers (state, attempt, cursor, reason, timings), fail-closed audit, reason codes and latency tails.
+    """Transfers (state, attempt, cursor, reason, timings), fail-closed audit, reason codes and
+    latency tails. Piped, every table is plain columns, one row per line, never wrapped.
 
-    Example: asup status artifacts/logs/transfers.jsonl --until 120
+    Example: asup status artifacts/logs/transfers.jsonl --state failed_closed | grep ledger
     """
+    _check_status_filters(state, reason)
     states, result = _fold(log, until)
     projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics()]
     rendered = render_all(projections, states)
+    rows = rendered["transfers"]["transfers"]
+    rendered["transfers"]["transfers"] = [
+        t
+        for t in rows
+        if (state is None or t["state"] == state)
+        and (reason is None or t["reason_code"] == reason)
+        and (transfer is None or t["transfer_id"] == transfer)
+    ]
     problem = result.problem.error(str(log)).one_line() if result.problem else None
     if as_json:
         emit_json({"log": str(log), "last_seq": result.seq, "problem": problem, **rendered})
@@ -56,6 +70,14 @@ def status(
         _print_status(rendered, log, result.seq, problem)
     if problem:
         raise typer.Exit(1)
+
+
+def _check_status_filters(state: str | None, reason: str | None) -> None:
+    """A filter that can match nothing (a typo) is refused, not answered with an empty table."""
+    if state is not None and state not in State.__members__.values():
+        raise AsupError(ErrorCode.USAGE, f"--state {state!r} is not a state (known: {', '.join(sorted(State))})")
+    if reason is not None and reason not in ReasonCode.__members__.values():
+        raise AsupError(ErrorCode.USAGE, f"--reason {reason!r} is not a reason code (known: {', '.join(sorted(ReasonCode))})")
 
 
 def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | None) -> None:

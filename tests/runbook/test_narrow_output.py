@@ -36,7 +36,7 @@ COMMANDS: dict[str, list[str]] = {
 def test_tables_fold_instead_of_cutting(name: str, failing_log: Path) -> None:
     """At 50 columns the command's tables show every cell whole (folded), never with an ellipsis."""
     argv = [arg.replace("{log}", str(failing_log)) for arg in COMMANDS[name]]
-    result = RUNNER.invoke(app, argv, env={"COLUMNS": "50"})
+    result = RUNNER.invoke(app, argv, env={"COLUMNS": "50", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"})  # a terminal, 50 wide
     assert result.exit_code in (0, 1), result.output
     assert "┃" in result.stdout or "│" in result.stdout, "the command printed no table"
     assert "…" not in result.stdout, result.stdout
