@@ -71,9 +71,10 @@ class FoldTable(Table):
 
 
 def _plain(cell: object) -> str:
-    """A cell's text on one line (a cell that holds a newline would break the one-row-per-line promise)."""
-    plain = cell.plain if isinstance(cell, Text) else str(cell)
-    return " ".join(plain.split("\n"))
+    """A cell's text on one line (a cell that holds a newline would break the one-row-per-line
+    promise), `-` when empty."""
+    plain = " ".join((cell.plain if isinstance(cell, Text) else str(cell)).split("\n"))
+    return plain or "-"  # an empty cell would shift every later column for `awk '{print $4}'`
 
 
 def fold_table(*headers: str, **options: Any) -> Table:

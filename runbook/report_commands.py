@@ -18,6 +18,7 @@ from projections.base import Projection
 from projections.escalation import Inputs, escalate, level_of, sort_rules
 from projections.fold import fold_log, render_all
 from projections.metrics import Metrics
+from projections.operations import OpsState
 from projections.runbook_map import Level
 from projections.traces import Traces
 from projections.transfers import Transfers
@@ -148,10 +149,14 @@ def escalate_cmd(
     Example: asup escalate artifacts/logs/transfers.jsonl
     """
     paths = ArtifactPaths(root)
+    if not log and not root.is_dir():
+        raise AsupError(ErrorCode.USAGE, "no such root: nothing to judge (a typo? --root or ASUP_ROOT names it)", file=str(root))
     logs = log or _logs_under(paths)
     rules = []
+    transfers = 0
     for path in logs:
         states, result = _fold(path)
+        transfers += len(states["transfers"].transfers)
         metrics = Metrics().render(states["metrics"])
         violations = states["violations"]
         problems = (
@@ -169,17 +174,21 @@ def escalate_cmd(
                 forbidden_accepts=violations.forbidden_accepts,
             )
         )
-    ops = ops_state(paths)
-    facts = gather_facts(paths)
+    ops = ops_state(paths) if root.is_dir() else OpsState()
+    facts = gather_facts(paths) if root.is_dir() else checklist_mod.Facts(pack_digest=None, pack_drift=[], logs=[], pack_path="")
     # evidence drift needs evidence: with no sealed pack under the root there is nothing to drift
     items = checklist_mod.derive(ops, facts) if facts.pack_digest is not None else None
     rules = sort_rules(rules + escalate(Inputs(ops=ops, checklist=items, pack_drift=facts.pack_drift)))
     level = level_of(rules)
+    if level is None and transfers == 0:
+        where = f"under {root}" if not log else "in the logs given"
+        raise AsupError(ErrorCode.USAGE, f"no transfers {where}: an all-clear would judge nothing")
     if as_json:
-        emit_json({"level": level, "logs": [str(p) for p in logs], "rules": [msgspec.to_builtins(r) for r in rules]})
+        judged = {"logs": [str(p) for p in logs], "transfers": transfers}
+        emit_json({"level": level, **judged, "rules": [msgspec.to_builtins(r) for r in rules]})
     else:
         out = console()
-        fired = f" ({plural(len(rules), 'rule')} fired over {plural(len(logs), 'log')})"
+        fired = f" ({plural(len(rules), 'rule')} fired over {plural(len(logs), 'log')}, {plural(transfers, 'transfer')})"
         out.print(line("escalation: ", styled(level or "none", "bold"), fired))
         for r in rules:
             out.print(f"  {r.level} {r.rule}: {r.detail}", markup=False)
