@@ -81,13 +81,19 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # the same clean path as Ctrl-C: writers close, logs stay valid
 
 
+def _asks_for_help(args: list[str]) -> bool:
+    return not args or any(arg in ("--help", "-h", "--version") for arg in args)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         defaults = config.default_map(typer.main.get_command(app), config.load())
     except AsupError as error:
         sys.stderr.write(f"asup: {error.one_line()}\n")
-        sys.exit(int(error.exit_code))
+        if not _asks_for_help(sys.argv[1:]):
+            sys.exit(int(error.exit_code))
+        defaults = {}  # a broken asup.toml must not hide the help that explains it
     try:
         code = app(standalone_mode=False, default_map=defaults, prog_name="asup")  # also under `python -m runbook`
     except UsageError as exc:  # click would print a multi-line box; asup errors are one line

@@ -32,7 +32,8 @@ def console(stderr: bool = False) -> Console:
     No emoji codes and no markup: `log.jsonl:100: ...` must not print as a picture, and a
     path or transfer id such as `[/x]` is printed as it is, never parsed as a style (colour
     comes from `styled` parts instead)."""
-    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, emoji=False, markup=False)
+    plain = bool(os.environ.get("NO_COLOR"))  # no colour and no bold or dim either: no escape codes at all
+    out = Console(stderr=stderr, no_color=plain, color_system=None if plain else "auto", highlight=False, emoji=False, markup=False)
     if not out.is_terminal:
         out.soft_wrap = True
     return out

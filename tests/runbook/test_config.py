@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.cli import asup_argv
+from tests.cli import asup_argv, run_asup
 
 
 def _checklist_root(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -32,3 +32,12 @@ def test_unknown_keys_in_asup_toml_are_a_one_line_usage_error(tmp_path: Path) ->
     code, _, stderr = _checklist_root(tmp_path, env=env)
     assert code == 2
     assert len(stderr.strip().splitlines()) == 1 and "asup.toml" in stderr and "rooot" in stderr
+
+
+def test_a_broken_asup_toml_does_not_hide_the_help(tmp_path: Path) -> None:
+    (tmp_path / "asup.toml").write_text("root = [\n")
+    helped = run_asup("--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "Usage: asup" in helped.stdout
+    assert "not a valid asup.toml" in helped.stderr  # still said, once
+    other = run_asup("escalate", cwd=tmp_path)
+    assert other.returncode == 2 and "not a valid asup.toml" in other.stderr

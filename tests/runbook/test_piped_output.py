@@ -3,6 +3,7 @@ the command quietly (exit 141, as a Unix tool killed by SIGPIPE), not with an er
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -63,3 +64,15 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
         err = proc.stderr.read()
         assert proc.wait(timeout=60) == 141
     assert err == b""
+
+
+def test_no_color_means_no_escape_codes_at_all(tmp_path: Path) -> None:
+    """NO_COLOR used to drop the colours but keep bold and dim."""
+    make_log(tmp_path / "a.jsonl")
+    env = {**os.environ, "NO_COLOR": "1", "TTY_COMPATIBLE": "1", "COLUMNS": "200"}  # a terminal, so styles would apply
+    shown = subprocess.run(asup_argv("status", "a.jsonl"), cwd=tmp_path, env=env, capture_output=True, timeout=60, check=False)
+    assert b"\x1b[" not in shown.stdout and b"failed_closed" in shown.stdout
+    styled = subprocess.run(
+        asup_argv("status", "a.jsonl"), cwd=tmp_path, env={**env, "NO_COLOR": ""}, capture_output=True, timeout=60, check=False
+    )
+    assert b"\x1b[" in styled.stdout  # the check above can fail: a terminal does get styles
