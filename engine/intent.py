@@ -4,6 +4,7 @@ artifact class and mode, a seed, and optional overrides (or a whole `--intent FI
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -60,7 +61,14 @@ def build_intent(
     replay_command: str = "",
     matrix: CapabilityMatrix | None = None,
 ) -> Intent:
-    """The intent; the expected checksum, when not given, is computed and recorded now."""
+    """The intent; the expected checksum, when not given, is computed and recorded now.
+    Malformed input (a class the contract does not define, a checksum that is not
+    `blake3:<64 hex>`, numbers beyond 64 bits) is a usage error before anything is recorded:
+    a typo is not an incident."""
+    matrix = matrix or default_matrix()
+    check_artifact_class(artifact_class, matrix)
+    if expected_checksum is not None:
+        check_checksum(expected_checksum)
     if not 0 < chunk_size <= strict_json.INT64_MAX:
         raise AsupError(ErrorCode.USAGE, f"chunk size must be positive and within 64 bits, got {chunk_size}")
     if not strict_json.INT64_MIN <= seed <= strict_json.INT64_MAX:
@@ -88,12 +96,28 @@ def build_intent(
         source=source_name,
         target=target_name,
         adapter=adapter,
-        requested=default_requests(matrix or default_matrix(), artifact_class, chunk_size),
+        requested=default_requests(matrix, artifact_class, chunk_size),
         kind=kind,
         files=files if kind == "bundle" else [],
         replay_command=replay_command,
         env_fingerprint=env_fingerprint(),
     )
+
+
+CHECKSUM = re.compile(r"blake3:[0-9a-f]{64}")
+
+
+def check_checksum(checksum: str, field: str = "--expected-checksum") -> None:
+    if not CHECKSUM.fullmatch(checksum):
+        shown = checksum if len(checksum) <= 80 else checksum[:77] + "..."
+        raise AsupError(ErrorCode.USAGE, f"{field} {shown!r} is not a checksum: it must be blake3: and 64 lowercase hex digits")
+
+
+def check_artifact_class(artifact_class: str, matrix: CapabilityMatrix) -> None:
+    """A class the capability matrix does not define is a typo, not an `unsupported_capability`."""
+    if matrix.entry(artifact_class) is None:
+        known = ", ".join(matrix.artifact_classes)
+        raise AsupError(ErrorCode.USAGE, f"unknown artifact class {artifact_class!r} (the capability matrix defines: {known})")
 
 
 class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -151,8 +151,9 @@ def test_unsupported_capability_fails_closed_before_any_byte_moves(stores: Store
 
 
 def test_unknown_artifact_class_is_unsupported_capability(stores: Stores, memory_log: MemoryLog) -> None:
-    """An artifact class the matrix does not list fails closed with unsupported_capability."""
-    intent = make_intent(stores, artifact_class="no_such_class")
+    """An intent whose class the matrix does not list (from another contract version: the CLI
+    refuses such a typo before recording anything) still fails closed with unsupported_capability."""
+    intent = msgspec.structs.replace(make_intent(stores), artifact_class="no_such_class")
     result, records = run_transfer(memory_log, stores, intent)
     assert_failed_closed(result, records, ReasonCode.UNSUPPORTED_CAPABILITY, stores, FILE_TARGET)
     assert list(stores.target_dir.iterdir()) == []
