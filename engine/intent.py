@@ -71,6 +71,7 @@ def build_intent(
         check_checksum(expected_checksum)
     if not 0 < chunk_size <= strict_json.INT64_MAX:
         raise AsupError(ErrorCode.USAGE, f"chunk size must be positive and within 64 bits, got {chunk_size}")
+    check_chunk_size(chunk_size, matrix)
     if not strict_json.INT64_MIN <= seed <= strict_json.INT64_MAX:
         raise AsupError(ErrorCode.USAGE, f"seed {seed} is beyond 64 bits: the log could not be read back")
     kind, files = source.manifest(source_name)
@@ -120,6 +121,30 @@ def check_artifact_class(artifact_class: str, matrix: CapabilityMatrix) -> None:
         raise AsupError(ErrorCode.USAGE, f"unknown artifact class {artifact_class!r} (the capability matrix defines: {known})")
 
 
+def check_chunk_size(chunk_size: int, matrix: CapabilityMatrix) -> None:
+    """A chunk size no class allows is malformed; one another class allows is the contract's
+    to refuse (a `capability_mismatch` naming this class's bounds)."""
+    lows, highs = [], []
+    for entry in matrix.capability_matrix:
+        for primitive in entry.asupersync_primitives:
+            low, high = primitive.params.get("chunk_size_min"), primitive.params.get("chunk_size_max")
+            if isinstance(low, int) and isinstance(high, int):
+                lows.append(low)
+                highs.append(high)
+    if lows and not min(lows) <= chunk_size <= max(highs):
+        raise AsupError(ErrorCode.USAGE, f"chunk size {chunk_size} is outside what any artifact class allows ({min(lows)}..{max(highs)})")
+
+
+def check_requested(requested: list[PrimitiveRequest] | None, matrix: CapabilityMatrix, file: str) -> None:
+    """A requested primitive the capability matrix never names is a typo (a known one that
+    this class or adapter does not offer stays a negotiation outcome)."""
+    known = {p.id for entry in matrix.capability_matrix for p in entry.asupersync_primitives}
+    for i, request in enumerate(requested or []):
+        if request.id not in known:
+            why = f"unknown primitive {request.id!r} (the capability matrix defines: {', '.join(sorted(known))})"
+            raise AsupError(ErrorCode.USAGE, why, file=file, field=f"$.requested[{i}].id")
+
+
 class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What `--intent FILE` (or a line of a batch) may say; flags given on the command line win."""
 
@@ -146,4 +171,6 @@ def decode_intent(data: bytes, file: str, line: int | None = None) -> IntentFile
     """One intent document, bounded and strict (`events.strict_json`). Invalid is `usage`,
     as for every file the operator writes (config, fault plan, batch); `bad_input` is kept
     for files asup writes."""
-    return strict_json.decode(data, IntentFile, what="intent", code=ErrorCode.USAGE, file=file, line=line)
+    spec = strict_json.decode(data, IntentFile, what="intent", code=ErrorCode.USAGE, file=file, line=line)
+    check_requested(spec.requested, default_matrix(), file if line is None else f"{file}:{line}")
+    return spec

@@ -35,3 +35,30 @@ def test_a_well_formed_checksum_that_differs_is_still_the_precheck_outcome(tmp_p
     (tmp_path / "src.bin").write_bytes(b"x" * 5000)
     done = run_asup(*SYNC, "--artifact-class", "migration_manifest", "--expected-checksum", "blake3:" + "0" * 64, cwd=tmp_path)
     assert done.returncode == 1 and "integrity_precheck_failed" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("chunk", ["1024", str(64 << 20)])
+def test_a_chunk_size_no_class_allows_is_a_usage_error(tmp_path: Path, chunk: str) -> None:
+    (tmp_path / "src.bin").write_bytes(b"x" * 5000)
+    done = run_asup(*SYNC, "--artifact-class", "migration_manifest", "--chunk-size", chunk, cwd=tmp_path)
+    assert done.returncode == 2 and "outside what any artifact class allows (4096..8388608)" in done.stderr
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_a_chunk_size_this_adapter_refuses_is_a_negotiation_outcome_naming_the_bound(tmp_path: Path) -> None:
+    (tmp_path / "src.bin").write_bytes(b"x" * 5000)
+    argv = [*SYNC, "--artifact-class", "migration_manifest", "--adapter", "small_chunks", "--chunk-size", str(1 << 20)]
+    done = run_asup(*argv, "--json", cwd=tmp_path)
+    assert done.returncode == 1 and "capability_mismatch" in done.stdout
+    log = (tmp_path / "t.jsonl").read_text()
+    assert "allows chunk_size in [4096, 65536], requested 1048576" in log
+
+
+def test_an_unknown_primitive_in_an_intent_file_is_a_usage_error_naming_the_field(tmp_path: Path) -> None:
+    (tmp_path / "src.bin").write_bytes(b"x" * 5000)
+    intent = '{"requested": [{"id": "asupersync::remote::sync_manifset", "version": 1, "params": {}}]}'
+    (tmp_path / "intent.json").write_text(intent)
+    done = run_asup(*SYNC, "--artifact-class", "migration_manifest", "--intent", "intent.json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unknown primitive 'asupersync::remote::sync_manifset'" in done.stderr and "$.requested[0].id" in done.stderr
+    assert not (tmp_path / "t.jsonl").exists()
