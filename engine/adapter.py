@@ -6,7 +6,7 @@ The driver does the I/O and asks `decide` what each observation means; the dispa
 (transitions.Machine, or the compiled lever) says where that leads. It stops at the first
 terminal state. Order of a fresh transfer: intent -> negotiation -> source precheck ->
 lease -> epoch -> (epoch check, chunk, checkpoint)* -> epoch check -> target hash ->
-finalize (fsync, rename, fsync dir) -> completed. A resume replaces negotiation and
+publish (fsync, rename without replacing, fsync dir) -> completed. A resume replaces negotiation and
 precheck with the checkpoint check, before any side effect.
 """
 
@@ -26,7 +26,8 @@ from engine.layout import Layout, bundle_digest
 from engine.machine import Dispatcher, TransferModel
 from engine.negotiation import negotiate
 from engine.rules import Step
-from engine.stores import LateAck, SourceStore, TargetStore, TransportInterrupted
+from engine.stores import LateAck, SourceStore, TargetHandle, TargetStore, TransportInterrupted
+from engine.target_store import UNKNOWN
 from events.clock import Clock, SystemClock
 from events.observations import (
     BackoffDrawn,
@@ -91,10 +92,12 @@ class SyncAdapter:
         self._version = 0
         self._pending: list[Event] = []
         self._stream_digest = ""
+        self._handle: TargetHandle | None = None
 
     # --- the transfer ---------------------------------------------------------------
 
     async def run(self, intent: Intent, resume_from: str | None = None) -> TransferResult:
+        self._handle = self.target.open(intent.target, _layout(intent), intent.kind)  # a bad name: nothing recorded
         self._model = TransferModel(intent.transfer_id, self.dispatcher.rules.initial)
         self.dispatcher.add(self._model)
         self._stream_digest = payload_chain("", intent.transfer_id)
@@ -102,6 +105,7 @@ class SyncAdapter:
         try:
             await self._run(intent, resume_from)
         finally:
+            self._handle.close()
             self.dispatcher.remove(self._model)
         p = self.progress
         return TransferResult(intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events)
@@ -110,6 +114,11 @@ class SyncAdapter:
     def state(self) -> State:
         assert self._model is not None
         return State(self._model.state)
+
+    @property
+    def handle(self) -> TargetHandle:
+        assert self._handle is not None
+        return self._handle
 
     async def _run(self, intent: Intent, resume_from: str | None) -> None:
         resuming = resume_from is not None
@@ -123,7 +132,7 @@ class SyncAdapter:
             finalized, stop = await self._open_resume(intent, resume_from)
             if stop:
                 return
-        lease = self.target.lease(intent.target, intent.transfer_id)
+        lease = self.handle.lease(intent.transfer_id)
         if await self._observe(LeaseChecked(acquired=lease is not None, holder="" if lease else "another transfer", at_ns=self._now())):
             return
         assert lease is not None
@@ -143,15 +152,15 @@ class SyncAdapter:
     async def _open_resume(self, intent: Intent, resume_from: str) -> tuple[bool, bool]:
         checkpoint = ckpt.decode(self.target.load_checkpoint(resume_from), resume_from)
         self._stream_digest = payload_chain(checkpoint.stream_digest, intent.transfer_id)
-        final = self.target.final_digest(intent.target, intent.kind)
-        finalized = final is not None and final[0] == intent.expected_checksum
+        held = self.handle.held()
+        finalized = held.final is not None and held.final[0] == intent.expected_checksum
         observed = CheckpointRead(
             transfer_id=checkpoint.transfer_id,
             seed=checkpoint.seed,
             attempt=checkpoint.attempt,
             committed_cursor=checkpoint.committed_cursor,
             stream_digest=checkpoint.stream_digest,
-            target_bytes=self.target.temp_size(intent.target, _layout(intent)),
+            target_bytes=held.size,
             finalized=finalized,
             at_ns=self._now(),
         )
@@ -160,33 +169,33 @@ class SyncAdapter:
     async def _transfer(self, intent: Intent, finalized: bool) -> None:
         layout = _layout(intent)
         p = self.progress
-        final = self._final_digest(intent)
+        final = self._final_digest()
         done = finalized or final == intent.expected_checksum  # the artifact is already there: finish idempotently
         if not done:
-            self.target.prepare_temp(intent.target, layout, intent.kind, p.cursor)
-        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=-1, final_digest=final, at_ns=self._now())):
+            self.handle.prepare(p.cursor)
+        if await self._observe(EpochRead(epoch=self.handle.epoch(), chunk=-1, final_digest=final, at_ns=self._now())):
             return
         while p.cursor < intent.size:
             if await self._chunk(intent, layout):
                 return
         chunks = -(-intent.size // intent.chunk_size)
-        final = self._final_digest(intent)  # a final artifact that appeared meanwhile is another writer's
-        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=chunks, final_digest=final, at_ns=self._now())):
+        final = self._final_digest()  # a final artifact that appeared meanwhile is another writer's
+        if await self._observe(EpochRead(epoch=self.handle.epoch(), chunk=chunks, final_digest=final, at_ns=self._now())):
             return
-        await self._verify(intent, layout, done)
+        await self._verify(intent, done)
 
-    def _final_digest(self, intent: Intent) -> str:
-        final = self.target.final_digest(intent.target, intent.kind)
+    def _final_digest(self) -> str:
+        final = self.handle.held().final
         return final[0] if final else ""
 
     async def _chunk(self, intent: Intent, layout: Layout) -> bool:
         p = self.progress
         index, offset = p.cursor // intent.chunk_size, p.cursor
-        if await self._observe(EpochRead(epoch=self.target.epoch(intent.target), chunk=index, at_ns=self._now()), flush=False):
+        if await self._observe(EpochRead(epoch=self.handle.epoch(), chunk=index, at_ns=self._now()), flush=False):
             return True
         data = self.source.read(intent.source, layout, offset, min(intent.chunk_size, intent.size - offset))
         try:
-            committed, epoch = self.target.write(intent.target, layout, offset, data)
+            committed, epoch = self.handle.write(offset, data)
         except TransportInterrupted as exc:
             if await self._observe(FaultMet(kind=FaultKind.INTERRUPTION, chunk=index, detail=str(exc), at_ns=self._now())):
                 return True
@@ -220,23 +229,23 @@ class SyncAdapter:
             stream_digest=stream_digest,
             artifact=intent.target,
         )
-        name = self.target.save_checkpoint(intent.target, ckpt.encode(state))
+        name = self.handle.checkpoint(ckpt.encode(state))
         written = CheckpointWritten(
             name=name.rsplit("/", 1)[-1], committed_cursor=p.cursor, attempt=p.attempt, stream_digest=stream_digest, at_ns=self._now()
         )
         return await self._observe(written, flush=False)  # rides with the next chunk's events
 
-    async def _verify(self, intent: Intent, layout: Layout, finalized: bool) -> None:
+    async def _verify(self, intent: Intent, finalized: bool) -> None:
         if finalized:
-            final = self.target.final_digest(intent.target, intent.kind)
-            digest, size = final if final else ("blake3:-", 0)
+            final = self.handle.held().final
+            digest, size = final if final else UNKNOWN
         else:
-            digest, size = self.target.digest_temp(intent.target, layout, intent.kind)
+            digest, size = self.handle.digest()
         if await self._observe(TargetHashed(digest=digest, size=size, at_ns=self._now())):
             return
         if not finalized:
             try:
-                self.target.finalize(intent.target, layout, intent.kind)
+                self.handle.publish()
             except LateAck as exc:
                 await self._observe(FaultMet(kind=FaultKind.LATE_ACK, chunk=exc.chunk, detail=str(exc), at_ns=self._now()))
                 return

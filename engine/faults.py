@@ -25,7 +25,7 @@ import msgspec
 
 from engine import checkpoint as ckpt
 from engine.layout import Layout
-from engine.stores import LateAck, Lease, TargetStore, TransportInterrupted
+from engine.stores import Digest, Held, LateAck, Lease, TargetHandle, TargetStore, TransportInterrupted
 from events import strict_json
 from events.errors import AsupError, ErrorCode
 from events.vocabulary import FaultKind
@@ -88,7 +88,8 @@ def load_plan(path: Path) -> FaultPlan:
 
 
 class FaultyTarget:
-    """A target store that fires a plan's faults; everything else passes through."""
+    """A target store whose handles fire a plan's faults; everything else passes through.
+    The plan is shared by every handle it opens: each entry fires once in all."""
 
     def __init__(self, inner: TargetStore, plan: FaultPlan, chunk_size: int, sleep: Callable[[float], None] = time.sleep) -> None:
         self.inner = inner
@@ -97,7 +98,7 @@ class FaultyTarget:
         self.fired: list[FaultSpec] = []
         self._sleep = sleep
 
-    def _take(self, kind: FaultKind, chunk: int | None = None) -> bool:
+    def take(self, kind: FaultKind, chunk: int | None = None) -> bool:
         for fault in self.pending:
             if fault.kind == kind and (chunk is None or fault.chunk == chunk):
                 self.pending.remove(fault)
@@ -105,66 +106,85 @@ class FaultyTarget:
                 return True
         return False
 
-    def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
-        chunk = offset // self.chunk_size
-        if self._take(FaultKind.CRASH, chunk):
-            raise SimulatedCrash(f"simulated crash while writing chunk {chunk}")
-        if self._take(FaultKind.SLOW, chunk):
-            self._sleep(SLOW_MS / 1000)
-        if self._take(FaultKind.INTERRUPTION, chunk):
-            raise TransportInterrupted(f"transport dropped while writing chunk {chunk}")
-        if self._take(FaultKind.PARTIAL_WRITE, chunk):
-            data = data[: len(data) // 2]
-        if self._take(FaultKind.CHECKSUM_MISMATCH, chunk) and data:
-            data = bytes([data[0] ^ 0xFF]) + data[1:]
-        result = self.inner.write(name, layout, offset, data)
-        if self._take(FaultKind.EPOCH_DRIFT, chunk):
-            _touch_as_another_writer(self.inner, name)
-        return result
+    def open(self, name: str, layout: Layout, kind: str) -> FaultyHandle:
+        return FaultyHandle(self, self.inner.open(name, layout, kind), name)
 
-    def finalize(self, name: str, layout: Layout, kind: str) -> None:
-        late = next((f for f in self.pending if f.kind == FaultKind.LATE_ACK), None)
-        if late is not None and self._take(FaultKind.LATE_ACK, late.chunk):
-            raise LateAck(late.chunk)  # before the rename: the final name stays untouched
-        self.inner.finalize(name, layout, kind)
-
-    def load_checkpoint(self, path: str) -> bytes:
-        data = self.inner.load_checkpoint(path)
-        if self._take(FaultKind.STALE_METADATA):
-            stale = ckpt.decode(data, path)
+    def load_checkpoint(self, ref: str) -> bytes:
+        data = self.inner.load_checkpoint(ref)
+        if self.take(FaultKind.STALE_METADATA):
+            stale = ckpt.decode(data, ref)
             data = ckpt.encode(msgspec.structs.replace(stale, seed=stale.seed + 1))
         return data
 
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+
+class FaultyHandle:
+    """One artifact's handle behind a `FaultyTarget`'s plan."""
+
+    def __init__(self, faults: FaultyTarget, inner: TargetHandle, name: str) -> None:
+        self.faults = faults
+        self.inner = inner
+        self._name = name
+
+    def write(self, offset: int, data: bytes) -> tuple[int, str]:
+        take = self.faults.take
+        chunk = offset // self.faults.chunk_size
+        if take(FaultKind.CRASH, chunk):
+            raise SimulatedCrash(f"simulated crash while writing chunk {chunk}")
+        if take(FaultKind.SLOW, chunk):
+            self.faults.sleep(SLOW_MS / 1000)
+        if take(FaultKind.INTERRUPTION, chunk):
+            raise TransportInterrupted(f"transport dropped while writing chunk {chunk}")
+        if take(FaultKind.PARTIAL_WRITE, chunk):
+            data = data[: len(data) // 2]
+        if take(FaultKind.CHECKSUM_MISMATCH, chunk) and data:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        result = self.inner.write(offset, data)
+        if take(FaultKind.EPOCH_DRIFT, chunk):
+            _touch_as_another_writer(self.faults.inner, self._name)
+        return result
+
+    def publish(self) -> None:
+        late = next((f for f in self.faults.pending if f.kind == FaultKind.LATE_ACK), None)
+        if late is not None and self.faults.take(FaultKind.LATE_ACK, late.chunk):
+            raise LateAck(late.chunk)  # before the rename: the final name stays untouched
+        self.inner.publish()
+
     # pass-through ---------------------------------------------------------------------
 
-    def lease(self, name: str, holder: str) -> Lease | None:
-        return self.inner.lease(name, holder)
+    def lease(self, holder: str) -> Lease | None:
+        return self.inner.lease(holder)
 
-    def epoch(self, name: str) -> str:
-        return self.inner.epoch(name)
+    def epoch(self) -> str:
+        return self.inner.epoch()
 
-    def temp_size(self, name: str, layout: Layout) -> int:
-        return self.inner.temp_size(name, layout)
+    def held(self) -> Held:
+        return self.inner.held()
 
-    def final_digest(self, name: str, kind: str) -> tuple[str, int] | None:
-        return self.inner.final_digest(name, kind)
+    def prepare(self, cursor: int) -> None:
+        self.inner.prepare(cursor)
 
-    def digest_temp(self, name: str, layout: Layout, kind: str) -> tuple[str, int]:
-        return self.inner.digest_temp(name, layout, kind)
+    def digest(self) -> Digest:
+        return self.inner.digest()
 
-    def prepare_temp(self, name: str, layout: Layout, kind: str, size: int) -> None:
-        self.inner.prepare_temp(name, layout, kind, size)
+    def checkpoint(self, data: bytes) -> str:
+        return self.inner.checkpoint(data)
 
-    def save_checkpoint(self, name: str, data: bytes) -> str:
-        return self.inner.save_checkpoint(name, data)
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _touch_as_another_writer(store: TargetStore, name: str) -> None:
-    """Change the target's epoch the way a foreign writer would: its mtime moves on."""
+    """Change the target's epoch the way a foreign writer would: its mtime moves on (on the
+    temp file, or a bundle's first file; never through a link)."""
     temp_path = getattr(store, "temp_path", None)
     if temp_path is None:
         return
     path: Path = temp_path(name)
-    target = path if path.is_file() else next((p for p in path.rglob("*") if p.is_file()), path)
-    st = target.stat()
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_007))
+    target = path
+    if path.is_dir() and not path.is_symlink():
+        target = next((p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()), path)
+    st = target.lstat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_007), follow_symlinks=False)

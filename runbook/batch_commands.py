@@ -97,7 +97,10 @@ def sync_batch(
         ) as bar,
     ):
         task = bar.add_task("transfers", total=len(jobs))
-        results = anyio.run(lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task)))
+        try:
+            results = anyio.run(lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task)))
+        except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
+            raise _first_error(group) from None
     failed = [r for r in results if r.reason_code is not None]
     if as_json:
         emit_json({"log": str(log_path), "transfers": len(results), "failed": len(failed), "results": [_row(r) for r in results]})
@@ -105,6 +108,15 @@ def sync_batch(
         _print(results, log_path)
     if failed or len(results) != len(jobs):
         raise typer.Exit(1)
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first AsupError (or OSError) the task group collected; the group itself when none."""
+    matched = group.subgroup(lambda exc: isinstance(exc, AsupError | OSError))
+    found: BaseException | None = matched
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found if found is not None else group
 
 
 def _row(r: TransferResult) -> dict[str, object]:

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from engine import checkpoint as ckpt
-from engine.faults import KINDS, SLOW_MS, FaultPlan, FaultSpec, FaultyTarget, SimulatedCrash, load_plan, parse_plan
+from engine.faults import KINDS, SLOW_MS, FaultPlan, FaultSpec, FaultyHandle, FaultyTarget, SimulatedCrash, load_plan, parse_plan
 from engine.layout import Layout
 from engine.stores import DirectoryStore, LateAck, TransportInterrupted
 from events.clock import StepClock
@@ -140,20 +140,30 @@ def chunk(index: int) -> bytes:
     return DATA[index * CHUNK : (index + 1) * CHUNK]
 
 
-def store_with(tmp_path: Path, plan: str) -> tuple[DirectoryStore, FaultyTarget, Slept]:
+def store_with(tmp_path: Path, plan: str) -> tuple[DirectoryStore, FaultyTarget, FaultyHandle, Slept]:
+    """The inner store, the faulty target around it, a handle of NAME through it, and its sleeps."""
     inner = DirectoryStore(tmp_path)
     slept = Slept()
-    return inner, FaultyTarget(inner, parse_plan(plan), CHUNK, sleep=slept), slept
+    target = FaultyTarget(inner, parse_plan(plan), CHUNK, sleep=slept)
+    return inner, target, target.open(NAME, LAYOUT, "file"), slept
 
 
-def write_all(target: FaultyTarget) -> list[tuple[int, str]]:
-    return [target.write(NAME, LAYOUT, i * CHUNK, chunk(i)) for i in range(SIZE // CHUNK)]
+def write_all(handle: FaultyHandle) -> list[tuple[int, str]]:
+    return [handle.write(i * CHUNK, chunk(i)) for i in range(SIZE // CHUNK)]
+
+
+def held(store: DirectoryStore) -> int:
+    return store.open(NAME, LAYOUT, "file").held().size
+
+
+def epoch(store: DirectoryStore) -> str:
+    return store.open(NAME, LAYOUT, "file").epoch()
 
 
 def test_no_fault_passes_everything_through(tmp_path: Path) -> None:
     """With an empty plan the faulty target writes exactly what it is given and fires nothing."""
-    inner, target, slept = store_with(tmp_path, "")
-    results = write_all(target)
+    inner, target, handle, slept = store_with(tmp_path, "")
+    results = write_all(handle)
     assert [committed for committed, _ in results] == [CHUNK, 2 * CHUNK, 3 * CHUNK, 4 * CHUNK]
     assert inner.temp_path(NAME).read_bytes() == DATA
     assert target.fired == [] and slept.calls == []
@@ -161,28 +171,28 @@ def test_no_fault_passes_everything_through(tmp_path: Path) -> None:
 
 def test_interruption_commits_nothing_and_fires_once(tmp_path: Path) -> None:
     """interruption@N raises TransportInterrupted at chunk N with nothing written; the retry goes through."""
-    inner, target, _ = store_with(tmp_path, "interruption@1")
-    target.write(NAME, LAYOUT, 0, chunk(0))
+    inner, target, handle, _ = store_with(tmp_path, "interruption@1")
+    handle.write(0, chunk(0))
     with pytest.raises(TransportInterrupted):
-        target.write(NAME, LAYOUT, CHUNK, chunk(1))
-    assert inner.temp_size(NAME, LAYOUT) == CHUNK
-    assert target.write(NAME, LAYOUT, CHUNK, chunk(1))[0] == 2 * CHUNK
+        handle.write(CHUNK, chunk(1))
+    assert held(inner) == CHUNK
+    assert handle.write(CHUNK, chunk(1))[0] == 2 * CHUNK
     assert target.fired == [FaultSpec(FaultKind.INTERRUPTION, 1)] and target.pending == []
 
 
 def test_partial_write_leaves_the_committed_bytes_short(tmp_path: Path) -> None:
     """partial_write@N writes half of chunk N: the committed count falls behind the chunk's end."""
-    inner, target, _ = store_with(tmp_path, "partial_write@1")
-    target.write(NAME, LAYOUT, 0, chunk(0))
-    committed, _ = target.write(NAME, LAYOUT, CHUNK, chunk(1))
+    inner, _, handle, _ = store_with(tmp_path, "partial_write@1")
+    handle.write(0, chunk(0))
+    committed, _ = handle.write(CHUNK, chunk(1))
     assert committed == CHUNK + CHUNK // 2
     assert inner.temp_path(NAME).read_bytes() == DATA[: CHUNK + CHUNK // 2]
 
 
 def test_checksum_mismatch_flips_one_byte_of_the_chunk(tmp_path: Path) -> None:
     """checksum_mismatch@N lands chunk N whole but with its first byte flipped."""
-    inner, target, _ = store_with(tmp_path, "checksum_mismatch@2")
-    committed = write_all(target)[-1][0]
+    inner, _, handle, _ = store_with(tmp_path, "checksum_mismatch@2")
+    committed = write_all(handle)[-1][0]
     assert committed == SIZE
     landed = inner.temp_path(NAME).read_bytes()
     diff = [i for i in range(SIZE) if landed[i] != DATA[i]]
@@ -191,39 +201,39 @@ def test_checksum_mismatch_flips_one_byte_of_the_chunk(tmp_path: Path) -> None:
 
 def test_epoch_drift_moves_the_epoch_after_the_write(tmp_path: Path) -> None:
     """epoch_drift@N: right after chunk N the target's epoch is no longer the one the write reported."""
-    inner, target, _ = store_with(tmp_path, "epoch_drift@1")
-    _, after_first = target.write(NAME, LAYOUT, 0, chunk(0))
-    assert inner.epoch(NAME) == after_first
-    _, after_second = target.write(NAME, LAYOUT, CHUNK, chunk(1))
-    assert inner.epoch(NAME) != after_second
+    inner, _, handle, _ = store_with(tmp_path, "epoch_drift@1")
+    _, after_first = handle.write(0, chunk(0))
+    assert epoch(inner) == after_first
+    _, after_second = handle.write(CHUNK, chunk(1))
+    assert epoch(inner) != after_second
     assert inner.temp_path(NAME).read_bytes() == DATA[: 2 * CHUNK]  # the bytes are not touched
 
 
 def test_slow_sleeps_once_at_its_chunk(tmp_path: Path) -> None:
     """slow@N makes the write of chunk N (only) wait SLOW_MS."""
-    _, target, slept = store_with(tmp_path, "slow@2")
-    write_all(target)
+    _, target, handle, slept = store_with(tmp_path, "slow@2")
+    write_all(handle)
     assert slept.calls == [SLOW_MS / 1000]
     assert target.fired == [FaultSpec(FaultKind.SLOW, 2)]
 
 
-def test_late_ack_refuses_the_finalize_leaving_the_final_name_alone(tmp_path: Path) -> None:
-    """late_ack@N raises LateAck(N) at finalize, before the rename; a second finalize goes through."""
-    inner, target, _ = store_with(tmp_path, "late_ack@3")
-    write_all(target)
+def test_late_ack_refuses_the_publish_leaving_the_final_name_alone(tmp_path: Path) -> None:
+    """late_ack@N raises LateAck(N) at publish, before the rename; a second publish goes through."""
+    inner, _, handle, _ = store_with(tmp_path, "late_ack@3")
+    write_all(handle)
     with pytest.raises(LateAck) as caught:
-        target.finalize(NAME, LAYOUT, "file")
+        handle.publish()
     assert caught.value.chunk == 3
     assert not inner.path(NAME).exists() and inner.temp_path(NAME).is_file()
-    target.finalize(NAME, LAYOUT, "file")
+    handle.publish()
     assert inner.path(NAME).read_bytes() == DATA
 
 
 def test_stale_metadata_bumps_the_seed_of_the_first_checkpoint_read(tmp_path: Path) -> None:
     """stale_metadata hands back the checkpoint with another seed, once; the file itself is untouched."""
-    inner, target, _ = store_with(tmp_path, "stale_metadata")
+    inner, target, handle, _ = store_with(tmp_path, "stale_metadata")
     state = ckpt.Checkpoint(transfer_id="t-1", seed=41, attempt=2, committed_cursor=CHUNK, stream_digest="blake3:x", artifact=NAME)
-    path = target.save_checkpoint(NAME, ckpt.encode(state))
+    path = handle.checkpoint(ckpt.encode(state))
     stale = ckpt.decode(target.load_checkpoint(path), path)
     assert stale == msgspec.structs.replace(state, seed=42)
     assert ckpt.decode(target.load_checkpoint(path), path) == state
@@ -232,18 +242,18 @@ def test_stale_metadata_bumps_the_seed_of_the_first_checkpoint_read(tmp_path: Pa
 
 def test_crash_escapes_as_a_base_exception(tmp_path: Path) -> None:
     """crash@N raises SimulatedCrash (not an Exception) while writing chunk N, with nothing written."""
-    inner, target, _ = store_with(tmp_path, "crash@1")
-    target.write(NAME, LAYOUT, 0, chunk(0))
+    inner, _, handle, _ = store_with(tmp_path, "crash@1")
+    handle.write(0, chunk(0))
     with pytest.raises(SimulatedCrash):
-        target.write(NAME, LAYOUT, CHUNK, chunk(1))
+        handle.write(CHUNK, chunk(1))
     assert not issubclass(SimulatedCrash, Exception)
-    assert inner.temp_size(NAME, LAYOUT) == CHUNK
+    assert held(inner) == CHUNK
 
 
 def test_a_fault_for_another_chunk_does_not_fire(tmp_path: Path) -> None:
     """A fault planned for a chunk the transfer never writes stays pending."""
-    _, target, _ = store_with(tmp_path, "interruption@9,partial_write@7")
-    write_all(target)
+    _, target, handle, _ = store_with(tmp_path, "interruption@9,partial_write@7")
+    write_all(handle)
     assert target.fired == [] and len(target.pending) == 2
 
 

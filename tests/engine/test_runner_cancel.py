@@ -15,7 +15,7 @@ from engine.intent import build_intent
 from engine.layout import Layout
 from engine.machine import make_dispatcher
 from engine.runner import Job, run_jobs
-from engine.stores import DirectoryStore
+from engine.stores import DirectoryHandle, DirectoryStore
 from events.chain import ChainState
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
@@ -72,6 +72,11 @@ async def test_a_cancelled_runner_leaves_a_valid_log_and_resumable_checkpoints(t
 class _Slow(DirectoryStore):
     """A target that takes a little real time per write, so a cancel lands mid-transfer."""
 
-    def write(self, name: str, layout: Layout, offset: int, data: bytes) -> tuple[int, str]:
+    def open(self, name: str, layout: Layout, kind: str) -> DirectoryHandle:
+        return _SlowHandle(self, name, layout, kind)
+
+
+class _SlowHandle(DirectoryHandle):
+    def write(self, offset: int, data: bytes) -> tuple[int, str]:
         time.sleep(0.002)
-        return super().write(name, layout, offset, data)
+        return super().write(offset, data)
