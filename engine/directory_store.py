@@ -228,7 +228,7 @@ class DirectoryHandle:
 
     def held(self) -> Held:
         with self._io("cannot read", self.temp_path):
-            parent = self._dir(create=False)
+            parent = self._dir_or_none(create=False)
             if parent is None:
                 return Held(0, None)
             return Held(self._held_bytes(parent), self._final_digest(parent))
