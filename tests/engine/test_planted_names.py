@@ -44,7 +44,7 @@ class Outside:
 
     def snapshot(self) -> tuple[object, ...]:
         st = self.file.stat()
-        listing = sorted((p.name, p.read_bytes(), p.stat().st_mtime_ns) for p in self.dir.iterdir())
+        listing = sorted((p.name, p.read_bytes() if p.is_file() else b"", p.lstat().st_mtime_ns) for p in self.dir.rglob("*"))
         return self.file.read_bytes(), st.st_mtime_ns, st.st_size, self.dir.stat().st_mtime_ns, listing
 
     def plant(self, where: Path, kind: str) -> None:
