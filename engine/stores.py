@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.directory_store import DirectoryHandle, DirectoryStore, FileLease, file_digest
+from engine.directory_store import DirectoryStore, file_digest
+from engine.directory_target import DirectoryHandle, FileLease
 from engine.layout import Layout
 from engine.target_store import Digest, Held, Kind, LateAck, Lease, TargetHandle, TargetStore, TransportInterrupted
 from events.observations import BundleFile

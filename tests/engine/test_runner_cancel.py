@@ -73,7 +73,9 @@ class _Slow(DirectoryStore):
     """A target that takes a little real time per write, so a cancel lands mid-transfer."""
 
     def open(self, name: str, layout: Layout, kind: str) -> DirectoryHandle:
-        return _SlowHandle(self, name, layout, kind)
+        handle = super().open(name, layout, kind)
+        handle.__class__ = _SlowHandle  # the same handle, each write a little slower
+        return handle
 
 
 class _SlowHandle(DirectoryHandle):
