@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import stat
 from pathlib import Path
 
@@ -103,11 +102,11 @@ class DirectoryStore:
         parts = []
         for index, at, take in layout.pieces(offset, length):
             rel = layout.files[index].path
-            fd = os.open(base / rel if rel else base, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO swapped in must not block
+            fd = self.fs.open(str(base / rel if rel else base), READ)  # a FIFO swapped in must not block
             try:
-                parts.append(os.pread(fd, take, at))
+                parts.append(self.fs.pread(fd, take, at))
             finally:
-                os.close(fd)
+                self.fs.close(fd)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # --- target side --------------------------------------------------------------------

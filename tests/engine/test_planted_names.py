@@ -22,7 +22,7 @@ from events.errors import AsupError, ErrorCode
 from events.memory_log import MemoryLog
 from events.observations import BundleFile, Intent
 from events.testing import StepClock
-from events.vocabulary import State
+from events.vocabulary import ReasonCode, State
 from tests.cli import run_asup
 from tests.engine.conftest import BUNDLE_NAME, BUNDLE_TARGET, FILE_NAME, FILE_TARGET, Stores, make_intent, run_transfer, tree
 from tests.reliability.crashloop import report
@@ -256,3 +256,28 @@ def test_publish_never_replaces_what_appeared_at_the_final_name(tmp_path: Path, 
         assert final.is_dir() and not any(final.iterdir())
     assert stores.temp(target).exists(), "the unpublished artifact stays where it was"
     outside.assert_unchanged(plant)
+
+
+@pytest.mark.parametrize("kind", ["file", "bundle"])
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resumed"])
+def test_a_link_at_the_final_name_to_a_copy_of_the_artifact_is_not_ours(tmp_path: Path, kind: str, resume: bool) -> None:
+    """A symlink at the final name to an outside copy with the right bytes reads as blake3:-: a conflict, not a finished transfer."""
+    stores = Stores(tmp_path / "w")
+    source, target = (FILE_NAME, FILE_TARGET) if kind == "file" else (BUNDLE_NAME, BUNDLE_TARGET)
+    copy = tmp_path / "outside-copy"
+    original = stores.source_dir / source
+    if kind == "file":
+        shutil.copyfile(original, copy)
+    else:
+        shutil.copytree(original, copy)
+    intent = make_intent(stores, source, target)
+    log = MemoryLog("final-link", clock=StepClock())
+    resume_from = None
+    if resume:
+        with pytest.raises(SimulatedCrash):
+            run_transfer(log, stores, intent, faults="crash@2")
+        resume_from = stores.checkpoint(target)
+    stores.final(target).symlink_to(copy, target_is_directory=kind == "bundle")
+    result, _ = run_transfer(log, stores, intent, resume_from=resume_from)
+    assert (result.state, result.reason_code) == (State.FAILED_CLOSED, ReasonCode.CONFLICT_DETECTED)
+    assert stores.final(target).is_symlink()
