@@ -93,6 +93,7 @@ class SyncAdapter:
         self._pending: list[Event] = []
         self._stream_digest = ""
         self._handle: TargetHandle | None = None
+        self.checkpoint_ref: str | None = None  # the checkpoint a later process resumes from, once there is one
 
     # --- the transfer ---------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class SyncAdapter:
 
     async def _open_resume(self, intent: Intent, resume_from: str) -> tuple[bool, bool]:
         checkpoint = ckpt.decode(self.target.load_checkpoint(resume_from), resume_from)
+        self.checkpoint_ref = resume_from
         self._stream_digest = payload_chain(checkpoint.stream_digest, intent.transfer_id)
         held = self.handle.held()
         finalized = held.final is not None and held.final[0] == intent.expected_checksum
@@ -229,7 +231,7 @@ class SyncAdapter:
             stream_digest=stream_digest,
             artifact=intent.target,
         )
-        name = self.handle.checkpoint(ckpt.encode(state))
+        name = self.checkpoint_ref = self.handle.checkpoint(ckpt.encode(state))
         written = CheckpointWritten(
             name=name.rsplit("/", 1)[-1], committed_cursor=p.cursor, attempt=p.attempt, stream_digest=stream_digest, at_ns=self._now()
         )

@@ -147,8 +147,9 @@ def _sync(
         try:
             result = anyio.run(adapter_.run, intent, resume)
         except SimulatedCrash as crash:
-            checkpoint = target.inner.checkpoint_path(intent.target) if isinstance(target.inner, DirectoryStore) else "?"
-            raise AsupError(ErrorCode.IO_FAILED, f"{crash}; resume with --resume {checkpoint}", file=str(log_path)) from None
+            ref = adapter_.checkpoint_ref
+            hint = f"resume with --resume {ref}" if ref else "no checkpoint was written yet: run it again"
+            raise AsupError(ErrorCode.IO_FAILED, f"{crash}; {hint}", file=str(log_path)) from None
         last = log.last_position()[0]
     _report(result, intent.transfer_id, log_path, first, last, plan, as_json)
     if result.reason_code is not None:
