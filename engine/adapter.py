@@ -6,8 +6,9 @@ The driver does the I/O and asks `decide` what each observation means; the dispa
 (transitions.Machine, or the compiled lever) says where that leads. It stops at the first
 terminal state. Order of a fresh transfer: intent -> negotiation -> source precheck ->
 lease -> epoch -> (epoch check, chunk, checkpoint)* -> epoch check -> target hash ->
-publish (fsync, rename without replacing, fsync dir) -> completed. A resume replaces negotiation and
-precheck with the checkpoint check, before any side effect.
+publish (fsync, rename without replacing, fsync dir) -> completed. A resume replaces
+negotiation and precheck with the checkpoint check, before any side effect. The target is
+reached through one handle per transfer (`TargetStore.open`), closed when it ends.
 """
 
 from __future__ import annotations
