@@ -92,3 +92,14 @@ def test_every_failing_file_call_of_a_transfer_leaves_a_safe_resumable_target(tm
         assert published(stores, intent) == expected(stores, intent), context
     counts["faulted runs"] = calls
     report(f"a target file call failing ({kind} transfer)", counts)
+
+
+@pytest.mark.parametrize("kind", ["file", "bundle"])
+def test_every_target_call_goes_through_the_given_file_system(tmp_path: Path, kind: str) -> None:
+    """With every call of the store's FileSystem failing, the transfer is an AsupError and nothing appears beside the target."""
+    source, target = CASES[kind]
+    stores = Stores(tmp_path)
+    fs = FaultyFS()
+    fs.fail_at(1, persistent=True)
+    assert faulted_run(stores, make_intent(stores, source, target), fs) == "failed with an AsupError"
+    assert list(stores.target_dir.iterdir()) == []
