@@ -44,11 +44,15 @@ class SidecarWritten(Event, frozen=True):
 class ScrubFinished(Event, frozen=True):
     pack: str
     sidecar: str
-    status: str  # ok | fragments_damaged | drift | corrupt | missing_pack | restored | fragments_repaired
+    status: str  # see engine.scrub: ok | fragments_damaged | manifest_damaged | drift | corrupt | missing_pack | unsealed | unreadable
+    #              (after --repair) restored | fragments_repaired | manifest_repaired
     sealed_digest: str
     pack_digest: str
     bad_fragments: list[int] = msgspec.field(default_factory=list)
     kept: str | None = None
+    damaged: list[str] = msgspec.field(default_factory=list)  # each damaged part, named (sidecar v2)
+    kept_files: list[str] = msgspec.field(default_factory=list)  # every file a repair kept aside
+    forged_proofs: JsonInt = 0  # decode proofs in the manifest with no event of their own
 
 
 @event_type("decode_proof")
@@ -59,8 +63,11 @@ class DecodeProofRecorded(Event, frozen=True):
     dropped: list[int]
     digest: str
     one_more_loss_failed_closed: bool
-    proof_count: JsonInt
+    proof_count: JsonInt  # proofs in the manifest that have their events, this one included
     detail: str = ""
+    seed: JsonInt | None = None  # what the manifest's proof repeats (sidecar v2): rebuilt from here
+    at: str = ""
+    forged_proofs: JsonInt = 0
 
 
 @event_type("signoff_recorded")

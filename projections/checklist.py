@@ -11,9 +11,11 @@ from typing import Any
 
 import msgspec
 
+from engine.durability import DecodeProof, match_proofs
+from engine.scrub import HEALTHY
 from events.payloads import Event
 from events.vocabulary import CheckStatus
-from projections.operations import Cited, OpsState
+from projections.operations import Cited, Operations, OpsState
 
 REQUIRED_GATES = ("capability", "state_machine", "fault", "performance")
 ITEMS = {
@@ -35,11 +37,19 @@ class LogFact(msgspec.Struct, frozen=True):
     problem: str = ""
 
 
+class SidecarFact(msgspec.Struct, frozen=True):
+    """The current pack's sidecar manifest as read: its decode proofs, or why it cannot be read."""
+
+    proofs: list[DecodeProof]
+    problem: str = ""
+
+
 class Facts(msgspec.Struct, frozen=True):
     pack_digest: str | None  # None: no pack
     pack_drift: list[str]  # inventory entries that are missing or changed
     logs: list[LogFact]
     pack_path: str = ""
+    sidecar: SidecarFact | None = None  # None: not read (then every decode_proof event since the sidecar counts)
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -66,7 +76,9 @@ def gates_item(ops: OpsState) -> Item:
     return Item("gates", ITEMS["gates"], CheckStatus.PASS, "every gate passed with checks > 0", evidence)
 
 
-def durability_item(ops: OpsState, pack_digest: str | None) -> Item:
+def durability_item(ops: OpsState, pack_digest: str | None, manifest: SidecarFact | None = None) -> Item:
+    """A decode proof counts when the manifest holds it and the ops log holds its event;
+    a proof in the manifest without its event is forged: named, never counted."""
     title = ITEMS["durability"]
     if pack_digest is None or ops.sidecar is None:
         return Item("durability", title, CheckStatus.PENDING, "no pack or no sidecar yet", [])
@@ -74,17 +86,32 @@ def durability_item(ops: OpsState, pack_digest: str | None) -> Item:
     evidence = [_cite(ops.sidecar, sidecar=sidecar.sidecar, pack_digest=sidecar.pack_digest)]
     if sidecar.pack_digest != pack_digest:
         return Item("durability", title, CheckStatus.FAIL, "the sidecar protects another version of the pack (re-encode)", evidence)
+    if manifest is not None and manifest.problem:
+        reason = f"the sidecar's manifest cannot be read ({manifest.problem}): `asup durability scrub --repair` rebuilds it"
+        return Item("durability", title, CheckStatus.FAIL, reason, evidence)
     scrub = ops.scrub if ops.scrub and ops.scrub.seq > ops.sidecar.seq else None
-    proofs = [p for p in ops.proofs if p.seq > ops.sidecar.seq]
+    drills = [p for p in ops.proofs if p.seq > ops.sidecar.seq]
+    forged: list[int] = []
+    proofs = drills
+    if manifest is not None:
+        counted, forged = match_proofs(manifest.proofs, Operations.proof_events(ops, sidecar.sidecar))
+        proofs = [p for p in drills if p.seq in counted]
+    note = f"; {len(forged)} decode proof(s) in the manifest have no event (forged): not counted" if forged else ""
     if scrub is None or not proofs:
-        return Item("durability", title, CheckStatus.PENDING, "scrub or decode drill not run since the sidecar was written", evidence)
+        return Item(
+            "durability", title, CheckStatus.PENDING, "scrub or decode drill not run since the sidecar was written" + note, evidence
+        )
     evidence += [_cite(scrub, status=scrub.data.status)] + [_cite(p, ok=p.data.ok) for p in proofs]
-    if scrub.data.status not in ("ok", "restored", "fragments_repaired") or scrub.data.sealed_digest != pack_digest:
-        return Item("durability", title, CheckStatus.FAIL, f"scrub status {scrub.data.status}", evidence)
-    last = proofs[-1].data
+    if scrub.data.status not in HEALTHY or scrub.data.sealed_digest != pack_digest:
+        return Item("durability", title, CheckStatus.FAIL, f"scrub status {scrub.data.status}" + note, evidence)
+    last = drills[-1].data
     if not (last.ok and last.one_more_loss_failed_closed and last.digest == pack_digest):
-        return Item("durability", title, CheckStatus.FAIL, "the last decode drill did not prove recovery and fail-closed loss", evidence)
-    return Item("durability", title, CheckStatus.PASS, f"sidecar, scrub and {len(proofs)} decode proof(s) for the current pack", evidence)
+        return Item(
+            "durability", title, CheckStatus.FAIL, "the last decode drill did not prove recovery and fail-closed loss" + note, evidence
+        )
+    return Item(
+        "durability", title, CheckStatus.PASS, f"sidecar, scrub and {len(proofs)} decode proof(s) for the current pack" + note, evidence
+    )
 
 
 def logs_item(logs: list[LogFact]) -> Item:
@@ -132,7 +159,7 @@ def signoff_item(ops: OpsState, others: list[Item], pack_digest: str | None) -> 
 
 
 def derive(ops: OpsState, facts: Facts) -> list[Item]:
-    items = [gates_item(ops), durability_item(ops, facts.pack_digest), logs_item(facts.logs), pack_item(ops, facts)]
+    items = [gates_item(ops), durability_item(ops, facts.pack_digest, facts.sidecar), logs_item(facts.logs), pack_item(ops, facts)]
     return [*items, signoff_item(ops, items, facts.pack_digest)]
 
 

@@ -16,6 +16,7 @@ import msgspec
 from engine import durability
 from engine.contracts import contract_dir
 from engine.scrub import ScrubReport, scrub
+from engine.sidecar_write import write_manifest, write_sidecar
 from events import strict_json
 from events.atomic import make_dirs, move_aside, read_small, write_atomic
 from events.chain import ChainState
@@ -90,6 +91,8 @@ def inventory(paths: ArtifactPaths) -> list[dict[str, Any]]:
         rel = paths.rel(path)
         if path in skip or rel.startswith(("asupersync/v1/history/", "demo/")) or ".tmp" in path.name or ".damaged-" in path.name:
             continue
+        if path.name.startswith(f"{paths.pack.name}.ec."):
+            continue  # the sidecar (`durability.sidecar_files`) and copies of its parts kept aside: made from the pack
         if path.suffix == ".jsonl" and is_asup_log(path):
             continue  # logs grow: they are listed by their heads
         if path.name.endswith(SIDE_SUFFIXES) or path.name.startswith("."):
@@ -160,7 +163,9 @@ def gather_facts(paths: ArtifactPaths) -> checklist.Facts:
         else:
             drift = pack_drift(paths, pack)
     logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log]
-    return checklist.Facts(pack_digest=pack_digest, pack_drift=drift, logs=logs, pack_path=paths.rel(paths.pack))
+    return checklist.Facts(
+        pack_digest=pack_digest, pack_drift=drift, logs=logs, pack_path=paths.rel(paths.pack), sidecar=sidecar_fact(paths)
+    )
 
 
 def current_checklist(paths: ArtifactPaths) -> list[checklist.Item]:
@@ -227,7 +232,7 @@ def _retire_previous(paths: ArtifactPaths, ops: OpsState, fs: FileSystem) -> Non
         return
     history = paths.v1 / "history" / f"seal-{ops.seals[-1].seq if ops.seals else 0}"
     make_dirs(history, under=paths.root, fs=fs)
-    for path in (paths.pack, paths.sidecar):
+    for path in (paths.pack, *durability.sidecar_files(paths.pack)):
         if path.exists() or path.is_symlink():
             retire(path, history / path.name, fs)
 
@@ -245,10 +250,10 @@ def retire(path: Path, target: Path, fs: FileSystem = OS) -> None:
             raise os_error(exc, "cannot move to history", path) from exc
 
 
-def encode_sidecar(paths: ArtifactPaths, pack: Path, *, k: int, m: int, codec: str) -> tuple[Path, durability.Sidecar]:
-    sidecar = durability.encode(pack, k=k, m=m, codec=codec)
+def encode_sidecar(paths: ArtifactPaths, pack: Path, *, k: int, m: int, codec: str) -> tuple[Path, durability.Manifest]:
+    encoded = durability.encode(pack, k=k, m=m, codec=codec)
     target = durability.sidecar_path(pack)
-    durability.write_sidecar(target, sidecar)
+    write_sidecar(target, encoded)
     record_op(
         paths,
         "durability",
@@ -258,18 +263,18 @@ def encode_sidecar(paths: ArtifactPaths, pack: Path, *, k: int, m: int, codec: s
             codec=codec,
             k=k,
             m=m,
-            pack_digest=sidecar.pack_digest,
+            pack_digest=encoded.manifest.pack_digest,
             sidecar_digest=digest_file(target),
         ),
     )
-    return target, sidecar
+    return target, encoded.manifest
 
 
 def run_scrub(paths: ArtifactPaths, pack: Path, sidecar: Path, *, repair: bool) -> ScrubReport:
+    """Scrub against the seal (or sidecar_written) events and the decode proofs of the ops log."""
     ops = ops_state(paths)
-    sealed = durability.load_sidecar(sidecar).pack_digest
-    sealed_at = max((c.seq for c in ops.seals if c.data.digest == sealed), default=0)
-    report = scrub(pack, sidecar, later_seals=Operations.seal_digests(ops, after_seq=sealed_at), repair=repair)
+    vouched = Operations.vouched(ops, paths.rel(pack))
+    report = scrub(pack, sidecar, vouched=vouched, repair=repair, proof_events=Operations.proof_events(ops, paths.rel(sidecar)))
     record_op(
         paths,
         "durability",
@@ -281,6 +286,9 @@ def run_scrub(paths: ArtifactPaths, pack: Path, sidecar: Path, *, repair: bool) 
             pack_digest=report.pack_digest,
             bad_fragments=report.bad_fragments,
             kept=report.kept,
+            damaged=report.damaged,
+            kept_files=report.kept_files,
+            forged_proofs=len(report.forged_proofs),
         ),
     )
     if pack == paths.pack:
@@ -289,38 +297,53 @@ def run_scrub(paths: ArtifactPaths, pack: Path, sidecar: Path, *, repair: bool) 
 
 
 def run_drill(paths: ArtifactPaths, sidecar_file: Path, out: Path, *, seed: int, clock: Clock | None = None) -> DecodeProofRecorded:
-    sidecar = durability.load_sidecar(sidecar_file)
+    """The decode drill; its event is recorded first, then its proof (citing the event's
+    seq) goes into the manifest, so a proof there always has its event."""
+    sidecar = durability.read_sidecar(sidecar_file)
+    rel = paths.rel(sidecar_file)
+    counted, forged = durability.match_proofs(sidecar.proofs, Operations.proof_events(ops_state(paths), rel))
+    notes = [f"{len(forged)} decode proof(s) in the manifest have no event (forged): not counted"] if forged else []
     at = format_ts((clock or SystemClock()).now_ns())
+    base = DecodeProofRecorded(
+        sidecar=rel, output=paths.rel(out), ok=False, dropped=[], digest="", one_more_loss_failed_closed=False, proof_count=len(counted)
+    )
+    base = msgspec.structs.replace(base, seed=seed, at=at, forged_proofs=len(forged))
     try:
         data, proof = durability.drill(sidecar, seed, at)
     except AsupError as exc:  # a decode that fails closed is the drill's recorded outcome
-        event = DecodeProofRecorded(
-            sidecar=paths.rel(sidecar_file),
-            output=paths.rel(out),
-            ok=False,
-            dropped=[],
-            digest="",
-            one_more_loss_failed_closed=False,
-            proof_count=len(sidecar.decode_proofs),
-            detail=str(exc),
-        )
-        record_op(paths, "durability", event)
-        return event
+        failed = msgspec.structs.replace(base, detail="; ".join([str(exc), *notes]))
+        record_op(paths, "durability", failed)
+        return failed
     make_dirs(out.parent)
     write_atomic(out, data)
-    updated = msgspec.structs.replace(sidecar, decode_proofs=[*sidecar.decode_proofs, proof])
-    durability.write_sidecar(sidecar_file, updated)
-    event = DecodeProofRecorded(
-        sidecar=paths.rel(sidecar_file),
-        output=paths.rel(out),
+    manifest = sidecar.manifest if not sidecar.manifest_damage else None
+    if manifest is None:
+        notes.insert(
+            0, f"the manifest is damaged ({sidecar.manifest_damage}): the proof is in the operations log only; scrub --repair rebuilds it"
+        )
+    event = msgspec.structs.replace(
+        base,
         ok=True,
         dropped=proof.dropped,
         digest=proof.digest,
         one_more_loss_failed_closed=proof.one_more_loss_failed_closed,
-        proof_count=len(updated.decode_proofs),
+        proof_count=len(counted) + (manifest is not None),
+        detail="; ".join(notes),
     )
-    record_op(paths, "durability", event)
+    seq = record_op(paths, "durability", event)
+    if manifest is not None:
+        proofs = [*manifest.decode_proofs, msgspec.structs.replace(proof, seq=seq)]
+        write_manifest(sidecar_file, msgspec.structs.replace(manifest, decode_proofs=proofs))
     return event
+
+
+def sidecar_fact(paths: ArtifactPaths) -> checklist.SidecarFact:
+    """The decode proofs of the current pack's sidecar manifest, for the checklist to match with their events."""
+    try:
+        manifest = durability.load_manifest(paths.sidecar)
+    except AsupError as error:
+        return checklist.SidecarFact(proofs=[], problem=error.message)
+    return checklist.SidecarFact(proofs=manifest.decode_proofs)
 
 
 def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[CheckStatus, list[checklist.Item]]:

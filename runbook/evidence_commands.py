@@ -74,7 +74,9 @@ def encode(
     as_json: bool = JSON_OPT,
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
-    """Write PACK.ec.json: codec, k, m, the pack's BLAKE3 and each fragment with its own digest.
+    """Write PACK.ec.json (codec, k, m, sizes, the pack's BLAKE3, each fragment's file and
+    digest) and the fragments beside it, PACK.ec.00 .. (each binds itself to the pack and
+    verifies itself). An older sidecar there is kept as NAME.superseded-<n>.
 
     Example: asup durability encode artifacts/asupersync/v1/asupersync_final_evidence_pack_v1.json --k 8 --m 4
     """
@@ -103,8 +105,10 @@ def scrub(
     as_json: bool = JSON_OPT,
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
-    """Verify every fragment against the manifest and the pack against its digest; tell drift
-    (the pack matches a later seal: stale sidecar) from corruption. Exit 0 when healthy.
+    """Verify the manifest, every fragment and the pack, and the pack's digest against the
+    seals in the operations log; name every damaged part; tell drift (the pack matches a
+    later seal: stale sidecar) from corruption, and both from a sidecar nothing vouches for
+    (unsealed). --repair keeps what it replaces as NAME.damaged-<n>. Exit 0 when healthy.
 
     Example: asup durability scrub PACK PACK.ec.json --repair
     """
@@ -113,7 +117,8 @@ def scrub(
         emit_json({**msgspec.to_builtins(report), "healthy": report.healthy})
     else:
         color = "green" if report.healthy else "red"
-        console().print(line(styled(report.status, color), f": {report.detail}" + (f" (kept {report.kept})" if report.kept else "")))
+        kept = f" (kept {', '.join(report.kept_files)})" if report.kept_files else ""
+        console().print(line(styled(report.status, color), f": {report.detail}{kept}"))
     if not report.healthy:
         raise typer.Exit(1)
 
@@ -141,7 +146,7 @@ def decode_drill(
             line(
                 styled("decoded", "green"),
                 f" without fragments {event.dropped}; one more loss failed closed: "
-                f"{event.one_more_loss_failed_closed}; proof #{event.proof_count}",
+                f"{event.one_more_loss_failed_closed}; proof #{event.proof_count}" + (f" ({event.detail})" if event.detail else ""),
             )
         )
     else:

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from engine.contracts import contract_dir
-from engine.durability import load_sidecar, sidecar_path
+from engine.durability import sidecar_path
 from projections import checklist
 from projections.artifact_paths import ArtifactPaths
 from projections.escalation import Inputs, escalate, level_of
@@ -102,8 +102,8 @@ def _encode(paths: ArtifactPaths) -> Step:
 def _scrub(paths: ArtifactPaths) -> Step:
     sidecar = sidecar_path(paths.pack)
     report = evidence.run_scrub(paths, paths.pack, sidecar, repair=False)
-    checked = len(load_sidecar(sidecar).fragments) + 1  # every fragment against the manifest, the pack against its digest
-    return Step("scrub", report.healthy, checked, report.status, paths.rel(paths.scrub_report))
+    # the manifest, every fragment against it and a fresh encode, the pack against its digest and the seals
+    return Step("scrub", report.healthy, report.checked, report.status, paths.rel(paths.scrub_report))
 
 
 def _drill(paths: ArtifactPaths, seed: int) -> Step:

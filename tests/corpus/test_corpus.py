@@ -83,7 +83,7 @@ READERS: dict[str, tuple[Callable[[Path, bytes], object], set[ErrorCode]]] = {
     "state machine": (_file_reader(STATE_MACHINE_FILE, load_state_machine), {ErrorCode.BAD_INPUT}),
     "adapter profiles": (_file_reader(PROFILES_FILE, load_profiles), {ErrorCode.BAD_INPUT}),
     "checkpoint": (lambda _tmp, doc: ckpt.decode(doc, "checkpoint.json"), {ErrorCode.BAD_INPUT}),
-    "sidecar": (_file_reader("pack.ec.json", durability.load_sidecar), {ErrorCode.BAD_INPUT}),
+    "sidecar": (_file_reader("pack.ec.json", durability.load_manifest), {ErrorCode.BAD_INPUT}),
     "fault suite": (_file_reader("suite.json", load_suite), {ErrorCode.BAD_INPUT}),
     "e2e rows": (_file_reader("rows.jsonl", _validate_rows), {ErrorCode.USAGE}),
     "any document": (

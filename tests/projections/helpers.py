@@ -3,8 +3,8 @@ logs written by the real adapter, hand-written logs, sidecar damage and the CLI.
 
 from __future__ import annotations
 
-import base64
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import msgspec
 import orjson
 from typer.testing import CliRunner, Result
 
+from engine import durability
 from engine.appender import DirectAppender
 from engine.contracts import default_matrix, load_profile
 from engine.machine import make_dispatcher
@@ -180,37 +181,34 @@ def crafted_violations_log(path: Path) -> Path:
 # --- sidecars on disk ----------------------------------------------------------------------
 
 
-def edit_sidecar(path: Path, edit: Callable[[list[dict[str, Any]]], None]) -> None:
-    """Rewrite the sidecar file with `edit` applied to its fragment entries (as JSON)."""
+def edit_manifest(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite the sidecar manifest with `edit` applied to it (as JSON)."""
     document = json.loads(path.read_bytes())
-    edit(document["fragments"])
+    edit(document)
     path.write_text(json.dumps(document))
 
 
-def fragment_bytes(entry: dict[str, Any]) -> bytes:
-    return base64.b64decode(entry["data"])
+def fragment_file(manifest: Path, index: int) -> Path:
+    return durability.fragment_path(manifest, index)
 
 
-def set_fragment_bytes(entry: dict[str, Any], data: bytes) -> None:
-    entry["data"] = base64.b64encode(data).decode()
+def flip_fragment(manifest: Path, index: int, at: int | None = None) -> None:
+    """Flip one bit of fragment `index`'s file (in the middle of its bytes by default)."""
+    path = fragment_file(manifest, index)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if at is None else at] ^= 0x10
+    path.write_bytes(bytes(data))
 
 
-def flip_fragment(path: Path, index: int) -> None:
-    """Flip one bit in the middle of fragment `index`'s bytes."""
-
-    def edit(fragments: list[dict[str, Any]]) -> None:
-        data = bytearray(fragment_bytes(fragments[index]))
-        data[len(data) // 2] ^= 0x10
-        set_fragment_bytes(fragments[index], bytes(data))
-
-    edit_sidecar(path, edit)
+def blank_fragments(manifest: Path, indexes: Sequence[int]) -> None:
+    """Lose the fragment files at `indexes`."""
+    for i in indexes:
+        fragment_file(manifest, i).unlink()
 
 
-def blank_fragments(path: Path, indexes: Sequence[int]) -> None:
-    """Lose the bytes of the fragments at `indexes` (their entries stay, empty)."""
-
-    def edit(fragments: list[dict[str, Any]]) -> None:
-        for i in indexes:
-            fragments[i]["data"] = ""
-
-    edit_sidecar(path, edit)
+def copy_sidecar(pack: Path, directory: Path) -> Path:
+    """Copy the sidecar of `pack` (manifest and fragments) into `directory`; the copy's manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in durability.sidecar_files(pack):
+        shutil.copyfile(path, directory / path.name)
+    return directory / durability.sidecar_path(pack).name

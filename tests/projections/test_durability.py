@@ -17,55 +17,50 @@ import msgspec
 import pytest
 
 from engine import durability
-from engine.scrub import scrub
+from engine.scrub import ScrubReport, Vouched, scrub
+from engine.sidecar_write import write_manifest, write_sidecar
 from events.digest import digest_bytes, digest_file
 from events.errors import AsupError, ErrorCode
 from events.operations import EvidenceSealed, ScrubFinished
 from projections.artifact_paths import ArtifactPaths
 from runbook import evidence
-from tests.projections.helpers import (
-    blank_fragments,
-    edit_sidecar,
-    flip_fragment,
-    fragment_bytes,
-    invoke,
-    payload,
-    records,
-    set_fragment_bytes,
-)
+from tests.projections.helpers import blank_fragments, flip_fragment, fragment_file, invoke, payload, records
 
 PACK_SIZE = 5000
-B64 = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 class Protected:
-    """A pack and its sidecar on disk, with the pristine bytes of both."""
+    """A pack and its sidecar on disk, with the pristine bytes of every file."""
 
     def __init__(self, root: Path, k: int, m: int, seed: int = 1) -> None:
         self.k, self.m = k, m
         self.pack = root / "pack.json"
         self.pack.write_bytes(random.Random(seed).randbytes(PACK_SIZE))
         self.sidecar = durability.sidecar_path(self.pack)
-        durability.write_sidecar(self.sidecar, durability.encode(self.pack, k=k, m=m))
+        write_sidecar(self.sidecar, durability.encode(self.pack, k=k, m=m))
+        self.pristine = {p: p.read_bytes() for p in [self.pack, *durability.sidecar_files(self.pack)]}
         self.pack_bytes = self.pack.read_bytes()
-        self.sidecar_bytes = self.sidecar.read_bytes()
+        self.vouched = Vouched({digest_bytes(self.pack_bytes): 1})
 
     @property
     def n(self) -> int:
         return self.k + self.m
 
     def reset(self) -> None:
-        self.pack.write_bytes(self.pack_bytes)
-        self.sidecar.write_bytes(self.sidecar_bytes)
+        for path in self.pack.parent.iterdir():
+            if path not in self.pristine and path.is_file():
+                path.unlink()
+        for path, data in self.pristine.items():
+            path.write_bytes(data)
 
     def load(self) -> durability.Sidecar:
-        return durability.load_sidecar(self.sidecar)
+        return durability.read_sidecar(self.sidecar)
 
-    def scrub(self, *, repair: bool = False, later_seals: set[str] | None = None) -> Any:
-        return scrub(self.pack, self.sidecar, later_seals=later_seals or set(), repair=repair)
+    def scrub(self, *, repair: bool = False, vouched: Vouched | None = None) -> ScrubReport:
+        return scrub(self.pack, self.sidecar, vouched=vouched or self.vouched, repair=repair)
 
     def decode_all(self) -> bytes:
-        return durability.decode(self.load(), list(range(self.n)))
+        return durability.recover(self.load())
 
 
 @pytest.fixture(params=[(8, 4), (4, 2)], ids=["8+4", "4+2"])
@@ -75,31 +70,30 @@ def protected(request: pytest.FixtureRequest, tmp_path: Path) -> Protected:
     return Protected(tmp_path, k, m)
 
 
-def other_sidecar(tmp_path: Path, k: int, m: int) -> dict[str, Any]:
-    """The sidecar document of another pack of the same size."""
+def other_protected(tmp_path: Path, k: int, m: int) -> Protected:
+    """Another pack of the same size, with its sidecar."""
     where = tmp_path / "other"
     where.mkdir()
-    other = Protected(where, k, m, seed=2)
-    document: dict[str, Any] = json.loads(other.sidecar_bytes)
-    return document
+    return Protected(where, k, m, seed=2)
 
 
 # --- bit rot, truncation -------------------------------------------------------------------
 
 
 def test_flipped_bit_in_each_fragment_is_named_by_scrub(protected: Protected) -> None:
-    """One flipped bit in each fragment in turn: scrub reports fragments_damaged naming exactly it; the rest still decode the pack."""
+    """One flipped bit in each fragment file in turn: scrub reports fragments_damaged naming exactly it; the rest still decode the pack."""
     for index in range(protected.n):
         protected.reset()
         flip_fragment(protected.sidecar, index)
         report = protected.scrub()
         assert (report.status, report.bad_fragments) == ("fragments_damaged", [index])
+        assert report.damaged == [f"{fragment_file(protected.sidecar, index).name}: fails its own BLAKE3 trailer"]
         assert protected.pack.read_bytes() == protected.pack_bytes
         assert protected.decode_all() == protected.pack_bytes
 
 
 def test_drill_still_decodes_with_one_flipped_fragment(protected: Protected) -> None:
-    """With one fragment bit-rotted, the decode drill (default seed 7) excludes it and still decodes the pack (RELIABILITY row 29)."""
+    """With one fragment bit-rotted, the decode drill (default seed 7) excludes it and still decodes the pack."""
     failing = []
     for index in range(protected.n):
         protected.reset()
@@ -111,59 +105,18 @@ def test_drill_still_decodes_with_one_flipped_fragment(protected: Protected) -> 
             continue
         assert data == protected.pack_bytes
         assert proof.one_more_loss_failed_closed
+        assert index in proof.dropped
     assert failing == []
 
 
-def rot_text(document: bytes, start: int) -> bytes:
-    """Flip one bit of the first character at or after `start` that the flip turns into printable non-base64 ASCII."""
-    for position in range(start, len(document)):
-        for bit in range(7):
-            flipped = document[position] ^ (1 << bit)
-            if 0x20 <= flipped < 0x7F and flipped not in B64 and flipped not in b'"\\':
-                return document[:position] + bytes([flipped]) + document[position + 1 :]
-    raise AssertionError("no position to rot")
-
-
-def test_bit_rot_in_the_sidecar_text_is_named_by_scrub(protected: Protected) -> None:
-    """A one-bit flip in the sidecar file that leaves the base64 alphabet inside fragment i: scrub names exactly i (the rest is intact)."""
-    fragments = json.loads(protected.sidecar_bytes)["fragments"]
-    outcomes = {}
-    for index in range(protected.n):
-        protected.reset()
-        text = fragments[index]["data"].encode()
-        start = protected.sidecar_bytes.index(text) + len(text) // 2
-        protected.sidecar.write_bytes(rot_text(protected.sidecar_bytes, start))
-        try:
-            report = protected.scrub()
-            outcomes[index] = (report.status, report.bad_fragments)
-        except AsupError as error:
-            outcomes[index] = (error.code.value, [])
-    assert outcomes == {i: ("fragments_damaged", [i]) for i in range(protected.n)}
-
-
-def test_bit_flip_within_the_base64_alphabet_is_named(protected: Protected) -> None:
-    """A character of fragment 0's text changed to another base64 character (other bytes): scrub names fragment 0."""
-    text = json.loads(protected.sidecar_bytes)["fragments"][0]["data"].encode()
-    at = protected.sidecar_bytes.index(text) + len(text) // 2
-    data = bytearray(protected.sidecar_bytes)
-    data[at] = ord("B") if data[at] != ord("B") else ord("C")
-    protected.sidecar.write_bytes(bytes(data))
-    assert (protected.scrub().status, protected.scrub().bad_fragments) == ("fragments_damaged", [0])
-    assert protected.decode_all() == protected.pack_bytes
-
-
-@pytest.mark.parametrize("how", ["truncated", "zeroed", "extended"])
+@pytest.mark.parametrize("how", ["truncated", "zeroed", "extended", "emptied"])
 def test_truncated_or_zeroed_fragment_is_named(protected: Protected, how: str) -> None:
-    """A fragment cut short, zeroed or grown, first and last in turn: scrub names it; decode uses the others."""
+    """A fragment file cut short, zeroed, grown or emptied, first and last in turn: scrub names it; decode uses the others."""
     for index in (0, protected.n - 1):
         protected.reset()
-
-        def edit(fragments: list[dict[str, Any]], index: int = index) -> None:
-            data = fragment_bytes(fragments[index])
-            damaged = {"truncated": data[: len(data) // 2], "zeroed": bytes(len(data)), "extended": data + b"\0"}[how]
-            set_fragment_bytes(fragments[index], damaged)
-
-        edit_sidecar(protected.sidecar, edit)
+        path = fragment_file(protected.sidecar, index)
+        data = path.read_bytes()
+        path.write_bytes({"truncated": data[: len(data) // 2], "zeroed": bytes(len(data)), "extended": data + b"\0", "emptied": b""}[how])
         assert protected.scrub().bad_fragments == [index]
         assert protected.decode_all() == protected.pack_bytes
 
@@ -172,23 +125,19 @@ def test_truncated_or_zeroed_fragment_is_named(protected: Protected, how: str) -
 
 
 def test_losing_up_to_m_fragments_always_decodes(protected: Protected) -> None:
-    """Every pattern of up to m lost fragments decodes to the pack (all patterns for 4+2; all of size 1 and m for 8+4)."""
+    """Every pattern of up to m lost fragments decodes to the pack (22 patterns for 4+2, 794 for 8+4)."""
     sidecar = protected.load()
-    sizes = range(protected.m + 1) if protected.m == 2 else (1, protected.m)
-    patterns = [lost for size in sizes for lost in itertools.combinations(range(protected.n), size)]
-    assert len(patterns) == (22 if protected.m == 2 else 12 + 495)
+    patterns = [lost for size in range(protected.m + 1) for lost in itertools.combinations(range(protected.n), size)]
+    assert len(patterns) == (22 if protected.m == 2 else 1 + 12 + 66 + 220 + 495)
     for lost in patterns:
         kept = [i for i in range(protected.n) if i not in lost]
         assert durability.decode(sidecar, kept) == protected.pack_bytes, lost
 
 
 def test_losing_m_plus_one_fragments_fails_closed(protected: Protected) -> None:
-    """Losing m+1 fragments raises AsupError (corrupt_record) and never returns bytes (all 20 patterns for 4+2, 40 sampled for 8+4)."""
+    """Losing m+1 fragments raises AsupError (corrupt_record) and never returns bytes (every pattern)."""
     sidecar = protected.load()
-    patterns = list(itertools.combinations(range(protected.n), protected.m + 1))
-    if len(patterns) > 40:
-        patterns = random.Random(5).sample(patterns, 40)
-    for lost in patterns:
+    for lost in itertools.combinations(range(protected.n), protected.m + 1):
         kept = [i for i in range(protected.n) if i not in lost]
         with pytest.raises(AsupError) as raised:
             durability.decode(sidecar, kept)
@@ -196,10 +145,12 @@ def test_losing_m_plus_one_fragments_fails_closed(protected: Protected) -> None:
 
 
 def test_fragments_lost_on_disk_up_to_m_and_one_more(protected: Protected) -> None:
-    """m fragments emptied in the sidecar file: scrub names them and decode succeeds; one more: decode and drill fail closed."""
+    """m fragment files deleted: scrub names them and decode succeeds; one more: decode and drill fail closed."""
     lost = sorted(random.Random(3).sample(range(protected.n), protected.m))
     blank_fragments(protected.sidecar, lost)
-    assert protected.scrub().bad_fragments == lost
+    report = protected.scrub()
+    assert report.bad_fragments == lost
+    assert all(line.endswith(": missing") for line in report.damaged)
     assert protected.decode_all() == protected.pack_bytes
     extra = next(i for i in range(protected.n) if i not in lost)
     blank_fragments(protected.sidecar, [extra])
@@ -210,70 +161,47 @@ def test_fragments_lost_on_disk_up_to_m_and_one_more(protected: Protected) -> No
 
 
 def test_repair_with_too_few_fragments_destroys_nothing(protected: Protected) -> None:
-    """An edited pack and m+1 lost fragments: --repair fails closed and leaves the damaged pack in place, nothing renamed."""
+    """An edited pack and m+1 lost fragments: --repair says it cannot restore and changes no file, renames nothing."""
     damaged = b"edited" + protected.pack_bytes[6:]
     protected.pack.write_bytes(damaged)
     blank_fragments(protected.sidecar, list(range(protected.m + 1)))
-    with pytest.raises(AsupError):
-        protected.scrub(repair=True)
-    assert protected.pack.read_bytes() == damaged
-    assert sorted(p.name for p in protected.pack.parent.iterdir()) == ["pack.json", "pack.json.ec.json"]
+    before = {p.name: p.read_bytes() for p in protected.pack.parent.iterdir()}
+    report = protected.scrub(repair=True)
+    assert report.status == "corrupt" and "cannot restore, nothing written" in report.detail
+    assert not report.healthy and report.kept_files == []
+    assert {p.name: p.read_bytes() for p in protected.pack.parent.iterdir()} == before
 
 
 # --- duplicated and foreign fragments -----------------------------------------------------------
 
 
-def test_duplicated_fragment_is_rejected_by_the_manifest(protected: Protected) -> None:
-    """Fragment 1's entry copied over fragment 0's (and, separately, only its bytes): the manifest rejects position 0 before decode."""
-
-    def whole_entry(fragments: list[dict[str, Any]]) -> None:
-        fragments[0] = dict(fragments[1])
-
-    def bytes_only(fragments: list[dict[str, Any]]) -> None:
-        fragments[0]["data"] = fragments[1]["data"]
-
-    for edit in (whole_entry, bytes_only):
-        protected.reset()
-        edit_sidecar(protected.sidecar, edit)
-        assert durability.good_fragments(protected.load())[1] == [0]
-        assert (protected.scrub().status, protected.scrub().bad_fragments) == ("fragments_damaged", [0])
-        assert protected.decode_all() == protected.pack_bytes
-
-
-def test_foreign_fragment_bytes_are_rejected_by_the_manifest(protected: Protected, tmp_path: Path) -> None:
-    """The bytes of another same-size pack's fragment i placed in entry i fail the manifest digest: scrub names i; decode is right."""
-    foreign = other_sidecar(tmp_path, protected.k, protected.m)["fragments"]
-    for index in (0, protected.n - 1):
-        protected.reset()
-
-        def edit(fragments: list[dict[str, Any]], index: int = index) -> None:
-            fragments[index]["data"] = foreign[index]["data"]
-
-        edit_sidecar(protected.sidecar, edit)
-        assert protected.scrub().bad_fragments == [index]
-        assert protected.decode_all() == protected.pack_bytes
-
-
-def test_foreign_fragment_entry_is_rejected_by_the_manifest(protected: Protected, tmp_path: Path) -> None:
-    """Another same-size pack's whole fragment entry (index, digest, bytes) spliced in: scrub must not call the sidecar ok."""
-    foreign = other_sidecar(tmp_path, protected.k, protected.m)["fragments"]
-
-    def edit(fragments: list[dict[str, Any]]) -> None:
-        fragments[0] = foreign[0]
-
-    edit_sidecar(protected.sidecar, edit)
+def test_duplicated_fragment_is_rejected_by_its_header(protected: Protected) -> None:
+    """Fragment 1's file copied over fragment 0's: its header names index 1, so slot 0 is bad before decode; the rest decode."""
+    fragment_file(protected.sidecar, 0).write_bytes(fragment_file(protected.sidecar, 1).read_bytes())
+    sidecar = protected.load()
+    assert sidecar.bad == [0] and 0 not in sidecar.fragments
     report = protected.scrub()
     assert (report.status, report.bad_fragments) == ("fragments_damaged", [0])
+    assert "its header says it is fragment 1" in report.damaged[0]
+    assert protected.decode_all() == protected.pack_bytes
 
 
-def test_foreign_fragment_entry_never_yields_wrong_bytes(protected: Protected, tmp_path: Path) -> None:
-    """Whatever the manifest says of a spliced foreign entry, decode returns the pack's bytes or raises: never other bytes."""
-    foreign = other_sidecar(tmp_path, protected.k, protected.m)["fragments"]
+def test_foreign_fragment_is_rejected_by_its_header(protected: Protected, tmp_path: Path) -> None:
+    """Another same-size pack's fragment i placed at slot i: its header binds another pack digest; scrub names i; decode is right."""
+    other = other_protected(tmp_path, protected.k, protected.m)
+    for index in (0, protected.n - 1):
+        protected.reset()
+        fragment_file(protected.sidecar, index).write_bytes(fragment_file(other.sidecar, index).read_bytes())
+        report = protected.scrub()
+        assert report.bad_fragments == [index]
+        assert "binds another pack_digest" in report.damaged[0]
+        assert protected.decode_all() == protected.pack_bytes
 
-    def edit(fragments: list[dict[str, Any]]) -> None:
-        fragments[0] = foreign[0]
 
-    edit_sidecar(protected.sidecar, edit)
+def test_foreign_fragments_never_yield_wrong_bytes(protected: Protected, tmp_path: Path) -> None:
+    """With another pack's fragment 0 spliced in, every k-set decodes to the pack's bytes or raises: never other bytes."""
+    other = other_protected(tmp_path, protected.k, protected.m)
+    fragment_file(protected.sidecar, 0).write_bytes(fragment_file(other.sidecar, 0).read_bytes())
     sidecar = protected.load()
     for lost in itertools.combinations(range(1, protected.n), protected.m):
         kept = [i for i in range(protected.n) if i not in lost]
@@ -297,7 +225,7 @@ def test_edited_pack_is_corrupt_and_repair_keeps_the_damaged_copy(protected: Pro
     assert repaired.status == "restored"
     assert protected.pack.read_bytes() == protected.pack_bytes
     kept = protected.pack.with_name("pack.json.damaged-1")
-    assert repaired.kept == str(kept)
+    assert repaired.kept == str(kept) and repaired.kept_files == [str(kept)]
     assert kept.read_bytes() == damaged
     protected.pack.write_bytes(damaged + b"again")
     assert Path(protected.scrub(repair=True).kept or "").name == "pack.json.damaged-2"
@@ -358,21 +286,22 @@ def test_pack_matching_an_older_seal_is_corrupt_not_drift(tmp_path: Path) -> Non
     assert paths.pack.read_bytes() == current
 
 
-def test_damaged_fragments_repair_reencodes_and_keeps_the_old_sidecar(protected: Protected) -> None:
-    """fragments_damaged then --repair: fragments re-encoded from the pack, proofs kept, the damaged sidecar kept byte-identical."""
+def test_damaged_fragments_repair_reencodes_and_keeps_the_old_fragment(protected: Protected) -> None:
+    """fragments_damaged then --repair: the fragment written anew from the pack, the damaged file kept byte-identical, proofs kept."""
     data, proof = durability.drill(protected.load(), 1, "t1")
-    durability.write_sidecar(protected.sidecar, msgspec.structs.replace(protected.load(), decode_proofs=[proof]))
+    manifest = durability.load_manifest(protected.sidecar)
+    write_manifest(protected.sidecar, msgspec.structs.replace(manifest, decode_proofs=[proof]))
     assert data == protected.pack_bytes
     flip_fragment(protected.sidecar, 2)
-    damaged = protected.sidecar.read_bytes()
+    damaged = fragment_file(protected.sidecar, 2).read_bytes()
     report = protected.scrub(repair=True)
     assert report.status == "fragments_repaired"
     kept = Path(report.kept or "")
-    assert kept.name == "pack.json.ec.json.damaged-1"
+    assert kept.name == "pack.json.ec.02.damaged-1" and report.kept_files == [str(kept)]
     assert kept.read_bytes() == damaged
     repaired = protected.load()
-    assert durability.good_fragments(repaired)[1] == []
-    assert repaired.decode_proofs == [proof]
+    assert repaired.bad == [] and not repaired.damaged
+    assert durability.load_manifest(protected.sidecar).decode_proofs == [proof]
     assert protected.pack.read_bytes() == protected.pack_bytes
     assert protected.scrub().status == "ok"
 
@@ -428,8 +357,9 @@ def test_decode_drill_appends_a_proof_each_time(root_pack: ArtifactPaths) -> Non
         assert result.exit_code == 0
         assert payload(result)["proof_count"] == seed
         assert out.read_bytes() == paths.pack.read_bytes()
-        proofs = durability.load_sidecar(paths.sidecar).decode_proofs
+        proofs = durability.load_manifest(paths.sidecar).decode_proofs
         assert [p.seed for p in proofs] == [1, 2, 3][:seed]
+        assert [p.seq for p in proofs] == [e["seq"] for e in ops_events(paths, "decode_proof")]
         assert len(proofs[-1].dropped) == 2 and proofs[-1].one_more_loss_failed_closed
     assert [e["proof_count"] for e in ops_events(paths, "decode_proof")] == [1, 2, 3]
 
@@ -447,12 +377,13 @@ def test_bad_configs_are_usage_errors(root_pack: ArtifactPaths, k: int, m: int, 
     assert raised.value.code is ErrorCode.USAGE
     result = invoke("durability", "encode", str(paths.pack), "--k", str(k), "--m", str(m), "--codec", codec, "--root", str(paths.root))
     assert result.exit_code == 2
+    assert durability.sidecar_files(paths.pack) == [paths.sidecar]
     assert not paths.sidecar.exists()
     assert not paths.ops_log.exists()
 
 
 def test_sidecar_writes_are_atomic_renames(root_pack: ArtifactPaths) -> None:
-    """Encode, drill and repair replace the sidecar by rename (a descriptor of the old file still
+    """Encode, drill and repair replace the manifest by rename (a descriptor of the old file still
     reads its old bytes: nothing was written into it) and leave no .tmp."""
     paths = root_pack
     assert invoke("durability", "encode", str(paths.pack), "--root", str(paths.root)).exit_code == 0
@@ -465,6 +396,7 @@ def test_sidecar_writes_are_atomic_renames(root_pack: ArtifactPaths) -> None:
     flip_fragment(paths.sidecar, 5)
     repair = invoke("durability", "scrub", str(paths.pack), str(paths.sidecar), "--repair", "--root", str(paths.root), "--json")
     assert payload(repair)["status"] == "fragments_repaired"
+    assert Path(payload(repair)["kept"]).name == fragment_file(paths.sidecar, 5).name + ".damaged-1"
     assert not [p for p in paths.root.rglob("*") if p.name.endswith(".tmp")]
 
 

@@ -19,6 +19,7 @@ from tests.projections.helpers import (
     CHECKSUM,
     OTHER_CHECKSUM,
     blank_fragments,
+    copy_sidecar,
     copy_log,
     crafted_violations_log,
     intent,
@@ -236,8 +237,7 @@ def test_p1_scrub_failed(tmp_path: Path, damage: str) -> None:
 def test_p2_stale_sidecar_exits_zero(tmp_path: Path) -> None:
     """A pack rebuilt and sealed after its sidecar scrubs as drift: P2 stale_sidecar only, exit 0."""
     paths = sealed_root(tmp_path / "root")
-    old_sidecar = tmp_path / "old.ec.json"
-    old_sidecar.write_bytes(paths.sidecar.read_bytes())
+    old_sidecar = copy_sidecar(paths.pack, tmp_path / "old")
     (paths.root / "notes.txt").write_text("a new artifact, so the next pack differs\n")
     evidence.build_pack(paths)
     scrub = invoke("durability", "scrub", str(paths.pack), str(old_sidecar), "--root", str(paths.root), "--json")

@@ -81,7 +81,10 @@ def test_render_is_the_plain_form_of_each_event() -> None:
     state = fold([gate("fault"), scrub()])
     rendered = Operations().render(state)
     assert rendered["gates"]["fault"]["data"] == msgspec.to_builtins(gate("fault"))
-    assert list(rendered["scrub"]["data"]) == ["pack", "sidecar", "status", "sealed_digest", "pack_digest", "bad_fragments", "kept"]
+    assert list(rendered["scrub"]["data"]) == [
+        *("pack", "sidecar", "status", "sealed_digest", "pack_digest", "bad_fragments", "kept"),
+        *("damaged", "kept_files", "forged_proofs"),  # optional fields of sidecar v2
+    ]
     assert state.scrub is not None and rendered["scrub"]["seq"] == state.scrub.seq
 
 

@@ -92,4 +92,4 @@ def test_failed_decode_drill_is_recorded_not_raised(tmp_path: Path) -> None:
     assert not event.ok
     assert event.detail.startswith("corrupt_record: only 3 verified fragments, 4 needed")
     assert not paths.recovered.exists()
-    assert durability.load_sidecar(paths.sidecar).decode_proofs == []
+    assert durability.load_manifest(paths.sidecar).decode_proofs == []
