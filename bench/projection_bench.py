@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, summary_lines
 
 from engine import durability
+from engine.sidecar_write import write_sidecar
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
 from engine.scenarios import SCENARIOS, run_scenario
@@ -107,13 +108,12 @@ def sidecar_rates(work: Path, mb: int) -> dict[str, float]:
     start = time.perf_counter()
     driver.decode(fragments[4:])
     raw_decode = time.perf_counter() - start
+    manifest = durability.sidecar_path(pack)
     start = time.perf_counter()
-    sidecar = durability.encode(pack)
-    durability.write_sidecar(work / "pack.ec.json", sidecar)
+    write_sidecar(manifest, durability.encode(pack))
     ours_encode = time.perf_counter() - start
     start = time.perf_counter()
-    loaded = durability.load_sidecar(work / "pack.ec.json")
-    durability.decode(loaded, list(range(4, 12)))
+    durability.decode(durability.read_sidecar(manifest), list(range(4, 12)))
     ours_decode = time.perf_counter() - start
     return {
         "pack_mb": mb,

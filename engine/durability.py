@@ -23,6 +23,7 @@ publishes a whole sidecar or leaves the old one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import random
@@ -161,10 +162,16 @@ def digest(data: bytes) -> str:
 
 def driver(binding: Binding) -> ECDriver:
     """A pyeclib driver for a binding already found plausible."""
+    return _driver(binding.codec, binding.k, binding.m)
+
+
+@functools.lru_cache(maxsize=8)
+def _driver(codec: str, k: int, m: int) -> ECDriver:
+    """Made once per configuration: loading the backend costs more than decoding a small pack."""
     try:
-        return ECDriver(k=binding.k, m=binding.m, ec_type=binding.codec)
+        return ECDriver(k=k, m=m, ec_type=codec)
     except Exception as exc:  # pyeclib raises its own hierarchy; translate at the boundary
-        raise AsupError(ErrorCode.USAGE, f"pyeclib cannot load {binding.codec}: {exc}") from exc
+        raise AsupError(ErrorCode.USAGE, f"pyeclib cannot load {codec}: {exc}") from exc
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -311,8 +318,12 @@ _Found = dict[int, tuple[frag.Header, bytes, str] | str]  # slot -> (header, pye
 
 def _fragment_files(manifest: Path, fs: FileSystem) -> _Found:
     found: _Found = {}
+    names = _names_in(manifest.parent, fs)
     for index in range(MAX_SLOTS):
-        data = read_file(fragment_path(manifest, index), MAX_PACK + frag.OVERHEAD + frag.INNER_SIZE, fs)
+        path = fragment_path(manifest, index)
+        if names is not None and path.name not in names:
+            continue
+        data = read_file(path, MAX_PACK + frag.OVERHEAD + frag.INNER_SIZE, fs)
         if data is None:
             continue
         if isinstance(data, str):
@@ -321,6 +332,21 @@ def _fragment_files(manifest: Path, fs: FileSystem) -> _Found:
         unpacked = frag.unpack_file(data)
         found[index] = unpacked if isinstance(unpacked, str) else (*unpacked, digest(data))
     return found
+
+
+def _names_in(directory: Path, fs: FileSystem) -> set[str] | None:
+    """The names in `directory` (None when it cannot be listed: then every slot is tried)."""
+    try:
+        fd = fs.open(str(directory), os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        return set(fs.listdir(fd))
+    except OSError:
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            fs.close(fd)
 
 
 def _binding(manifest: Manifest | None, problem: str, found: _Found) -> tuple[Binding | None, str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.durability import MAX_SLOTS, Encoded, Manifest, fragment_path, manifest_bytes
-from events.atomic import create_new, move_aside, open_dir, read_small, refuse_foreign, write_atomic
+from events.atomic import create_new, move_aside, open_dir, read_small, refuse_foreign, settle_leftover, write_atomic
 from events.errors import AsupError, ErrorCode
 from events.fs import OS, FileSystem
 
@@ -52,6 +52,7 @@ class Publish:
         if not published:
             raise AsupError(ErrorCode.USAGE, "something appeared at a name asup was writing; remove it", file=str(path))
         self.placed.append(path)
+        settle_leftover(path, self.fs)  # a temp name a failed unlink left as a second link: the next replace would refuse it
 
     def keep_aside(self, path: Path) -> Path:
         """Move asup's own file at `path` aside without a replacement (undone on failure too)."""

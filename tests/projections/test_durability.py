@@ -414,3 +414,21 @@ def test_scrub_cli_repair_of_an_edited_pack(root_pack: ArtifactPaths) -> None:
     assert paths.pack.read_bytes() == sealed_bytes
     assert Path(payload(restored)["kept"]).read_bytes() == edited
     assert [e["status"] for e in ops_events(paths, "scrub_finished")] == ["corrupt", "restored"]
+
+
+def test_an_8_4_sidecar_of_a_1_mib_pack_is_at_most_1_6x_on_disk(tmp_path: Path) -> None:
+    """Manifest and 12 fragment files of a 1 MiB pack: at most 1.6x the pack (about 1.50x; bench/sidecar_bench.py prints it)."""
+    pack = tmp_path / "pack.bin"
+    pack.write_bytes(random.Random(9).randbytes(1 << 20))
+    write_sidecar(durability.sidecar_path(pack), durability.encode(pack))
+    files = durability.sidecar_files(pack)
+    assert len(files) == 13
+    assert sum(p.stat().st_size for p in files) <= 1.6 * (1 << 20)
+
+
+def test_sidecar_files_lists_the_manifest_and_every_fragment(protected: Protected) -> None:
+    """sidecar_files: the manifest first, then PACK.ec.00 .. PACK.ec.NN that exist (a lost one is not listed)."""
+    names = [p.name for p in durability.sidecar_files(protected.pack)]
+    assert names == ["pack.json.ec.json"] + [f"pack.json.ec.{i:02d}" for i in range(protected.n)]
+    blank_fragments(protected.sidecar, [1])
+    assert "pack.json.ec.01" not in [p.name for p in durability.sidecar_files(protected.pack)]
