@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, summary_lines
 
 from engine import durability
-from engine.sidecar_write import write_sidecar
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
 from engine.scenarios import SCENARIOS, run_scenario
+from engine.sidecar_write import write_sidecar
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from events.memory_log import MemoryLog
