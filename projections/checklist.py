@@ -42,6 +42,7 @@ class SidecarFact(msgspec.Struct, frozen=True):
 
     proofs: list[DecodeProof]
     problem: str = ""
+    pack_digest: str = ""  # what the manifest says it protects
 
 
 class Facts(msgspec.Struct, frozen=True):
@@ -86,8 +87,9 @@ def durability_item(ops: OpsState, pack_digest: str | None, manifest: SidecarFac
     evidence = [_cite(ops.sidecar, sidecar=sidecar.sidecar, pack_digest=sidecar.pack_digest)]
     if sidecar.pack_digest != pack_digest:
         return Item("durability", title, CheckStatus.FAIL, "the sidecar protects another version of the pack (re-encode)", evidence)
-    if manifest is not None and manifest.problem:
-        reason = f"the sidecar's manifest cannot be read ({manifest.problem}): `asup durability scrub --repair` rebuilds it"
+    if manifest is not None and (manifest.problem or manifest.pack_digest != sidecar.pack_digest):
+        problem = manifest.problem or "it names another pack digest than its sidecar_written event"
+        reason = f"the sidecar's manifest is damaged ({problem}): `asup durability scrub --repair` rebuilds it"
         return Item("durability", title, CheckStatus.FAIL, reason, evidence)
     scrub = ops.scrub if ops.scrub and ops.scrub.seq > ops.sidecar.seq else None
     drills = [p for p in ops.proofs if p.seq > ops.sidecar.seq]

@@ -343,7 +343,7 @@ def sidecar_fact(paths: ArtifactPaths) -> checklist.SidecarFact:
         manifest = durability.load_manifest(paths.sidecar)
     except AsupError as error:
         return checklist.SidecarFact(proofs=[], problem=error.message)
-    return checklist.SidecarFact(proofs=manifest.decode_proofs)
+    return checklist.SidecarFact(proofs=manifest.decode_proofs, pack_digest=manifest.pack_digest)
 
 
 def sign_off(paths: ArtifactPaths, clock: Clock | None = None) -> tuple[CheckStatus, list[checklist.Item]]:

@@ -159,3 +159,21 @@ def test_escalation_level_is_the_most_severe_rule() -> None:
     assert [r.level for r in rules] == [Level.P1, Level.P2, Level.P2]
     assert level_of(rules) is Level.P1
     assert list(Level) == [Level.P0, Level.P1, Level.P2]
+
+
+def test_vouched_where_packs_are_sealed_only_seals_count() -> None:
+    """A sealed pack's path: only seal digests are vouched for (a sidecar_written of another digest is not); another file: both count."""
+    seal = EvidenceSealed(pack="pack.json", digest=PACK, size=10, artifacts=2)
+    state = fold([seal, sidecar(OTHER)])
+    vouched = Operations.vouched(state, "pack.json")
+    assert (vouched.digests, vouched.by) == ({PACK: state.seals[0].seq}, "seal")
+    encoded = SidecarWritten(pack="notes.bin", sidecar="notes.bin.ec.json", codec="rs", k=4, m=2, pack_digest=OTHER, sidecar_digest=OTHER)
+    state = fold([seal, encoded])
+    assert Operations.vouched(state, "notes.bin").digests == {OTHER: state.sidecars[0].seq, PACK: state.seals[0].seq}
+
+
+def test_proof_events_are_those_of_the_sidecar_since_it_was_written() -> None:
+    """A drill before the sidecar was (re)written, or of another sidecar, is not one of its proof events."""
+    other = msgspec.structs.replace(proof(), sidecar="other.ec.json")
+    state = fold([proof(), sidecar(), proof(), other])
+    assert sorted(Operations.proof_events(state, "pack.sidecar")) == [state.proofs[1].seq]
