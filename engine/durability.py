@@ -443,7 +443,10 @@ def confirm(sidecar: Sidecar, data: bytes) -> dict[int, str]:
     (forged or foreign bytes that carry a valid header and trailer), with why."""
     binding = sidecar.binding
     assert binding is not None  # `data` was decoded or matched through it
-    fresh = driver(binding).encode(data)
+    try:
+        fresh = driver(binding).encode(data)
+    except Exception as exc:  # pyeclib's own hierarchy, translated at the boundary
+        raise AsupError(ErrorCode.CORRUPT_RECORD, f"pyeclib cannot re-encode the pack: {exc}") from exc
     return {
         i: "differs from a fresh encode of the pack: forged or foreign bytes"
         for i, got in sidecar.fragments.items()
