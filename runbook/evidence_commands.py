@@ -76,7 +76,7 @@ def encode(
 ) -> None:
     """Write PACK.ec.json (codec, k, m, sizes, the pack's BLAKE3, each fragment's file and
     digest) and the fragments beside it, PACK.ec.00 .. (each binds itself to the pack and
-    verifies itself). An older sidecar there is kept as NAME.superseded-<n>.
+    verifies itself). An older sidecar there is kept as `NAME.superseded-<n>`.
 
     Example: asup durability encode artifacts/asupersync/v1/asupersync_final_evidence_pack_v1.json --k 8 --m 4
     """
@@ -108,7 +108,7 @@ def scrub(
     """Verify the manifest, every fragment and the pack, and the pack's digest against the
     seals in the operations log; name every damaged part; tell drift (the pack matches a
     later seal: stale sidecar) from corruption, and both from a sidecar nothing vouches for
-    (unsealed). --repair keeps what it replaces as NAME.damaged-<n>. Exit 0 when healthy.
+    (unsealed). --repair keeps what it replaces as `NAME.damaged-<n>`. Exit 0 when healthy.
 
     Example: asup durability scrub PACK PACK.ec.json --repair
     """

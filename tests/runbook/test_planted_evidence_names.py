@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import durability
 from events.digest import digest_file
 from events.errors import AsupError
 from events.jsonl_log import SIDE_SUFFIXES
@@ -50,6 +51,7 @@ def asup_names(paths: ArtifactPaths) -> list[Path]:
     names = [v1.parent, v1, paths.gates, v1 / "history", paths.pack, paths.sidecar, paths.recovered]
     names += [paths.scrub_report, paths.signoff, paths.ops_log, *paths.contracts]
     names += [paths.ops_log.with_name(paths.ops_log.name + suffix) for suffix in SIDE_SUFFIXES]
+    names += [durability.fragment_path(paths.sidecar, i) for i in (0, 11)]  # the first and last fragment files of 8+4
     return names
 
 
