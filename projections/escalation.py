@@ -129,7 +129,7 @@ def _ops_rules(inputs: Inputs) -> list[Rule]:
     if ops.scrub is not None:
         status = ops.scrub.data.status
         evidence = [{"seq": ops.scrub.seq, "record_digest": ops.scrub.h, "status": status}]
-        if status in ("corrupt", "missing_pack", "fragments_damaged"):
+        if status in ("corrupt", "missing_pack", "fragments_damaged", "manifest_damaged", "unsealed", "unreadable"):
             rules.append(Rule(Level.P1, "scrub_failed", status, evidence))
         elif status == "drift":
             rules.append(Rule(Level.P2, "stale_sidecar", "the pack changed after its sidecar was written", evidence))

@@ -211,14 +211,17 @@ def test_p1_decode_proof_failed(tmp_path: Path) -> None:
     assert document["rules"][0]["evidence"] == [{"seq": proof.seq, "record_digest": proof.h}]
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "missing_pack", "fragments_damaged"])
+@pytest.mark.parametrize("damage", ["corrupt", "missing_pack", "fragments_damaged", "manifest_damaged"])
 def test_p1_scrub_failed(tmp_path: Path, damage: str) -> None:
-    """A scrub that finds an edited pack, no pack, or damaged fragments (not repaired) is P1 scrub_failed; exit 1."""
+    """A scrub that finds an edited pack, no pack, damaged fragments or a damaged manifest (not
+    repaired) is P1 scrub_failed; exit 1."""
     paths = sealed_root(tmp_path / "root")
     if damage == "corrupt":
         paths.pack.write_bytes(paths.pack.read_bytes().replace(b"schema_version", b"schema_versioN"))
     elif damage == "missing_pack":
         paths.pack.unlink()
+    elif damage == "manifest_damaged":
+        paths.sidecar.write_bytes(paths.sidecar.read_bytes().replace(b'"k":4', b'"k":5', 1))
     else:
         blank_fragments(paths.sidecar, [1])
     scrub = invoke("durability", "scrub", str(paths.pack), str(paths.sidecar), "--root", str(paths.root))
