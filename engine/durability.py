@@ -364,7 +364,8 @@ def _binding(manifest: Manifest | None, problem: str, found: _Found) -> tuple[Bi
         return None, implausible or problem
     best = agreed[0]
     fields = [name for name in Binding.__struct_fields__ if getattr(claimed, name) != getattr(best, name)]
-    return best, f"{', '.join(fields)} disagree with {votes[best]} fragments that verify themselves"
+    verb = "disagrees" if len(fields) == 1 else "disagree"
+    return best, f"{', '.join(fields)} {verb} with {votes[best]} fragments that verify themselves"
 
 
 def _entry_problems(path: Path, manifest: Manifest) -> str:
