@@ -145,6 +145,13 @@ def check_requested(requested: list[PrimitiveRequest] | None, matrix: Capability
             raise AsupError(ErrorCode.USAGE, why, file=file, field=f"$.requested[{i}].id")
 
 
+def check_apart(source: Path, target: Path) -> None:
+    """A target that is the source, or inside a source bundle, would copy into what it copies."""
+    src, dst = source.resolve(), target.resolve()
+    if dst == src or src in dst.parents:
+        raise AsupError(ErrorCode.USAGE, f"DST {target} is {'SRC' if dst == src else 'inside SRC'} {source}: pick a target outside it")
+
+
 class IntentFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What `--intent FILE` (or a line of a batch) may say; flags given on the command line win."""
 

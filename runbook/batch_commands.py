@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from engine.adapter import TransferResult
 from engine.contracts import load_profile
-from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, decode_intent
+from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
 from engine.runner import Job, run_jobs
 from engine.stores import DirectoryStore
 from events import strict_json
@@ -49,6 +49,7 @@ def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: 
         raise AsupError(ErrorCode.USAGE, f"intent lacks {', '.join(missing)}", file=file, line=line, field=f"$.{missing[0]}")
     load_profile(spec.adapter or "full")  # a bad profile file is refused before anything is recorded
     source_path, target_path = Path(spec.source), Path(spec.target)
+    check_apart(source_path, target_path)
     source = DirectoryStore(source_path.parent)
     intent = build_intent(
         source,

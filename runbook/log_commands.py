@@ -13,9 +13,10 @@ import typer
 
 from events import head_record
 from events.chain import ChainState
+from events.digest import open_regular
 from events.errors import AsupError, ErrorCode
 from events.force_tail import force_tail as force_tail_of
-from events.jsonl_log import JsonlLog
+from events.jsonl_log import JsonlLog, not_an_asup_log
 from events.lock import is_locked
 from events.payloads import TailForced, Transition
 from events.record import Record, record_to_builtins
@@ -63,7 +64,10 @@ def verify(
 
     Example: asup log verify artifacts/demo/demo_log.jsonl
     """
-    result = verify_log(_existing(path), jobs)
+    foreign = not_an_asup_log(_existing(path), lambda: open_regular(path, follow=True))
+    if foreign is not None:  # another tool's file is not a damaged log: nothing to repair
+        raise foreign
+    result = verify_log(path, jobs)
     problem = result.problem
     if problem is None or problem.reason == "no_newline":  # a clean or cut-short log may be a rolled-back one
         problem = _rollback(path, result) or problem

@@ -16,7 +16,7 @@ from engine.adapter import SyncAdapter, TransferResult
 from engine.appender import DirectAppender
 from engine.contracts import load_profile
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
-from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, derive_transfer_id, load_intent
+from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, derive_transfer_id, load_intent
 from engine.machine import make_dispatcher
 from engine.stores import DirectoryStore
 from events.atomic import make_dirs
@@ -112,6 +112,7 @@ def _sync(
     spec = _intent_file(intent_path)
     source_path = Path(_pick(src, spec.source, None, "SRC"))
     target_path = Path(_pick(dst, spec.target, None, "DST"))
+    check_apart(source_path, target_path)
     plan = load_plan(fault_file) if fault_file else parse_plan(fault or "")
     source = DirectoryStore(source_path.parent)
     intent = build_intent(

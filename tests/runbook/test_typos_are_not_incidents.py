@@ -62,3 +62,20 @@ def test_an_unknown_primitive_in_an_intent_file_is_a_usage_error_naming_the_fiel
     assert done.returncode == 2
     assert "unknown primitive 'asupersync::remote::sync_manifset'" in done.stderr and "$.requested[0].id" in done.stderr
     assert not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.mark.parametrize("target", ["bundle/copy", "bundle"])
+def test_a_target_inside_the_source_bundle_is_refused(tmp_path: Path, target: str) -> None:
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "a.bin").write_bytes(b"x" * 5000)
+    argv = ["sync", "bundle", target, "--artifact-class", "conformance_fixture_bundle", "--mode", "strict", "--log", "t.jsonl"]
+    done = run_asup(*argv, cwd=tmp_path)
+    assert done.returncode == 2 and "pick a target outside it" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["a.bin"] and not (tmp_path / "t.jsonl").exists()
+
+
+def test_log_verify_calls_another_tools_jsonl_not_an_asup_log(tmp_path: Path) -> None:
+    (tmp_path / "other.jsonl").write_text('{"a": 1}\n{"b": 2}\n')
+    done = run_asup("log", "verify", "other.jsonl", cwd=tmp_path)
+    assert done.returncode == 2 and "not_an_asup_log" in done.stderr and "DAMAGED" not in done.stdout
+    assert (tmp_path / "other.jsonl").read_text() == '{"a": 1}\n{"b": 2}\n'
