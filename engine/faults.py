@@ -25,7 +25,8 @@ import msgspec
 
 from engine import checkpoint as ckpt
 from engine.layout import Layout
-from engine.stores import Digest, Held, LateAck, Lease, TargetHandle, TargetStore, TransportInterrupted
+from engine.stores import LateAck, TargetHandle, TargetStore, TransportInterrupted
+from engine.target_store import Forwarding
 from events import strict_json
 from events.errors import AsupError, ErrorCode
 from events.vocabulary import FaultKind
@@ -120,12 +121,12 @@ class FaultyTarget:
         self._sleep(seconds)
 
 
-class FaultyHandle:
+class FaultyHandle(Forwarding):
     """One artifact's handle behind a `FaultyTarget`'s plan."""
 
     def __init__(self, faults: FaultyTarget, inner: TargetHandle, name: str) -> None:
+        super().__init__(inner)
         self.faults = faults
-        self.inner = inner
         self._name = name
 
     def write(self, offset: int, data: bytes) -> tuple[int, str]:
@@ -151,29 +152,6 @@ class FaultyHandle:
         if late is not None and self.faults.take(FaultKind.LATE_ACK, late.chunk):
             raise LateAck(late.chunk)  # before the rename: the final name stays untouched
         self.inner.publish()
-
-    # pass-through ---------------------------------------------------------------------
-
-    def lease(self, holder: str) -> Lease | None:
-        return self.inner.lease(holder)
-
-    def epoch(self) -> str:
-        return self.inner.epoch()
-
-    def held(self) -> Held:
-        return self.inner.held()
-
-    def prepare(self, cursor: int) -> None:
-        self.inner.prepare(cursor)
-
-    def digest(self) -> Digest:
-        return self.inner.digest()
-
-    def checkpoint(self, data: bytes) -> str:
-        return self.inner.checkpoint(data)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _touch_as_another_writer(store: TargetStore, name: str) -> None:

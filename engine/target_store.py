@@ -90,6 +90,41 @@ class TargetHandle(Protocol):
     def close(self) -> None: ...
 
 
+class Forwarding:
+    """A handle that passes every call to `inner`: a wrapper (fault injection, a test's
+    planting) overrides only the calls it changes."""
+
+    def __init__(self, inner: TargetHandle) -> None:
+        self.inner = inner
+
+    def lease(self, holder: str) -> Lease | None:
+        return self.inner.lease(holder)
+
+    def epoch(self) -> str:
+        return self.inner.epoch()
+
+    def held(self) -> Held:
+        return self.inner.held()
+
+    def prepare(self, cursor: int) -> None:
+        self.inner.prepare(cursor)
+
+    def write(self, offset: int, data: bytes) -> tuple[int, str]:
+        return self.inner.write(offset, data)
+
+    def digest(self) -> Digest:
+        return self.inner.digest()
+
+    def publish(self) -> None:
+        self.inner.publish()
+
+    def checkpoint(self, data: bytes) -> str:
+        return self.inner.checkpoint(data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class TargetStore(Protocol):
     def open(self, name: str, layout: Layout, kind: str) -> TargetHandle: ...
 

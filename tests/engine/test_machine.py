@@ -48,9 +48,7 @@ def _cases() -> Iterator[tuple[State, Trigger, ReasonCode | None]]:
                 yield state, trigger, reason
 
 
-def _fire_fresh(
-    dispatcher: Dispatcher, state: State, trigger: Trigger, reason: ReasonCode | None
-) -> tuple[Step, str]:
+def _fire_fresh(dispatcher: Dispatcher, state: State, trigger: Trigger, reason: ReasonCode | None) -> tuple[Step, str]:
     model = TransferModel(f"t-{state}-{trigger}-{reason}", state)
     dispatcher.add(model)
     try:

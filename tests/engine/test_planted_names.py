@@ -17,7 +17,8 @@ import pytest
 
 from engine.faults import SimulatedCrash
 from engine.layout import Layout
-from engine.stores import DirectoryStore, Held, Lease, TargetHandle
+from engine.stores import DirectoryStore, TargetHandle
+from engine.target_store import Forwarding
 from events.errors import AsupError, ErrorCode
 from events.memory_log import MemoryLog
 from events.observations import BundleFile, Intent
@@ -188,38 +189,14 @@ class PlantAtPublish:
         return self.inner.load_checkpoint(ref)
 
 
-class _Planting:
+class _Planting(Forwarding):
     def __init__(self, inner: TargetHandle, plant: Callable[[], None]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._plant = plant
 
     def publish(self) -> None:
         self._plant()
         self.inner.publish()
-
-    def lease(self, holder: str) -> Lease | None:
-        return self.inner.lease(holder)
-
-    def epoch(self) -> str:
-        return self.inner.epoch()
-
-    def held(self) -> Held:
-        return self.inner.held()
-
-    def prepare(self, cursor: int) -> None:
-        self.inner.prepare(cursor)
-
-    def write(self, offset: int, data: bytes) -> tuple[int, str]:
-        return self.inner.write(offset, data)
-
-    def digest(self) -> tuple[str, int]:
-        return self.inner.digest()
-
-    def checkpoint(self, data: bytes) -> str:
-        return self.inner.checkpoint(data)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 FINAL_PLANTS = ("symlink to a file", "dangling symlink", "file", "empty directory")
