@@ -20,9 +20,9 @@ from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
-from runbook.options import LOCK_TIMEOUT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, fold_table, reports_errors
-from runbook.sync_commands import DEFAULT_LOG, SECTIONS
+from runbook.sync_commands import SECTIONS
 
 
 def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
@@ -76,7 +76,8 @@ def sync_batch(
     batch: Path = typer.Argument(..., help="JSONL file: one intent per line (source, target and the --intent fields)."),
     artifact_class: str | None = typer.Option(None, "--artifact-class", help="Default class for lines that name none."),
     mode: Mode | None = typer.Option(None, "--mode", help="Default mode for lines that name none."),
-    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="The JSONL log to append to."),
+    log_path: Path | None = typer.Option(None, "--log", help="The JSONL log to append to [default: ROOT/logs/transfers.jsonl]."),
+    root: Path = ROOT_OPT,
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Transfers in flight at once."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable results."),
@@ -89,6 +90,7 @@ def sync_batch(
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
     jobs = _jobs(batch, artifact_class, mode)
+    log_path = default_log(root, log_path)
     make_dirs(log_path.parent)
     out = console()
     with (

@@ -10,9 +10,9 @@ import typer
 from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from runbook import evidence
-from runbook.options import LOCK_TIMEOUT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT
 from runbook.output import console, emit_json, line, reports_errors, styled
-from runbook.report_commands import ROOT_OPT, print_checklist
+from runbook.report_commands import print_checklist
 
 evidence_app = typer.Typer(
     rich_markup_mode="markdown",

@@ -1,6 +1,9 @@
-"""Options shared by every command that writes a log."""
+"""Options shared by many commands: the lock timeout of every command that writes a log,
+and the output root (whose default paths every command follows)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -19,3 +22,11 @@ LOCK_TIMEOUT_OPT = typer.Option(
     callback=_set_lock_timeout,
     help="Seconds to wait for another process's batch to finish writing the log before giving up (exit 3).",
 )
+
+ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
+
+
+def default_log(root: Path, given: Path | None) -> Path:
+    """The transfer log: `--log`, else `ROOT/logs/transfers.jsonl`, so `--root`, `ASUP_ROOT`
+    and `root =` move it with everything else."""
+    return given if given is not None else root / "logs" / "transfers.jsonl"

@@ -23,9 +23,9 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
-from runbook.options import LOCK_TIMEOUT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT
 from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
-from runbook.report_commands import ROOT_OPT, print_checklist
+from runbook.report_commands import print_checklist
 
 e2e_app = typer.Typer(
     rich_markup_mode="markdown", help="The e2e script pack: every scenario live, replayed and re-run, compared.\n\nExample: asup e2e run"

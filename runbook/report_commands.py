@@ -24,9 +24,9 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
+from runbook.options import ROOT_OPT
 from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
-ROOT_OPT = typer.Option(Path("artifacts"), "--root", envvar="ASUP_ROOT", help="Output root (runbook artifact paths live under it).")
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
 
 

@@ -15,7 +15,7 @@ from events.atomic import make_dirs
 from events.clock import StepClock
 from events.jsonl_log import JsonlLog
 from runbook.demo import keep_earlier
-from runbook.options import LOCK_TIMEOUT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT
 from runbook.output import console, emit_json, fold_table, reports_errors, styled
 
 app = typer.Typer(
@@ -23,7 +23,6 @@ app = typer.Typer(
     help="Built-in scenarios: success, interruption and resume, one per failure reason code.\n\nExample: asup scenario run all",
     no_args_is_help=True,
 )
-DEFAULT_LOG = Path("artifacts/scenarios/scenarios.jsonl")
 
 
 @app.command("list")
@@ -57,7 +56,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable l
 @reports_errors
 def run(
     name: str = typer.Argument(..., help="A scenario name, or 'all'."),
-    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="Log to write (an earlier file is kept as `LOG.<n>`)."),
+    log_path: Path | None = typer.Option(
+        None, "--log", help="Log to write (an earlier file is kept as `LOG.<n>`) [default: ROOT/scenarios/scenarios.jsonl]."
+    ),
+    root: Path = ROOT_OPT,
     seed: int = typer.Option(7, "--seed", help="Seed of the generated artifacts and the transfers."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Keep the generated stores here (default: a temp dir)."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
@@ -70,6 +72,7 @@ def run(
     Example: asup scenario run all --log /tmp/scenarios.jsonl --seed 7
     """
     chosen = list(SCENARIOS) if name == "all" else [get(name)]
+    log_path = log_path if log_path is not None else root / "scenarios" / "scenarios.jsonl"
     make_dirs(log_path.parent)
     kept = keep_earlier(log_path)
     outcomes = anyio.run(_run_all, chosen, log_path, seed, workdir, lever)

@@ -24,10 +24,9 @@ from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode
 from projections.runbook_map import SECTION
-from runbook.options import LOCK_TIMEOUT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, line, reports_errors, styled
 
-DEFAULT_LOG = Path("artifacts/logs/transfers.jsonl")
 SECTIONS: dict[str, str] = {code.value: section for code, section in SECTION.items()}
 
 
@@ -48,7 +47,8 @@ def sync(
     artifact_class: str | None = typer.Option(None, "--artifact-class", help="Capability matrix class, e.g. conformance_fixture_bundle."),
     mode: Mode | None = typer.Option(None, "--mode", help="strict (no retries) or hardened (bounded retries)."),
     seed: int | None = typer.Option(None, "--seed", help="Deterministic seed (backoff jitter, ids)."),
-    log_path: Path = typer.Option(DEFAULT_LOG, "--log", help="The JSONL log to append to."),
+    log_path: Path | None = typer.Option(None, "--log", help="The JSONL log to append to [default: ROOT/logs/transfers.jsonl]."),
+    root: Path = ROOT_OPT,
     intent_path: Path | None = typer.Option(None, "--intent", help="JSON file with intent fields (flags win)."),
     adapter: str | None = typer.Option(None, "--adapter", help="Adapter profile: a built-in name or a .json file."),
     resume: str | None = typer.Option(None, "--resume", help="Resume from this checkpoint file."),
@@ -75,7 +75,7 @@ def sync(
         artifact_class,
         mode,
         seed,
-        log_path,
+        default_log(root, log_path),
         intent_path,
         adapter,
         resume,

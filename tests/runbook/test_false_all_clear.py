@@ -52,3 +52,17 @@ def test_an_all_clear_names_what_it_judged(tmp_path: Path) -> None:
     assert done.stdout.startswith("escalation: none (0 rules fired over 1 log, 2 transfers)")
     verdict = json.loads(run_asup("escalate", "--root", "root", "--json", cwd=tmp_path).stdout)
     assert (verdict["level"], verdict["transfers"], len(verdict["logs"])) == (None, 2, 1)
+
+
+def test_the_default_log_follows_the_root_so_escalate_on_that_root_sees_the_transfer(tmp_path: Path) -> None:
+    (tmp_path / "src.bin").write_bytes(b"x" * 5000)
+    env = {**os.environ, "ASUP_ROOT": str(tmp_path / "elsewhere")}
+    sync = ["sync", "src.bin", "out.bin", "--artifact-class", "migration_manifest", "--mode", "strict"]
+    done = subprocess.run(asup_argv(*sync), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "elsewhere" / "logs" / "transfers.jsonl").is_file() and not (tmp_path / "artifacts").exists()
+    judged = subprocess.run(asup_argv("escalate"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert judged.stdout.startswith("escalation: none (0 rules fired over 1 log, 1 transfer)"), judged.stdout + judged.stderr
+    (tmp_path / "asup.toml").write_text('root = "fromconfig"\n')
+    by_config = run_asup(*sync[:2], "out2.bin", *sync[3:], cwd=tmp_path)
+    assert by_config.returncode == 0 and (tmp_path / "fromconfig" / "logs" / "transfers.jsonl").is_file()
