@@ -16,9 +16,9 @@ from blake3 import blake3
 
 from engine.directory_target import DirectoryHandle, Generations
 from engine.layout import MANIFEST_NAME, Layout, check_name
-from engine.owned_files import refusal
 from engine.target_reads import HASH_BLOCK, READ, read_all
 from events import strict_json
+from events.atomic import refusal
 from events.digest import open_regular
 from events.errors import AsupError, ErrorCode
 from events.fs import OS, FileSystem

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from engine import leftovers
 from engine.layout import MANIFEST_NAME, Layout, bundle_digest, manifest_bytes
-from engine.owned_files import Opened, check_own, open_own, own_dir, refusal
+from engine.owned_files import Opened, check_own, open_own, own_dir
 from engine.target_reads import final_digest, hash_fd, stamp
 from engine.target_store import UNKNOWN, Digest, Held
-from events.atomic import make_dirs, open_dir, write_all, write_atomic
+from events.atomic import make_dirs, open_dir, refusal, write_all, write_atomic
 from events.errors import AsupError, ErrorCode, os_error
 from events.fs import FileSystem
 from events.observations import BundleFile

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from events.atomic import make_dir_in
-from events.errors import AsupError, ErrorCode
+from events.atomic import describe, make_dir_in, refusal
+from events.errors import AsupError
 from events.fs import FileSystem
 
 _NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -33,24 +33,6 @@ _EXISTING = os.O_NOFOLLOW | os.O_NONBLOCK  # a FIFO swapped in after the lstat m
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _SWAPPED = (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR, errno.EWOULDBLOCK)
 _TRIES = 5  # a name that keeps appearing and vanishing under us is refused, not chased for ever
-_KINDS = {
-    stat.S_IFLNK: "a symlink",
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a device",
-    stat.S_IFBLK: "a device",
-}
-
-
-def refusal(what: str, path: Path | str) -> AsupError:
-    return AsupError(ErrorCode.USAGE, f"refusing {what} at a name asup owns; remove it", file=str(path))
-
-
-def describe(st: os.stat_result) -> str:
-    if stat.S_ISREG(st.st_mode):
-        return "a hardlinked file"
-    return _KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
 
 
 def check_own(st: os.stat_result, path: Path | str) -> None:

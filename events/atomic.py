@@ -138,12 +138,30 @@ def refuse_foreign(dir_fd: int, path: Path, fs: FileSystem = OS) -> None:
         if not stat.S_ISREG(st.st_mode) or attempt == _SETTLE - 1:
             break
         time.sleep(0.001)  # a rename by another asup process can show two links for an instant
-    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a special file") if not stat.S_ISREG(st.st_mode) else "a hardlinked file"
-    raise AsupError(ErrorCode.USAGE, f"refusing to replace {kind} at a name asup owns; remove it", file=str(path))
+    raise refusal(f"to replace {describe(st)}", path)
 
 
 _SETTLE = 20
-_KINDS = {stat.S_IFLNK: "a symlink", stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+_KINDS = {
+    stat.S_IFLNK: "a symlink",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
+
+
+def refusal(what: str, path: Path | str) -> AsupError:
+    """The one error for something planted at a name asup owns: never followed, never replaced."""
+    return AsupError(ErrorCode.USAGE, f"refusing {what} at a name asup owns; remove it", file=str(path))
+
+
+def describe(st: os.stat_result) -> str:
+    """What `st` is, in a refusal's words (a regular file here has more than one link)."""
+    if stat.S_ISREG(st.st_mode):
+        return "a hardlinked file"
+    return _KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
 
 
 def _publish(dir_fd: int, path: Path, data: bytes, sync: bool, fs: FileSystem, *, replace: bool) -> bool:
@@ -214,8 +232,7 @@ def make_dir_in(dir_fd: int, name: str, path: Path, fs: FileSystem = OS) -> int:
         return fs.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            why = "refusing a symlink or a non-directory at a directory name asup owns; remove it"
-            raise AsupError(ErrorCode.USAGE, why, file=str(path)) from exc
+            raise refusal("a symlink or a non-directory", path) from exc
         raise os_error(exc, "cannot open the directory", path) from exc
 
 

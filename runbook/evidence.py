@@ -18,7 +18,7 @@ from engine.contracts import contract_dir
 from engine.scrub import ScrubReport, scrub
 from engine.sidecar_write import write_manifest, write_sidecar
 from events import strict_json
-from events.atomic import make_dirs, move_aside, read_small, write_atomic
+from events.atomic import make_dirs, move_aside, read_small, refusal, write_atomic
 from events.chain import ChainState
 from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
@@ -52,7 +52,7 @@ def record_op(paths: ArtifactPaths, stream: str, event: Event, *, fs: FileSystem
 def _refuse_link(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISLNK(path.lstat().st_mode):
-            raise AsupError(ErrorCode.USAGE, "refusing a symlink at a name asup owns; remove it", file=str(path))
+            raise refusal("a symlink", path)
 
 
 def ops_state(paths: ArtifactPaths) -> OpsState:
