@@ -3,10 +3,12 @@ and the output root (whose default paths every command follows)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 
+from events.errors import AsupError, ErrorCode
 from events.lock import DEFAULT_TIMEOUT, set_default_timeout
 
 
@@ -30,3 +32,11 @@ def default_log(root: Path, given: Path | None) -> Path:
     """The transfer log: `--log`, else `ROOT/logs/transfers.jsonl`, so `--root`, `ASUP_ROOT`
     and `root =` move it with everything else."""
     return given if given is not None else root / "logs" / "transfers.jsonl"
+
+
+def check_known(flag: str, value: str | None, known: Iterable[str], noun: str) -> None:
+    """A filter value that names nothing asup knows would match nothing, silently (and, when
+    following, forever): a usage error listing what is known."""
+    names = sorted(known)
+    if value is not None and value not in names:
+        raise AsupError(ErrorCode.USAGE, f"{flag} {value!r} is not {noun} (known: {', '.join(names)})")

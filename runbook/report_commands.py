@@ -24,7 +24,7 @@ from projections.traces import Traces
 from projections.transfers import Transfers
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.options import ROOT_OPT
+from runbook.options import ROOT_OPT, check_known
 from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
@@ -52,7 +52,8 @@ def status(
 
     Example: asup status artifacts/logs/transfers.jsonl --state failed_closed | grep ledger
     """
-    _check_status_filters(state, reason)
+    check_known("--state", state, State, "a state")
+    check_known("--reason", reason, ReasonCode, "a reason code")
     states, result = _fold(log, until)
     projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics()]
     rendered = render_all(projections, states)
@@ -71,14 +72,6 @@ def status(
         _print_status(rendered, log, result.seq, problem)
     if problem:
         raise typer.Exit(1)
-
-
-def _check_status_filters(state: str | None, reason: str | None) -> None:
-    """A filter that can match nothing (a typo) is refused, not answered with an empty table."""
-    if state is not None and state not in State.__members__.values():
-        raise AsupError(ErrorCode.USAGE, f"--state {state!r} is not a state (known: {', '.join(sorted(State))})")
-    if reason is not None and reason not in ReasonCode.__members__.values():
-        raise AsupError(ErrorCode.USAGE, f"--reason {reason!r} is not a reason code (known: {', '.join(sorted(ReasonCode))})")
 
 
 def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | None) -> None:

@@ -17,6 +17,7 @@ from events.payloads import Transition
 from events.record import Record, record_to_builtins
 from events.vocabulary import ReasonCode
 from replay.tail import Tailer, follow
+from runbook.options import check_known
 from runbook.output import STATE_COLORS, console, line, reports_errors, styled
 
 
@@ -50,14 +51,6 @@ def _matcher(since: int | None, transfer: str | None, type_: str | None, reason:
 
 
 DEFAULT_LAST = 10
-
-
-def _check_filters(type_: str | None, reason: str | None) -> None:
-    """An unknown type or reason would match nothing, silently and (with -f) forever: refused."""
-    if type_ is not None and type_ not in REGISTRY:
-        raise AsupError(ErrorCode.USAGE, f"--type {type_!r} is not an event type (known: {', '.join(sorted(REGISTRY))})")
-    if reason is not None and reason not in ReasonCode.__members__.values():
-        raise AsupError(ErrorCode.USAGE, f"--reason {reason!r} is not a reason code (known: {', '.join(sorted(ReasonCode))})")
 
 
 def _start(log: Path, last: int | None, since: int | None, wanted: Callable[[Record], bool], by_name: bool) -> tuple[Tailer, list[Record]]:
@@ -100,7 +93,8 @@ def tail(
 
     Example: asup tail artifacts/logs/transfers.jsonl -f --reason retry_exhausted
     """
-    _check_filters(type_, reason)
+    check_known("--type", type_, REGISTRY, "an event type")
+    check_known("--reason", reason, ReasonCode, "a reason code")
     out = console()
     machine = as_json or not out.is_terminal
     wanted = _matcher(since, transfer, type_, reason)
