@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _route(rng: random.Random, fail: bool) -> list[tuple[State, Trigger, State, 
 
 def keep_earlier(path: Path) -> Path | None:
     """Move an existing file at `path` aside to `path.<n>` (never overwrite); return where."""
-    if not path.exists() and not path.is_symlink():
+    if not os.path.lexists(path):
         return None
     kept = move_aside(path, "")
     drop_side_files(path)  # caches of the moved log

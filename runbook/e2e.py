@@ -11,6 +11,7 @@ check fails."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def _dir(paths: ArtifactPaths) -> Path:
 
 
 def _fresh(path: Path) -> None:
-    if path.exists() or path.is_symlink():
+    if os.path.lexists(path):
         keep_aside(path, "previous")
         drop_side_files(path)
 

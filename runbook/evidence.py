@@ -7,6 +7,7 @@ sign-off; a sealed pack is never edited (a new build moves the old pack and side
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,7 @@ def export_contracts(paths: ArtifactPaths, *, fs: FileSystem = OS) -> list[Path]
         present = read_small(target, len(wanted))  # never through a link, nor from a FIFO
         if present == wanted:
             continue
-        if target.exists() or target.is_symlink():
+        if os.path.lexists(target):
             move_aside(target, "superseded", fs)
         write_atomic(target, wanted, fs=fs)
         written.append(target)
@@ -233,7 +234,7 @@ def _retire_previous(paths: ArtifactPaths, ops: OpsState, fs: FileSystem) -> Non
     history = paths.v1 / "history" / f"seal-{ops.seals[-1].seq if ops.seals else 0}"
     make_dirs(history, under=paths.root, fs=fs)
     for path in (paths.pack, *durability.sidecar_files(paths.pack)):
-        if path.exists() or path.is_symlink():
+        if os.path.lexists(path):
             retire(path, history / path.name, fs)
 
 

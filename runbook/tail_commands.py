@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +56,7 @@ DEFAULT_LAST = 10
 
 def _start(log: Path, last: int | None, since: int | None, wanted: Callable[[Record], bool], by_name: bool) -> tuple[Tailer, list[Record]]:
     """Where printing starts: the last N wanted records (10 by default), or every one from --since."""
-    if not by_name and not log.exists() and not log.is_symlink():
+    if not by_name and not os.path.lexists(log):
         raise AsupError(ErrorCode.USAGE, "no such log (use -F to wait for it to appear)", file=str(log))
     if log.is_dir():
         raise AsupError(ErrorCode.USAGE, "a directory, not a log", file=str(log))
