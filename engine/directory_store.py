@@ -16,9 +16,10 @@ from blake3 import blake3
 
 from engine.directory_target import DirectoryHandle, Generations
 from engine.layout import MANIFEST_NAME, Layout, check_name
+from engine.owned_files import check_own
 from engine.target_reads import HASH_BLOCK, READ, read_all
 from events import strict_json
-from events.atomic import refusal
+from events.atomic import describe, refusal
 from events.digest import open_regular
 from events.errors import AsupError, ErrorCode
 from events.fs import OS, FileSystem
@@ -114,7 +115,30 @@ class DirectoryStore:
     def open(self, name: str, layout: Layout, kind: str) -> DirectoryHandle:
         if kind not in ("file", "bundle"):
             raise AsupError(ErrorCode.USAGE, f"artifact kind {kind!r} is neither 'file' nor 'bundle'")
-        return DirectoryHandle(self.fs, self.root, check_name(name), layout, kind, self._generations)
+        name = check_name(name)
+        self._refuse_planted(name, layout, kind)
+        return DirectoryHandle(self.fs, self.root, name, layout, kind, self._generations)
+
+    def _refuse_planted(self, name: str, layout: Layout, kind: str) -> None:
+        """Something planted at a name this store will create (a link, a FIFO, a hardlink, a
+        directory where a file goes) is refused here, before the transfer records anything; the
+        handle checks each name again as it creates or reuses it, for what appears meanwhile."""
+        temp = self.temp_path(name)
+        dirs = {temp} | {temp / d for f in layout.files for d in _parents(f.path)} if kind == "bundle" else set()
+        for path in self.owned_paths(name, layout, kind):
+            if path.name.startswith(f".{Path(name).name}.asup-leftovers-"):
+                continue  # a taken leftovers name is skipped, never reused
+            try:
+                st = self.fs.stat(str(path), follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # a file where a directory of the path should be
+                raise refusal("a file where a directory goes", path) from exc
+            if path in dirs:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise refusal(describe(st) if not stat.S_ISREG(st.st_mode) else "a file where a directory goes", path)
+            else:
+                check_own(st, path)
 
     def load_checkpoint(self, ref: str) -> bytes:
         """The checkpoint file `ref`, bounded; a link or special file there is refused, never read."""
@@ -136,3 +160,9 @@ class DirectoryStore:
         if len(data) > strict_json.MAX_DOCUMENT:
             raise AsupError(ErrorCode.USAGE, f"invalid checkpoint: the file is over the {strict_json.MAX_DOCUMENT}-byte limit", file=ref)
         return data
+
+
+def _parents(rel: str) -> list[str]:
+    """The directories of a bundle member's path: `a/b/c` -> `a`, `a/b`."""
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

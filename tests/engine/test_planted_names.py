@@ -155,7 +155,8 @@ def test_every_name_beside_a_target_refuses_or_survives_every_plant(tmp_path: Pa
 
 @pytest.mark.parametrize(("kind", "plant"), [("file", "symlink to a file"), ("file", "hardlink"), ("bundle", "symlink to a directory")])
 def test_a_planted_temp_through_the_cli_is_one_line_and_touches_nothing_outside(tmp_path: Path, kind: str, plant: str) -> None:
-    """`asup sync` with a link planted at the hidden temp name: exit 2, one line naming it, no traceback, the outside unchanged."""
+    """`asup sync` with a link planted at the hidden temp name: exit 2, one line naming it, no traceback, the outside unchanged,
+    and nothing of the transfer recorded (it used to leave the transfer `syncing` for ever)."""
     stores = Stores(tmp_path / "w")
     outside = Outside(tmp_path / "outside")
     source, target = (FILE_NAME, FILE_TARGET) if kind == "file" else (BUNDLE_NAME, BUNDLE_TARGET)
@@ -170,6 +171,8 @@ def test_a_planted_temp_through_the_cli_is_one_line_and_touches_nothing_outside(
     assert "refusing" in run.stderr and temp.name in run.stderr
     outside.assert_unchanged(f"{plant} at the {kind} temp")
     assert not stores.final(target).exists()
+    recorded = (tmp_path / "log.jsonl").read_text().splitlines() if (tmp_path / "log.jsonl").exists() else []
+    assert all('"type":"log_created"' in line for line in recorded), "the refused transfer was recorded (a ghost `syncing`)"
 
 
 # --- the final name, taken while the transfer runs -------------------------------------------
