@@ -60,11 +60,13 @@ def build_intent(
     artifact_id: str | None = None,
     replay_command: str = "",
     matrix: CapabilityMatrix | None = None,
+    paths: tuple[Path, Path] | None = None,
 ) -> Intent:
     """The intent; the expected checksum, when not given, is computed and recorded now.
     Malformed input (a class the contract does not define, a checksum that is not
     `blake3:<64 hex>`, numbers beyond 64 bits) is a usage error before anything is recorded:
-    a typo is not an incident."""
+    a typo is not an incident. `paths` (source, target as the operator named them) are
+    recorded absolute."""
     matrix = matrix or default_matrix()
     check_artifact_class(artifact_class, matrix)
     if expected_checksum is not None:
@@ -102,6 +104,8 @@ def build_intent(
         files=files if kind == "bundle" else [],
         replay_command=replay_command,
         env_fingerprint=env_fingerprint(),
+        source_path=str(paths[0].absolute()) if paths else "",
+        target_path=str(paths[1].absolute()) if paths else "",
     )
 
 

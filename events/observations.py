@@ -46,6 +46,10 @@ class Intent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     files: list[BundleFile] = msgspec.field(default_factory=list)  # a bundle's manifest entries
     replay_command: str = ""
     env_fingerprint: str = ""
+    # absolute paths as the CLI resolved them ("" from a library caller or an older asup):
+    # `asup resume` and the stale check find the artifact's files from the log alone
+    source_path: str = ""
+    target_path: str = ""
 
 
 class Observation(Event, frozen=True, kw_only=True):

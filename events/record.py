@@ -23,7 +23,7 @@ from events.errors import AsupError, ErrorCode
 from events.payloads import Event
 from events.strict_json import JsonInt
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: the intent records its absolute source and target paths
 LOG_SCHEMA = "asup.log/1"
 HEADER_STREAM = "$log"
 MAX_LINE = 1 << 20  # a longer line is not a record asup writes

@@ -31,9 +31,17 @@ from events.strict_json import MAX_DEPTH, depth_exceeded, explain, field_of
 Upcaster: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
 """The `data` object of one record type at `v` -> the same record's `data` at `v + 1`."""
 
-# UPCASTERS[v][tag]: the step of `tag` from v to v + 1. Empty while v1 is the only version;
-# a type a step does not name is unchanged by it.
-UPCASTERS: dict[int, dict[str, Upcaster]] = {}
+
+def _intent_paths(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: the intent gained its absolute source and target paths; a v1 writer knew
+    neither ("", as a library caller records)."""
+    intent = data["intent"]
+    return {**data, "intent": {**intent, "source_path": "", "target_path": ""}}
+
+
+# UPCASTERS[v][tag]: the step of `tag` from v to v + 1; a type a step does not name is
+# unchanged by it.
+UPCASTERS: dict[int, dict[str, Upcaster]] = {1: {"intent_recorded": _intent_paths}}
 
 UPGRADE = "written by a newer asup? upgrade asup"
 

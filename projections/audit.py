@@ -44,9 +44,7 @@ class Audit:
         if data.to_state is State.FAILED_CLOSED and data.reason_code is not None:
             seq, kind, digest = state.last.get(record.stream, (0, "", ""))
             state.entries.append(
-                AuditEntry(
-                    record.seq, data.transfer_id, data.from_state, data.trigger, data.reason_code, seq, kind, digest
-                )
+                AuditEntry(record.seq, data.transfer_id, data.from_state, data.trigger, data.reason_code, seq, kind, digest)
             )
         return state
 

@@ -133,9 +133,7 @@ def pack_item(ops: OpsState, facts: Facts) -> Item:
     if facts.pack_digest is None:
         return Item("pack_current", title, CheckStatus.PENDING, "no evidence pack yet", [])
     evidence: list[dict[str, Any]] = [{"path": facts.pack_path, "digest": facts.pack_digest}]
-    evidence += [
-        _cite(seal, pack=seal.data.pack, digest=seal.data.digest) for seal in ops.seals if seal.data.digest == facts.pack_digest
-    ]
+    evidence += [_cite(seal, pack=seal.data.pack, digest=seal.data.digest) for seal in ops.seals if seal.data.digest == facts.pack_digest]
     if len(evidence) == 1:  # a pack no seal event names: a build cut short, or one written by hand
         why = "the pack matches no seal event in the ops log: rebuild it (asup evidence build)"
         return Item("pack_current", title, CheckStatus.FAIL, why, evidence)

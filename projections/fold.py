@@ -122,10 +122,7 @@ def _prefix_holds(path: Path, heads: HeadIndex) -> bool:
     checkpoint lies within it, and the record at the checkpoint's size is its last one."""
     mark = trusted(path)
     return (
-        mark is not None
-        and mark.log_id == heads.log_id
-        and heads.size <= mark.size
-        and tail_at(path, heads.size) == tail_of(heads.last_h)
+        mark is not None and mark.log_id == heads.log_id and heads.size <= mark.size and tail_at(path, heads.size) == tail_of(heads.last_h)
     )
 
 

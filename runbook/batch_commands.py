@@ -65,6 +65,7 @@ def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: 
         transfer_id=spec.transfer_id,
         artifact_id=spec.artifact_id,
         replay_command=f"asup sync-batch {file}  # line {line}",
+        paths=(source_path, target_path),
     )
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)

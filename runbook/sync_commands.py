@@ -131,6 +131,7 @@ def _sync(
         or derive_transfer_id(spec.artifact_id or source_path.name, str(target_path), seed or spec.seed or 0),
         artifact_id=spec.artifact_id,
         replay_command=shlex.join(["asup", *sys.argv[1:]]),
+        paths=(source_path, target_path),
     )
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)

@@ -25,7 +25,7 @@ from engine.intent import decode_intent, load_intent
 from events import strict_json
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
-from events.record import MAX_LINE
+from events.record import MAX_LINE, SCHEMA_VERSION
 from events.scan import Scanner, read_records
 from runbook import config
 from tests.corpus.inputs import CURSOR, INT64_MAX, forge, generated, golden_lines, last_line, nested
@@ -282,8 +282,8 @@ def test_the_document_limit_is_one_log_line() -> None:
     [
         (b'"seq":%d,' % last_line(), b"", "$.seq"),
         (b'"seq":%d,' % last_line(), b'"seq":"%d",' % last_line(), "$.seq"),
-        (b'"v":1,', b'"v":"1",', "$.v"),
-        (b'"v":1,', b'"v":2,', "$.v"),
+        (b'"v":%d,' % SCHEMA_VERSION, b'"v":"%d",' % SCHEMA_VERSION, "$.v"),
+        (b'"v":%d,' % SCHEMA_VERSION, b'"v":%d,' % (SCHEMA_VERSION + 1), "$.v"),
         (b'"attempt":0,', b"", "$.data.attempt"),
     ],
     ids=["seq missing", "seq a string", "v a string", "v unknown", "a data field missing"],

@@ -57,7 +57,6 @@ TRAILER_HEAD = b',"h":"blake3:'
 UNKNOWN = "zz_not_a_field"
 
 
-
 # --- strategies from the structs' field info -------------------------------------------
 
 
@@ -280,9 +279,9 @@ def test_unknown_type_fault_names_the_type_field() -> None:
 
 
 def test_newer_schema_with_new_fields_asks_for_an_upgrade() -> None:
-    """A v=2 record carrying a field v1 does not know (digest valid) is schema_unsupported, saying to upgrade asup."""
+    """A record of the next version carrying a field this one does not know (digest valid) is schema_unsupported, saying to upgrade asup."""
     obj = orjson.loads(sample_line())
-    obj["v"] = 2
+    obj["v"] = SCHEMA_VERSION + 1
     obj["data"][UNKNOWN] = 1
     fault = fault_of(decode_line(rehash(obj)))
     assert fault.reason == "schema_unsupported"
@@ -290,22 +289,22 @@ def test_newer_schema_with_new_fields_asks_for_an_upgrade() -> None:
 
 
 def test_newer_schema_version_alone_is_refused_as_unsupported() -> None:
-    """A v=2 record of v1's shape (re-hashed so its digest is valid) is refused by decode_line as schema_unsupported."""
+    """A record of the next version in this one's shape (re-hashed so its digest is valid) is refused by decode_line as schema_unsupported."""
     obj = orjson.loads(sample_line())
-    obj["v"] = 2
+    obj["v"] = SCHEMA_VERSION + 1
     fault = fault_of(decode_line(rehash(obj)))
     assert fault.reason == "schema_unsupported"
     assert "upgrade" in fault.message
 
 
 def test_scanner_reports_a_newer_schema_record_as_unsupported(tmp_path: Path) -> None:
-    """A log whose last record says v=2 (digest valid) stops the scan with reason schema_unsupported and an upgrade hint."""
+    """A log whose last record says the next v (digest valid) stops the scan with reason schema_unsupported and an upgrade hint."""
     path = tmp_path / "newer.jsonl"
     memory = MemoryLog("newer", clock=StepClock())
     memory.append("t-1", [_simple_event("transition")])
     lines = bytes(memory.data).splitlines()
     obj = orjson.loads(lines[-1])
-    obj["v"] = 2
+    obj["v"] = SCHEMA_VERSION + 1
     path.write_bytes(b"\n".join([*lines[:-1], rehash(obj)]) + b"\n")
     scanner = Scanner(path, ChainState())
     assert len(list(scanner)) == 1

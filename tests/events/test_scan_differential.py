@@ -31,7 +31,7 @@ from events.chain import ChainState
 from events.clock import StepClock
 from events.memory_log import MemoryLog
 from events.payloads import Event, LogRepaired
-from events.record import TRAILER_HEAD, LineFault, Record, check_line
+from events.record import SCHEMA_VERSION, TRAILER_HEAD, LineFault, Record, check_line
 from events.scan import Problem, Scanner
 from events.schema import decode_line
 from events.store import Pending
@@ -102,7 +102,7 @@ def _reseal_mutation(lines: list[bytes], key: str, i: int, b: int) -> None:
     values: dict[str, Any] = {
         "seq": fields["seq"] + (-2, -1, 1, 2)[b % 4],
         "sv": fields["sv"] + (-2, -1, 1, 2)[b % 4],
-        "v": (0, 2, 1)[b % 3],
+        "v": (0, SCHEMA_VERSION + 1, SCHEMA_VERSION)[b % 3],
         "prev": donor["h"],
         "stream": STREAMS[b % len(STREAMS)],
         "ts": "2026-01-01T00:00:00.000000Z",
@@ -321,7 +321,7 @@ def test_undamaged_log_reads_whole_on_both_paths(block: int) -> None:
         (("crlf", 2, 0, 0), "corrupt", "digest_mismatch"),
         (("long", 4, 0, 1), "corrupt", "too_long"),
         (("truncate", -5, 0, 0), "torn_tail", "no_newline"),  # five bytes off the last line
-        (("v", 3, 0, 1), "schema_unsupported", "schema_unsupported"),  # v2
+        (("v", 3, 0, 1), "schema_unsupported", "schema_unsupported"),  # the next v
     ],
 )
 def test_each_damage_kind_is_judged_alike(mutation: Mutation, kind: str, reason: str) -> None:

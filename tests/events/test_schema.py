@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 from blake3 import blake3
+from msgspec.structs import replace
 
 from events.catalog import REGISTRY
 from events.chain import ChainState
 from events.clock import StepClock
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
-from events.observations import Observation, SourceHashed
+from events.observations import IntentRecorded, Observation, SourceHashed
 from events.payloads import Transition
 from events.record import SCHEMA_VERSION, TRAILER_HEAD, LineFault, Record
 from events.scan import Scanner, read_records
@@ -56,11 +57,18 @@ def source_added(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "source": "unknown"}
 
 
+NOW = SCHEMA_VERSION  # what this asup writes; the test schemas below are the next two versions
+
+
 def schema_v2(lift: Upcaster = size_renamed) -> Schema:
-    return Schema(2, {**REGISTRY, "source_hashed": SourceHashedV2}, {1: {"source_hashed": lift}})
+    return Schema(NOW + 1, {**REGISTRY, "source_hashed": SourceHashedV2}, {**UPCASTERS, NOW: {"source_hashed": lift}})
 
 
-V3 = Schema(3, {**REGISTRY, "source_hashed": SourceHashedV3}, {1: {"source_hashed": size_renamed}, 2: {"source_hashed": source_added}})
+V3 = Schema(
+    NOW + 2,
+    {**REGISTRY, "source_hashed": SourceHashedV3},
+    {**UPCASTERS, NOW: {"source_hashed": size_renamed}, NOW + 1: {"source_hashed": source_added}},
+)
 
 
 def rehash(obj: dict[str, Any]) -> bytes:
@@ -71,7 +79,8 @@ def rehash(obj: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 def v1_log(tmp_path: Path) -> Path:
-    """A v1 log as this asup writes it: transitions and two source_hashed records."""
+    """A log as this asup writes it: transitions and two source_hashed records. Below, "v1" is
+    this asup's version and "v2", "v3" the two test schemas after it (`NOW + 1`, `NOW + 2`)."""
     path = tmp_path / "v1.jsonl"
     with JsonlLog.open(path, log_id="evolve", clock=StepClock()) as log:
         log.append("t-1", [transition("t-1"), SourceHashed(digest=DIGEST, size=10, at_ns=5)])
@@ -114,23 +123,23 @@ def test_v1_records_read_back_as_v2_through_the_upcaster(v1_log: Path) -> None:
     ]
     assert [(r.v, r.seq, r.stream, r.sv, r.id, r.h) for r in new] == [(r.v, r.seq, r.stream, r.sv, r.id, r.h) for r in old]
     assert [r.data for r in new if r.type != "source_hashed"] == [r.data for r in old if r.type != "source_hashed"]
-    assert {r.v for r in new} == {1}
+    assert {r.v for r in new} == {NOW}
 
 
 def test_the_chain_applies_every_step_in_order(v1_log: Path) -> None:
     """A v3 reader lifts a v1 record through v1->v2 and then v2->v3, and a v2 record through v2->v3 only."""
-    edit_line(v1_log, 3, lambda obj: obj.update(v=2, data=size_renamed(obj["data"]) | {"algorithm": "sha256"}))
+    edit_line(v1_log, 3, lambda obj: obj.update(v=NOW + 1, data=size_renamed(obj["data"]) | {"algorithm": "sha256"}))
     records = list(read_records(v1_log, schema=V3))
     lifted = [(r.v, r.data) for r in records if r.type == "source_hashed"]
     assert lifted == [
-        (2, SourceHashedV3(digest=DIGEST, size_bytes=10, algorithm="sha256", source="unknown", at_ns=5)),
-        (1, SourceHashedV3(digest=DIGEST, size_bytes=20, algorithm="blake3", source="unknown")),
+        (NOW + 1, SourceHashedV3(digest=DIGEST, size_bytes=10, algorithm="sha256", source="unknown", at_ns=5)),
+        (NOW, SourceHashedV3(digest=DIGEST, size_bytes=20, algorithm="blake3", source="unknown")),
     ]
 
 
 def test_a_record_at_the_current_version_is_not_upcast(v1_log: Path) -> None:
     """A v2 reader decodes a v2 record as it is: the upcaster is never called for it."""
-    edit_line(v1_log, 3, lambda obj: obj.update(v=2, data={"digest": DIGEST, "size_bytes": 7, "algorithm": "sha256", "at_ns": 0}))
+    edit_line(v1_log, 3, lambda obj: obj.update(v=NOW + 1, data={"digest": DIGEST, "size_bytes": 7, "algorithm": "sha256", "at_ns": 0}))
     calls: list[dict[str, Any]] = []
 
     def counting(data: dict[str, Any]) -> dict[str, Any]:
@@ -142,17 +151,27 @@ def test_a_record_at_the_current_version_is_not_upcast(v1_log: Path) -> None:
     assert [data["size"] for data in calls] == [20]  # only the v1 record at line 4
 
 
-def test_a_v1_log_reads_unchanged_by_the_shipped_schema(v1_log: Path) -> None:
-    """asup ships one version and no upcasters: the default schema is v1 and reads its own logs as they were written."""
-    assert (SCHEMA.version, SCHEMA_VERSION, UPCASTERS) == (1, 1, {})
+def test_a_log_reads_unchanged_by_the_shipped_schema(v1_log: Path) -> None:
+    """The shipped schema is v2 with one step (v1 intents gain their paths): it reads its own logs as they were written."""
+    assert (SCHEMA.version, SCHEMA_VERSION, sorted(UPCASTERS), sorted(UPCASTERS[1])) == (2, 2, [1], ["intent_recorded"])
     records = list(read_records(v1_log))
     assert [type(r.data) for r in records[1:]] == [Transition, SourceHashed, SourceHashed, Transition]
+    assert {r.v for r in records} == {SCHEMA_VERSION}
+
+
+def test_a_v1_intent_reads_with_no_paths() -> None:
+    """A v1 asup recorded no paths: its intents read back with both empty, the rest as written."""
+    intents = [r.data.intent for r in read_records(GOLDEN / "v1" / "scenarios.jsonl") if isinstance(r.data, IntentRecorded)]
+    current = [r.data.intent for r in read_records(GOLDEN / "scenarios.jsonl") if isinstance(r.data, IntentRecorded)]
+    assert len(intents) == len(current) > 10
+    assert {(i.source_path, i.target_path) for i in intents} == {("", "")}
+    assert [replace(i, env_fingerprint="") for i in intents] == [replace(i, env_fingerprint="") for i in current]
 
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "logs"
 
 
-@pytest.mark.parametrize("name", ["scenarios.jsonl", "demo.jsonl"])
+@pytest.mark.parametrize("name", ["scenarios.jsonl", "demo.jsonl", "v1/scenarios.jsonl"])
 def test_the_golden_v1_logs_read_the_same_through_a_v2_reader(name: str) -> None:
     """Every record of a golden v1 log reads through the test's v2 schema as through v1; only source_hashed takes its v2 shape."""
     old = list(read_records(GOLDEN / name))
@@ -173,11 +192,11 @@ def envelope(record: Record) -> tuple[object, ...]:
 
 def test_a_newer_record_is_unsupported_for_the_older_reader(v1_log: Path) -> None:
     """The same v2 record a v2 reader decodes stops the shipped v1 reader with schema_unsupported at its line."""
-    edit_line(v1_log, 3, lambda obj: obj.update(v=2, data={"digest": DIGEST, "size_bytes": 7, "algorithm": "sha256", "at_ns": 0}))
+    edit_line(v1_log, 3, lambda obj: obj.update(v=NOW + 1, data={"digest": DIGEST, "size_bytes": 7, "algorithm": "sha256", "at_ns": 0}))
     records, problem = problem_of(v1_log)
     assert records == 2 and problem is not None
     assert (problem.kind, problem.line, problem.seq, problem.field) == ("schema_unsupported", 3, 3, "$.v")
-    assert "v2 is newer than this asup reads (v1): written by a newer asup? upgrade asup" in problem.message
+    assert f"v{NOW + 1} is newer than this asup reads (v{NOW}): written by a newer asup? upgrade asup" in problem.message
 
 
 def test_an_upcaster_that_fails_on_a_record_names_the_step(v1_log: Path) -> None:
@@ -185,7 +204,7 @@ def test_an_upcaster_that_fails_on_a_record_names_the_step(v1_log: Path) -> None
     edit_line(v1_log, 3, lambda obj: obj["data"].pop("size"))
     _, problem = problem_of(v1_log, schema_v2())
     assert problem is not None and (problem.kind, problem.line, problem.reason) == ("corrupt", 3, "undecodable")
-    assert "v1 source_hashed record does not lift to v2" in problem.message
+    assert f"v{NOW} source_hashed record does not lift to v{NOW + 1}" in problem.message
 
 
 def test_a_schema_refuses_upcasters_it_cannot_chain() -> None:

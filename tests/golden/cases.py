@@ -23,6 +23,7 @@ EXPECTED = HERE / "expected"
 SEED = "7"
 SCENARIOS = "logs/scenarios.jsonl"
 DEMO = "logs/demo.jsonl"
+SCENARIOS_V1 = "logs/v1/scenarios.jsonl"  # the same scenarios as a v1 asup recorded them: read through the upcasters
 OPS = "root/asupersync/v1/asupersync_ops_events_v1.jsonl"
 E2E = "root/e2e/latest/e2e_baseline_log.jsonl"
 
@@ -60,6 +61,9 @@ CASES: dict[str, list[str]] = {
     "checklist_root": ["checklist", "--root", "root"],
     "checklist_root_json": ["checklist", "--root", "root", "--json"],
     "diff_scenarios_demo": ["diff", SCENARIOS, DEMO],
+    "verify_v1": ["log", "verify", SCENARIOS_V1],
+    "status_v1_json": ["status", SCENARIOS_V1, "--json"],
+    "replay_v1_json": ["replay", SCENARIOS_V1, "--json"],
 }
 
 

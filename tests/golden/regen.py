@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from events.record import SCHEMA_VERSION
 from tests.golden.cases import CASES, DEMO, EXPECTED, HERE, SCENARIOS, SEED, asup, copy_inputs, redigest, run_case
 
 CACHE_SUFFIXES = (".lock", ".head.json")
@@ -46,7 +47,8 @@ def derive_damaged(scenarios: Path) -> None:
     last = lines[-1]
     extra = last.replace(b'"data":{', b'"data":{"note":"added by a newer asup",', 1)
     (logs / "extra_field.jsonl").write_bytes(b"".join([*lines[:-1], redigest(extra)]))
-    newer = last.replace(b'"v":1,', b'"v":2,', 1)
+    current = b'"v":%d,' % SCHEMA_VERSION
+    newer = last.replace(current, b'"v":%d,' % (SCHEMA_VERSION + 1), 1)
     (logs / "newer_v.jsonl").write_bytes(b"".join([*lines[:-1], redigest(newer)]))
 
 

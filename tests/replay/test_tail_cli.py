@@ -99,9 +99,7 @@ def read_until(proc: subprocess.Popen[bytes], want: int, seconds: float = 20.0) 
 
 def test_follow_by_name_waits_for_the_log_and_reads_a_replaced_one_from_its_start(tmp_path: Path) -> None:
     path = tmp_path / "live.jsonl"
-    proc = subprocess.Popen(
-        asup_argv("tail", str(path), "-F", "--poll"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
-    )
+    proc = subprocess.Popen(asup_argv("tail", str(path), "-F", "--poll"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         time.sleep(0.5)
         make_log(path, 4)
