@@ -21,15 +21,18 @@ from blake3 import blake3
 
 from engine import checkpoint as ckpt
 from engine.appender import Appender
+from engine.causes import explain
 from engine.contracts import AdapterProfile, CapabilityMatrix, default_matrix, load_profile
 from engine.decide import Progress, backoff_ms, decide
 from engine.layout import Layout, bundle_digest
 from engine.machine import Dispatcher, TransferModel
 from engine.negotiation import negotiate
 from engine.rules import Step
+from engine.store_faults import Guarded, GuardedHandle, Refused, StoreFault, describe
 from engine.stores import LateAck, SourceStore, TargetHandle, TargetStore, TransportInterrupted
 from engine.target_store import UNKNOWN
 from events.clock import Clock, SystemClock
+from events.errors import AsupError
 from events.observations import (
     BackoffDrawn,
     BundleFile,
@@ -43,6 +46,7 @@ from events.observations import (
     LeaseChecked,
     Observation,
     SourceHashed,
+    StoreFailed,
     TargetFinalized,
     TargetHashed,
 )
@@ -61,6 +65,8 @@ class TransferResult(msgspec.Struct, frozen=True):
     attempt: int
     committed_cursor: int
     events: int
+    cause: str = ""  # why it failed closed, in one line (engine.causes)
+    refused: str = ""  # why it never started (nothing recorded): the error's one line
 
 
 class SyncAdapter:
@@ -79,7 +85,7 @@ class SyncAdapter:
         sleep: Sleep = anyio.sleep,
     ) -> None:
         self.appender = appender
-        self.source = source
+        self.source = Guarded(source)
         self.target = target
         self.dispatcher = dispatcher
         self.clock = clock or SystemClock()
@@ -95,22 +101,31 @@ class SyncAdapter:
         self._stream_digest = ""
         self._handle: TargetHandle | None = None
         self.checkpoint_ref: str | None = None  # the checkpoint a later process resumes from, once there is one
+        self.failure: StoreFailed | None = None  # the store failure the transfer failed closed on
+        self.cause = ""
 
     # --- the transfer ---------------------------------------------------------------
 
     async def run(self, intent: Intent, resume_from: str | None = None) -> TransferResult:
-        self._handle = self.target.open(intent.target, _layout(intent), intent.kind)  # a bad name: nothing recorded
+        try:
+            self._handle = GuardedHandle(self.target.open(intent.target, _layout(intent), intent.kind))
+        except AsupError as exc:  # a bad or planted name: nothing recorded
+            raise Refused(exc) from exc
         self._model = TransferModel(intent.transfer_id, self.dispatcher.rules.initial)
         self.dispatcher.add(self._model)
         self._stream_digest = payload_chain("", intent.transfer_id)
         self._version, _ = self.appender.stream_head(intent.transfer_id)
         try:
-            await self._run(intent, resume_from)
+            try:
+                await self._run(intent, resume_from)
+            except StoreFault as fault:  # after the intent: recorded, so no transfer stays `syncing` for ever
+                self.failure = fault.observed
+                await self._observe(msgspec.structs.replace(fault.observed, at_ns=self._now()))
         finally:
             self._handle.close()
             self.dispatcher.remove(self._model)
         p = self.progress
-        return TransferResult(intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events)
+        return TransferResult(intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events, self.cause)
 
     @property
     def state(self) -> State:
@@ -152,7 +167,10 @@ class SyncAdapter:
         return await self._observe(SourceHashed(digest=digest, size=sum(f.size for f in files), at_ns=self._now()))
 
     async def _open_resume(self, intent: Intent, resume_from: str) -> tuple[bool, bool]:
-        checkpoint = ckpt.decode(self.target.load_checkpoint(resume_from), resume_from)
+        try:
+            checkpoint = ckpt.decode(self.target.load_checkpoint(resume_from), resume_from)
+        except (AsupError, OSError) as exc:  # the caller checked it before the intent: it changed since
+            raise StoreFault(msgspec.structs.replace(describe(exc, "checkpoint", "read"), kind="io")) from exc
         self.checkpoint_ref = resume_from
         self._stream_digest = payload_chain(checkpoint.stream_digest, intent.transfer_id)
         held = self.handle.held()
@@ -268,9 +286,11 @@ class SyncAdapter:
         self._pending.append(obs)
         for decision in decide(p, obs):
             step = self.dispatcher.fire(self._model, decision.trigger, decision.reason)
+            transition = transition_event(p, step, obs.at_ns)
             if step.reason_code is not None:
                 self.reason = step.reason_code
-            self._pending.append(transition_event(p, step, obs.at_ns))
+                self.cause = self.cause or explain(transition, obs, p.intent)
+            self._pending.append(transition)
         terminal = self.dispatcher.rules.is_terminal(self._model.state)
         if flush or terminal:
             await self._flush()

@@ -25,6 +25,7 @@ from events.observations import (
     IntentRecorded,
     LeaseChecked,
     SourceHashed,
+    StoreFailed,
     TargetFinalized,
     TargetHashed,
 )
@@ -93,6 +94,10 @@ def decide(p: Progress, obs: Event) -> list[Decision]:  # noqa: C901 - one arm p
             return _verify(p, obs)
         case TargetFinalized():
             return [Decision(Trigger.CHECKSUM_VALIDATED)]
+        case StoreFailed(kind="io"):
+            return [Decision(Trigger.IO_FAILED, ReasonCode.IO_FAILED)]
+        case StoreFailed():
+            return [Decision(Trigger.CONFLICT_DETECTED, ReasonCode.CONFLICT_DETECTED)]  # planted, or another writer's artifact
     return []
 
 

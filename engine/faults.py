@@ -10,12 +10,14 @@ A plan is a list of (kind, chunk); each entry fires once, at the first matching 
 - late_ack@N          an acknowledgement for chunk N arrives during verification
 - crash@N             the process dies while writing chunk N (SimulatedCrash escapes the
                       adapter: no terminal state, a checkpoint to resume from)
+- disk_full@N         writing chunk N fails with ENOSPC, as a full disk does
 Command line: `--fault interruption@2,slow@0` or `--fault-file PLAN.json`
 (`{"faults": [{"kind": "interruption", "chunk": 2}]}`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -134,6 +136,8 @@ class FaultyHandle(Forwarding):
         chunk = offset // self.faults.chunk_size
         if take(FaultKind.CRASH, chunk):
             raise SimulatedCrash(f"simulated crash while writing chunk {chunk}")
+        if take(FaultKind.DISK_FULL, chunk):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._name)
         if take(FaultKind.SLOW, chunk):
             self.faults.sleep(SLOW_MS / 1000)
         if take(FaultKind.INTERRUPTION, chunk):

@@ -87,7 +87,7 @@ def build_intent(
             ErrorCode.USAGE, f"max attempts {attempts} is outside 0..{default_state_machine().retry_policy.hardened.max_attempts_limit}"
         )
     return Intent(
-        transfer_id=transfer_id or derive_transfer_id(artifact_id, target_name, seed),
+        transfer_id=transfer_id or derive_transfer_id(artifact_id, str(paths[1]) if paths else target_name, seed),
         artifact_id=artifact_id,
         artifact_class=artifact_class,
         mode=mode,

@@ -17,10 +17,12 @@ from engine.adapter import Sleep, SyncAdapter, TransferResult
 from engine.appender import GroupCommitter
 from engine.contracts import AdapterProfile
 from engine.machine import make_dispatcher
+from engine.store_faults import Refused
 from engine.stores import SourceStore, TargetStore
 from events.clock import Clock, SystemClock
 from events.observations import Intent
 from events.store import LogStore
+from events.vocabulary import State
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -63,7 +65,11 @@ async def run_jobs(
                 profile=job.profile,
                 sleep=sleep,
             )
-            result = await adapter.run(job.intent, job.resume_from)
+            try:
+                result = await adapter.run(job.intent, job.resume_from)
+            except Refused as refusal:  # nothing of it recorded: this one is not run, the others go on
+                intent = job.intent
+                result = TransferResult(intent.transfer_id, State.IDLE, None, 0, 0, 0, refused=refusal.one_line())
         results[index] = result
         if on_result is not None:
             on_result(result)

@@ -192,6 +192,15 @@ SCENARIOS: list[Scenario] = [
         ReasonCode.INVALID_TRANSITION,
         [S("late_ack@2")],
     ),
+    Scenario(  # last: the scenarios before it keep their seqs in a log of all of them
+        "disk_full",
+        "",
+        "the target's disk fills up mid-copy: an I/O failure, recorded with its errno, not a conflict",
+        Mode.HARDENED,
+        State.FAILED_CLOSED,
+        ReasonCode.IO_FAILED,
+        [S("disk_full@2")],
+    ),
 ]
 
 

@@ -1,6 +1,6 @@
 """The one error type of asup and its codes.
 
-    AsupError(code, message, file=, line=, field=, seq=)
+    AsupError(code, message, file=, line=, field=, seq=, errno=)
       code: ErrorCode  -- what went wrong, and through EXIT_CODES the process exit code
 
 Library errors are translated at the boundary (`raise AsupError(...) from exc`). The
@@ -89,8 +89,10 @@ class AsupError(Exception):
         line: int | None = None,
         field: str | None = None,
         seq: int | None = None,
+        errno: int | None = None,
     ) -> None:
         self.code = code
+        self.errno = errno  # the OS's error number, when the OS refused
         self.message = message
         self.file = file
         self.line = line
@@ -132,4 +134,4 @@ def os_error(exc: OSError, doing: str, path: Path | str) -> AsupError:
     """The AsupError for `exc` raised while `doing` something to `path`: `usage` when the
     path names no usable file or directory, else `io_failed`."""
     code = ErrorCode.USAGE if isinstance(exc, _BAD_PATH) else ErrorCode.IO_FAILED
-    return AsupError(code, f"{doing}: {exc.strerror or exc}", file=str(path))
+    return AsupError(code, f"{doing}: {exc.strerror or exc}", file=str(path), errno=exc.errno)

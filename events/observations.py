@@ -83,6 +83,21 @@ class LeaseChecked(Observation, frozen=True):
     holder: str = ""
 
 
+@event_type("store_failed")
+class StoreFailed(Observation, frozen=True):
+    """A store call failed after the intent was recorded. `kind`: `io` (the OS refused:
+    `errno` and its name in `error`), `refused` (something planted at a name asup owns
+    appeared meanwhile) or `conflict` (the store found another writer's artifact)."""
+
+    kind: str
+    where: str  # source | target | checkpoint
+    op: str  # the store call: read, write, lease, publish, ...
+    path: str
+    errno: JsonInt = 0
+    error: str = ""  # e.g. ENOSPC
+    detail: str = ""  # the one line an operator reads: "no space left on device: out/x.bin"
+
+
 @event_type("epoch_read")
 class EpochRead(Observation, frozen=True):
     epoch: str

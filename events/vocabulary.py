@@ -40,6 +40,7 @@ class Trigger(StrEnum):
     RESUME_REQUESTED = "resume_requested"
     RESUME_REJECTED = "resume_rejected"
     TRIGGER_REJECTED = "trigger_rejected"
+    IO_FAILED = "io_failed"  # a store's I/O failed after the intent was recorded
 
 
 class ReasonCode(StrEnum):
@@ -52,6 +53,7 @@ class ReasonCode(StrEnum):
     RESUME_CURSOR_AHEAD = "resume_cursor_ahead"
     RESUME_TRANSFER_MISMATCH = "resume_transfer_mismatch"
     RESUME_SEED_MISMATCH = "resume_seed_mismatch"
+    IO_FAILED = "io_failed"  # the source, target or checkpoint could not be read or written (errno and path recorded)
 
 
 class Mode(StrEnum):
@@ -92,6 +94,7 @@ class FaultKind(StrEnum):
     SLOW = "slow"
     LATE_ACK = "late_ack"
     CRASH = "crash"
+    DISK_FULL = "disk_full"
 
 
 class CheckStatus(StrEnum):

@@ -19,7 +19,7 @@ from events import strict_json
 from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode
 from events.jsonl_log import JsonlLog
-from events.vocabulary import Mode
+from events.vocabulary import Mode, State
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, fold_table, reports_errors
 from runbook.sync_commands import SECTIONS
@@ -85,8 +85,10 @@ def sync_batch(
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run every intent of BATCH concurrently into one log (one writer, group commit).
-    Ctrl-C stops cleanly: the log stays valid and each transfer's checkpoint resumable.
-    Exit 0 when all complete, 1 when any failed closed.
+    Ctrl-C stops cleanly: the log stays valid and each transfer's checkpoint resumable. One
+    transfer's failure never stops the others. Exit 0 when all complete, 1 when any failed
+    closed, 2 when none failed closed but a target refused a transfer before it began
+    (something planted at a name asup owns: nothing of it recorded).
 
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
@@ -106,12 +108,16 @@ def sync_batch(
         except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
             raise _first_error(group) from None
     failed = [r for r in results if r.reason_code is not None]
+    refused = [r for r in results if r.refused]
     if as_json:
-        emit_json({"log": str(log_path), "transfers": len(results), "failed": len(failed), "results": [_row(r) for r in results]})
+        counts = {"transfers": len(results), "failed": len(failed), "refused": len(refused)}
+        emit_json({"log": str(log_path), **counts, "results": [_row(r) for r in results]})
     else:
         _print(results, log_path)
     if failed or len(results) != len(jobs):
         raise typer.Exit(1)
+    if refused:
+        raise typer.Exit(2)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -132,15 +138,19 @@ def _row(r: TransferResult) -> dict[str, object]:
         "runbook_section": SECTIONS.get(reason or ""),
         "attempt": r.attempt,
         "committed_cursor": r.committed_cursor,
+        "cause": r.cause or r.refused or None,
+        "refused": bool(r.refused),
     }
 
 
 def _print(results: list[TransferResult], log_path: Path) -> None:
-    table = fold_table("transfer", "state", "reason code", "section", "bytes", "attempt")
+    table = fold_table("transfer", "state", "reason code", "section", "bytes", "attempt", "cause")
     for r in results:
         reason = r.reason_code.value if r.reason_code else ""
-        table.add_row(r.transfer_id, r.state.value, reason, SECTIONS.get(reason, ""), str(r.committed_cursor), str(r.attempt))
+        state = "refused" if r.refused else r.state.value
+        cause = r.cause or r.refused
+        table.add_row(r.transfer_id, state, reason, SECTIONS.get(reason, ""), str(r.committed_cursor), str(r.attempt), cause)
     out = console()
     out.print(table)
-    done = sum(r.reason_code is None for r in results)
+    done = sum(r.state is State.COMPLETED for r in results)
     out.print(f"{done}/{len(results)} completed; log {log_path}", markup=False)

@@ -165,6 +165,7 @@ def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int
         "state": result.state.value,
         "reason_code": reason,
         "runbook_section": SECTIONS.get(reason or ""),
+        "cause": result.cause or None,
         "attempt": result.attempt,
         "committed_cursor": result.committed_cursor,
         "log": str(log_path),
@@ -180,7 +181,9 @@ def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int
     else:
         section = f" (runbook section {SECTIONS.get(reason, '?')})"
         out.print(line(styled(result.state, "red"), f" {transfer_id}: ", styled(reason, "bold"), section))
+        out.print(f"  cause: {result.cause}", markup=False)
     out.print(f"  log {log_path} seq {first}..{last}; inspect: asup log cat {log_path} --stream {transfer_id}", markup=False)
     if reason is not None:
         section = SECTIONS.get(reason, "?")
-        out.print(f"  next: asup triage {log_path} (runs section {section}'s steps, each with its reproduce command)", markup=False)
+        triage = shlex.join(["asup", "triage", str(log_path)])
+        out.print(f"  next: {triage} (runs section {section}'s steps, each with its reproduce command)", markup=False)

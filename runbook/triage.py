@@ -4,6 +4,7 @@ reported with what it found and the exact command that reproduces it."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,17 @@ import msgspec
 
 from engine.durability import sidecar_path
 from events.errors import AsupError, ErrorCode
+from events.observations import StoreFailed
 from events.vocabulary import ReasonCode, State
 from projections.artifact_paths import ArtifactPaths
+from projections.causes import Causes, observation
 from projections.fold import fold_log
 from projections.runbook_map import LEVEL, SECTION, Level
 from projections.transfers import Transfers
 from replay.reexecute import ReplayOutcome, replay_log
 from runbook import e2e, evidence
 from runbook.readiness import run_gate
+from runbook.storage_check import storage_now
 
 
 class TriageStep(msgspec.Struct, frozen=True):
@@ -106,19 +110,38 @@ def _durability_steps(paths: ArtifactPaths) -> list[TriageStep]:
 def _replay_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
     steps = []
     for failure in failed:
-        if failure.section != "C" or log is None:
+        if failure.section not in ("C", "D") or log is None:
             continue
         report, _ = replay_log(log, transfer=failure.transfer_id)
         outcome = report.transfers[0].outcome if report.transfers else "missing"
         steps.append(
             TriageStep(
-                "C",
+                failure.section,
                 f"replay {failure.transfer_id}",
                 outcome == ReplayOutcome.REPRODUCED,
                 f"{outcome}; failed closed at seq {failure.last_seq}",
                 f"asup replay {log} --transfer {failure.transfer_id}",
             )
         )
+    return steps
+
+
+def _storage_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
+    """Section D, per io_failed transfer: the storage it names, as it is now."""
+    if log is None or not any(f.section == "D" for f in failed):
+        return []
+    states = fold_log(log, [Transfers(), Causes()]).states
+    causes, views = states["causes"], states["transfers"].transfers
+    steps = []
+    for failure in failed:
+        observed = observation(causes.last.get(failure.transfer_id))
+        if failure.section != "D" or not isinstance(observed, StoreFailed):
+            continue
+        intent = causes.intents.get(failure.transfer_id)
+        healthy, found = storage_now(observed, intent, views[failure.transfer_id].committed_cursor)
+        rerun = intent.replay_command if intent is not None and intent.replay_command else f"asup status {shlex.quote(str(log))}"
+        detail = f"recorded: {causes.causes.get(failure.transfer_id, observed.detail)}; now: {found}"
+        steps.append(TriageStep("D", f"storage of {failure.transfer_id}", healthy, detail, rerun))
     return steps
 
 
@@ -140,6 +163,7 @@ SECTION_STEPS: dict[str, Callable[[ArtifactPaths], list[TriageStep]]] = {
     "A": lambda paths: [_gate_step(paths, "A", "capability", "capability"), _contracts_step(paths)],
     "B": lambda paths: [_gate_step(paths, "B", "fault", "fault"), *_durability_steps(paths)],
     "C": lambda paths: [_gate_step(paths, "C", "state_machine", "state-machine"), _e2e_step(paths)],
+    "D": lambda paths: [_gate_step(paths, "D", "fault", "fault")],
 }
 
 
@@ -153,6 +177,7 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
         failed = []
         sections = [SECTION[code]]
     steps = _replay_steps(log, failed)  # first: later steps regenerate e2e logs under the root
+    steps += _storage_steps(log, failed)
     for section in sections:
         steps += SECTION_STEPS[section](paths)
     return {

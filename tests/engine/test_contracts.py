@@ -29,13 +29,13 @@ Doc = dict[str, Any]
 
 
 def test_shipped_contracts_load() -> None:
-    """The three shipped files load: 5 artifact classes, 18 transitions, 5 adapter profiles."""
+    """The three shipped files load: 5 artifact classes, 23 transitions, 5 adapter profiles."""
     matrix = load_matrix()
     machine = load_state_machine()
     profiles = load_profiles()
     assert [e.operation_id for e in matrix.capability_matrix] == [f"ASUP-CAP-00{i}" for i in range(1, 6)]
     assert len(set(matrix.artifact_classes)) == 5
-    assert len(machine.state_machine.transition_table) == 18
+    assert len(machine.state_machine.transition_table) == 23
     assert {p.name for p in profiles.profiles} == {"full", "legacy_protocol", "sha256_only", "small_chunks", "minimal"}
 
 
@@ -144,9 +144,9 @@ MUTATIONS: list[tuple[str, str, Mutation, str]] = [
     ("unknown_field", MATRIX_FILE, _unknown_field, "$.capability_matrix[1]"),
     ("unknown_row_field", STATE_MACHINE_FILE, _state_machine_unknown_field, "$.state_machine.transition_table[0]"),
     ("wrong_type", MATRIX_FILE, _wrong_type, "$.capability_matrix[0].asupersync_primitives[0].version"),
-    ("terminal_exit", STATE_MACHINE_FILE, _terminal_exit, "$.state_machine.transition_table[18]"),
+    ("terminal_exit", STATE_MACHINE_FILE, _terminal_exit, "$.state_machine.transition_table[23]"),
     ("failed_closed_without_reason", STATE_MACHINE_FILE, _failed_closed_without_reason, "$.state_machine.transition_table[3]"),
-    ("duplicate_row", STATE_MACHINE_FILE, _duplicate_row, "$.state_machine.transition_table[18]"),
+    ("duplicate_row", STATE_MACHINE_FILE, _duplicate_row, "$.state_machine.transition_table[23]"),
     ("class_without_blake3", MATRIX_FILE, _no_blake3, "$.capability_matrix[2]"),
     ("strict_max_attempts", MATRIX_FILE, _strict_retries, "$.capability_matrix[0].strict_mode_behavior"),
 ]
@@ -231,7 +231,7 @@ def test_cli_validate_shipped_contracts_exits_0() -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["valid"] is True
-    assert (payload["artifact_classes"], payload["transitions"], payload["profiles"]) == (5, 18, 5)
+    assert (payload["artifact_classes"], payload["transitions"], payload["profiles"]) == (5, 23, 5)
 
 
 def test_cli_validate_shipped_directory_explicitly_exits_0(tmp_path: Path) -> None:

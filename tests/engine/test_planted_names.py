@@ -21,7 +21,7 @@ from engine.stores import DirectoryStore, TargetHandle
 from engine.target_store import Forwarding
 from events.errors import AsupError, ErrorCode
 from events.memory_log import MemoryLog
-from events.observations import BundleFile, Intent
+from events.observations import BundleFile, Intent, StoreFailed
 from events.testing import StepClock
 from events.vocabulary import ReasonCode, State
 from tests.cli import run_asup
@@ -208,7 +208,8 @@ FINAL_PLANTS = ("symlink to a file", "dangling symlink", "file", "empty director
 @pytest.mark.parametrize("kind", ["file", "bundle"])
 @pytest.mark.parametrize("plant", FINAL_PLANTS)
 def test_publish_never_replaces_what_appeared_at_the_final_name(tmp_path: Path, kind: str, plant: str) -> None:
-    """Something planted at the final name between the last check and publish: conflict_detected, and it is still there as it was."""
+    """Something planted at the final name between the last check and publish: the transfer fails closed with
+    conflict_detected, recorded (never left `verifying_checksum`), and the planted thing is still there as it was."""
     stores = Stores(tmp_path / "w")
     outside = Outside(tmp_path / "outside")
     source, target = (FILE_NAME, FILE_TARGET) if kind == "file" else (BUNDLE_NAME, BUNDLE_TARGET)
@@ -224,9 +225,11 @@ def test_publish_never_replaces_what_appeared_at_the_final_name(tmp_path: Path, 
             final.mkdir()
 
     intent = make_intent(stores, source, target)
-    with pytest.raises(AsupError) as conflict:
-        run_transfer(MemoryLog("final", clock=StepClock()), stores, intent, target=PlantAtPublish(stores.target, put))
-    assert conflict.value.code is ErrorCode.CONFLICT_DETECTED
+    result, records = run_transfer(MemoryLog("final", clock=StepClock()), stores, intent, target=PlantAtPublish(stores.target, put))
+    assert (result.state, result.reason_code) == (State.FAILED_CLOSED, ReasonCode.CONFLICT_DETECTED)
+    failed = [r.data for r in records if isinstance(r.data, StoreFailed)]
+    assert [(f.kind, f.where, f.op) for f in failed] == [("conflict", "target", "publish")]
+    assert "the final artifact appeared during the transfer" in result.cause
     final = stores.final(target)
     if plant.endswith("symlink") or plant.startswith("symlink"):
         assert final.is_symlink()

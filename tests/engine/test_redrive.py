@@ -92,9 +92,9 @@ def _first_difference(a: list[Transition], b: list[Transition]) -> int | None:
 
 
 def test_all_built_in_scenarios_are_covered() -> None:
-    """15 built-in scenarios, one redrive case per scenario and lever."""
-    assert len(SCENARIOS) == 15
-    assert len(set(NAMES)) == 15
+    """16 built-in scenarios, one redrive case per scenario and lever."""
+    assert len(SCENARIOS) == 16
+    assert len(set(NAMES)) == 16
 
 
 @pytest.mark.parametrize("lever", LEVERS, ids=["compiled", "machine"])

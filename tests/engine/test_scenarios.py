@@ -50,10 +50,10 @@ def test_scenario_passes_and_its_log_verifies(tmp_path: Path, scenario: Scenario
 
 
 def test_scenarios_cover_every_reason_code() -> None:
-    """Every one of the nine reason codes is the expected outcome of some built-in scenario."""
+    """Every one of the ten reason codes is the expected outcome of some built-in scenario."""
     covered = {s.expect_reason for s in SCENARIOS if s.expect_reason is not None}
     assert covered == set(ReasonCode)
-    assert len(ReasonCode) == 9
+    assert len(ReasonCode) == 10
     assert len({s.name for s in SCENARIOS}) == len(SCENARIOS)
 
 

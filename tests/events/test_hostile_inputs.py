@@ -124,7 +124,7 @@ def test_a_one_gigabyte_line_is_refused_without_reading_it_whole(tmp_path: Path)
 
 # --- non-standard JSON: each its own message ---------------------------------------------
 
-TRANSFER = b'"transfer_id":"late_ack-7"'
+TRANSFER = b'"transfer_id":"disk_full-7"'
 
 LOG_CASES: dict[str, tuple[bytes, bytes, str]] = {
     "NaN": (CURSOR, b'"committed_cursor":NaN', "NaN is not a JSON number"),

@@ -289,7 +289,7 @@ def test_newer_schema_with_new_fields_asks_for_an_upgrade() -> None:
 
 
 def test_newer_schema_version_alone_is_refused_as_unsupported() -> None:
-    """A record of the next version in this one's shape (re-hashed so its digest is valid) is refused by decode_line as schema_unsupported."""
+    """A record of the next version in this one's shape (re-hashed, digest valid) is refused by decode_line as schema_unsupported."""
     obj = orjson.loads(sample_line())
     obj["v"] = SCHEMA_VERSION + 1
     fault = fault_of(decode_line(rehash(obj)))

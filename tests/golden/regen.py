@@ -29,6 +29,7 @@ def record_logs(work: Path) -> None:
         result = asup(argv, work)
         if result.returncode != 0:
             sys.exit(f"asup {' '.join(argv)} exited {result.returncode}: {result.stderr}")
+    shutil.copytree(HERE / "logs" / "v1", work / "logs" / "v1")  # recorded by an older asup: kept as it was
     for name in ("logs", "root"):
         shutil.rmtree(HERE / name, ignore_errors=True)
         shutil.copytree(work / name, HERE / name, ignore=lambda _d, names: [n for n in names if n.endswith(CACHE_SUFFIXES)])

@@ -37,6 +37,7 @@ SECTION = {
     "resume_transfer_mismatch": "C",
     "resume_cursor_ahead": "C",
     "invalid_transition": "C",
+    "io_failed": "D",
 }
 LEVEL = {
     "unsupported_capability": "P0",
@@ -48,6 +49,7 @@ LEVEL = {
     "retry_exhausted": "P2",
     "resume_seed_mismatch": "P2",
     "resume_transfer_mismatch": "P2",
+    "io_failed": "P1",
 }
 
 
@@ -137,7 +139,7 @@ def test_audit_lists_every_fail_closed_transition_with_its_evidence(all_scenario
         for e in state.entries
     ]
     assert got == expected
-    assert len(got) == 12
+    assert len(got) == 13
 
 
 def test_audit_reason_code_summary_has_section_and_level(all_scenarios_log: Path) -> None:
@@ -174,7 +176,7 @@ def test_metrics_count_every_operation(all_scenarios_log: Path) -> None:
         elif isinstance(data, Transition) and data.to_state in TERMINAL_STATES:
             expected[f"transfer_{data.to_state.value}"] += 1
     assert {op: row["count"] for op, row in rendered.items()} == dict(expected)
-    assert (rendered["transfer_completed"]["count"], rendered["transfer_failed_closed"]["count"]) == (3, 12)
+    assert (rendered["transfer_completed"]["count"], rendered["transfer_failed_closed"]["count"]) == (3, 13)
 
 
 def test_metrics_exact_percentiles_from_at_ns(tmp_path: Path) -> None:
@@ -243,8 +245,8 @@ def test_status_json_renders_the_projections(all_scenarios_log: Path) -> None:
     recs = records(all_scenarios_log)
     assert (document["last_seq"], document["problem"]) == (recs[-1].seq, None)
     assert document["transfers"] == Transfers().render(fold_one(all_scenarios_log, Transfers()))
-    assert document["transfers"]["by_state"] == {"completed": 3, "failed_closed": 12, "syncing": 1}
-    assert len(document["audit"]["fail_closed"]) == 12
+    assert document["transfers"]["by_state"] == {"completed": 3, "failed_closed": 13, "syncing": 1}
+    assert len(document["audit"]["fail_closed"]) == 13
     assert document["metrics"]["operations"]["chunk_written"]["count"] > 0
 
 

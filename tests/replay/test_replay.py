@@ -299,17 +299,18 @@ def test_an_allowed_but_undecided_transition_is_diverged_not_impossible(tmp_path
 # --- a torn tail -------------------------------------------------------------------------------
 
 
-def late_ack_fault(path: Path) -> Record:
-    """The late_ack scenario's fault observation: the last observation of the log, followed by the transition it decides."""
-    stream = streams_of(path)[f"late_ack-{SEED}"]
-    record = next(r for r in stream if r.type == "fault_met")
-    assert records(path)[-1].seq == record.seq + 1 and records(path)[-1].stream == record.stream
+def last_failure(path: Path) -> Record:
+    """The last scenario's failing observation: the last observation of the log, followed by the
+    fail-closed transition it decides (the last scenario is the disk_full one, a store_failed)."""
+    last = records(path)[-1]
+    record = records(path)[-2]
+    assert (record.type, last.type, record.stream) == ("store_failed", "transition", last.stream)
     return record
 
 
 def test_torn_tail_is_reported_and_the_log_replayed_up_to_it(log: Path) -> None:
     """A tail torn inside the last observation is reported (exit 1, line and torn_tail named) and every transfer before it is reproduced."""
-    fault = late_ack_fault(log)
+    fault = last_failure(log)
     streams = streams_of(log)
     tear_inside(log, fault.seq)
     report, _ = replay_log(log)
@@ -318,8 +319,8 @@ def test_torn_tail_is_reported_and_the_log_replayed_up_to_it(log: Path) -> None:
     replayed = by_id(report.transfers)
     assert set(replayed) == set(streams)
     assert {r.outcome for r in replayed.values()} == {"reproduced"}
-    late = replayed[f"late_ack-{SEED}"]
-    assert late.transitions == len([r for r in transitions(streams[f"late_ack-{SEED}"]) if r.seq < fault.seq])
+    late = replayed[fault.stream]
+    assert late.transitions == len([r for r in transitions(streams[fault.stream]) if r.seq < fault.seq])
     assert late.terminal_state is None  # the decision that ended it was cut off
     cli = invoke("replay", str(log), "--json")
     assert cli.exit_code == 1
@@ -331,7 +332,7 @@ def test_torn_tail_is_reported_and_the_log_replayed_up_to_it(log: Path) -> None:
 def test_torn_tail_still_compares_the_transfers_before_it(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a torn tail, transfers before it are still re-executed and compared: a changed decision diverges at the same seq."""
     expected = first_changed_decision(streams_of(log)[f"retry_exhausted-{SEED}"], 1)
-    tear_inside(log, late_ack_fault(log).seq)
+    tear_inside(log, last_failure(log).seq)
     budget_off_by(monkeypatch, 1)
     report, _ = replay_log(log)
     assert report.problem is not None
@@ -342,11 +343,11 @@ def test_torn_tail_still_compares_the_transfers_before_it(log: Path, monkeypatch
 
 def test_a_tear_through_a_decided_transition_is_not_a_divergence(log: Path) -> None:
     """A tail torn inside a transition whose observation is intact is reported, but the cut transfer is not `diverged`."""
-    fault = late_ack_fault(log)
-    tear_inside(log, fault.seq + 1)  # the last line: the late ack's fail-closed transition
+    fault = last_failure(log)
+    tear_inside(log, fault.seq + 1)  # the last line: the store failure's fail-closed transition
     report, _ = replay_log(log)
     assert report.problem is not None and "torn_tail" in report.problem
-    late = by_id(report.transfers)[f"late_ack-{SEED}"]
+    late = by_id(report.transfers)[fault.stream]
     assert late.outcome != "diverged", late.divergence
 
 

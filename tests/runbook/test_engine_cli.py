@@ -256,12 +256,12 @@ def test_sync_real_process_fails_closed_with_json(source: Path, tmp_path: Path) 
 # --- asup scenario ----------------------------------------------------------------------------
 
 
-def test_scenario_list_json_lists_15(tmp_path: Path) -> None:
-    """`asup scenario list --json` lists the 15 built-in scenarios with their expected outcome."""
+def test_scenario_list_json_lists_16(tmp_path: Path) -> None:
+    """`asup scenario list --json` lists the 16 built-in scenarios with their expected outcome."""
     result = _invoke("scenario", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = _json(result)["scenarios"]
-    assert len(rows) == 15
+    assert len(rows) == 16
     assert [r["name"] for r in rows] == [s.name for s in SCENARIOS]
     assert {r["expect_state"] for r in rows} == {"completed", "failed_closed"}
 
@@ -292,7 +292,7 @@ def test_scenario_run_all_json_passes(tmp_path: Path) -> None:
     payload = _json(result)
     assert payload["passed"] is True
     assert payload["checks"] >= 45
-    assert len(payload["outcomes"]) == 15
+    assert len(payload["outcomes"]) == 16
     assert all(o["passed"] for o in payload["outcomes"])
     assert _invoke("log", "verify", str(tmp_path / "all.jsonl")).exit_code == 0
 
@@ -354,7 +354,7 @@ def test_contract_show_json_is_the_shipped_document() -> None:
     assert payload["document"] == json.loads((contract_dir() / MATRIX_FILE).read_text())
     default = _json(_invoke("contract", "show", "--json"))
     assert default["contract"] == "state-machine"
-    assert len(default["document"]["state_machine"]["transition_table"]) == 18
+    assert len(default["document"]["state_machine"]["transition_table"]) == 23
 
 
 def test_contract_show_unknown_is_usage_error() -> None:
