@@ -29,6 +29,7 @@ from engine.machine import Dispatcher, TransferModel
 from engine.negotiation import negotiate
 from engine.rules import Step
 from engine.store_faults import Guarded, GuardedHandle, Refused, StoreFault, describe
+from engine.stop import StopRequest
 from engine.stores import LateAck, SourceStore, TargetHandle, TargetStore, TransportInterrupted
 from engine.target_store import UNKNOWN
 from events.clock import Clock, SystemClock
@@ -47,6 +48,7 @@ from events.observations import (
     Observation,
     SourceHashed,
     StoreFailed,
+    Suspended,
     TargetFinalized,
     TargetHashed,
 )
@@ -67,6 +69,7 @@ class TransferResult(msgspec.Struct, frozen=True):
     events: int
     cause: str = ""  # why it failed closed, in one line (engine.causes)
     refused: str = ""  # why it never started (nothing recorded): the error's one line
+    suspended: bool = False  # stopped on a signal at a chunk boundary: still syncing, resumable
 
 
 class SyncAdapter:
@@ -83,6 +86,7 @@ class SyncAdapter:
         matrix: CapabilityMatrix | None = None,
         profile: AdapterProfile | None = None,
         sleep: Sleep = anyio.sleep,
+        stop: StopRequest | None = None,
     ) -> None:
         self.appender = appender
         self.source = Guarded(source)
@@ -92,6 +96,8 @@ class SyncAdapter:
         self.matrix = matrix or default_matrix()
         self.profile = profile
         self.sleep = sleep
+        self.stop = stop
+        self.suspended = False
         self.progress = Progress()
         self.reason: ReasonCode | None = None
         self.events = 0
@@ -125,7 +131,9 @@ class SyncAdapter:
             self._handle.close()
             self.dispatcher.remove(self._model)
         p = self.progress
-        return TransferResult(intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events, self.cause)
+        return TransferResult(
+            intent.transfer_id, self.state, self.reason, p.attempt, p.cursor, self.events, self.cause, suspended=self.suspended
+        )
 
     @property
     def state(self) -> State:
@@ -197,6 +205,9 @@ class SyncAdapter:
         if await self._observe(EpochRead(epoch=self.handle.epoch(), chunk=-1, final_digest=final, at_ns=self._now())):
             return
         while p.cursor < intent.size:
+            if self.stop is not None and self.stop.requested:
+                await self._suspend()
+                return
             if await self._chunk(intent, layout):
                 return
         chunks = -(-intent.size // intent.chunk_size)
@@ -255,6 +266,15 @@ class SyncAdapter:
             name=name.rsplit("/", 1)[-1], committed_cursor=p.cursor, attempt=p.attempt, stream_digest=stream_digest, at_ns=self._now()
         )
         return await self._observe(written, flush=False)  # rides with the next chunk's events
+
+    async def _suspend(self) -> None:
+        """Record the stop at this chunk boundary (the chunk in hand is checkpointed): the
+        state stays `syncing`, and the lease and handle are released by the callers."""
+        assert self.stop is not None
+        name = self.checkpoint_ref.rsplit("/", 1)[-1] if self.checkpoint_ref else ""
+        cursor = self.progress.cursor
+        await self._observe(Suspended(signal=self.stop.signal, checkpoint=name, committed_cursor=cursor, at_ns=self._now()))
+        self.suspended = True
 
     async def _verify(self, intent: Intent, finalized: bool) -> None:
         if finalized:

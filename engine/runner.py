@@ -18,6 +18,7 @@ from engine.appender import GroupCommitter
 from engine.contracts import AdapterProfile
 from engine.machine import make_dispatcher
 from engine.store_faults import Refused
+from engine.stop import StopRequest
 from engine.stores import SourceStore, TargetStore
 from events.clock import Clock, SystemClock
 from events.observations import Intent
@@ -45,9 +46,12 @@ async def run_jobs(
     clock_for: ClockFor | None = None,
     sleep: Sleep = anyio.sleep,
     on_result: Callable[[TransferResult], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> list[TransferResult]:
     """Run `jobs` concurrently; results in job order. `clock_for(transfer_id)` gives each
-    transfer its own clock, so each stream is byte-identical at any concurrency."""
+    transfer its own clock, so each stream is byte-identical at any concurrency. Once `stop`
+    is requested, running transfers suspend at their next chunk boundary and queued ones
+    never start (they have no result)."""
     committer = GroupCommitter(log)
     dispatcher = make_dispatcher(lever)
     limiter = anyio.CapacityLimiter(max(1, limit))
@@ -56,6 +60,8 @@ async def run_jobs(
 
     async def one(index: int, job: Job) -> None:
         async with limiter:
+            if stop is not None and stop.requested:
+                return  # never started: nothing of it is recorded
             adapter = SyncAdapter(
                 appender=committer,
                 source=job.source,
@@ -64,6 +70,7 @@ async def run_jobs(
                 clock=clock_for(job.intent.transfer_id) if clock_for else shared,
                 profile=job.profile,
                 sleep=sleep,
+                stop=stop,
             )
             try:
                 result = await adapter.run(job.intent, job.resume_from)

@@ -157,3 +157,13 @@ class TargetHashed(Observation, frozen=True):
 class TargetFinalized(Observation, frozen=True):
     name: str
     digest: str
+
+
+@event_type("suspended")
+class Suspended(Observation, frozen=True):
+    """The transfer stopped at a chunk boundary on a signal: a marker, not a transition
+    (the state stays `syncing`); `asup resume` continues from `checkpoint`."""
+
+    signal: str  # SIGINT | SIGTERM
+    checkpoint: str  # the checkpoint file's name it resumes from ("" none yet: a resume starts at 0)
+    committed_cursor: JsonInt

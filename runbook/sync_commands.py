@@ -18,10 +18,12 @@ from engine.contracts import load_profile
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, derive_transfer_id, load_intent
 from engine.machine import make_dispatcher
+from engine.stop import StopRequest, stop_on_signals
 from engine.stores import DirectoryStore
 from events.atomic import make_dirs
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, ExitCode
 from events.jsonl_log import JsonlLog
+from events.observations import Intent
 from events.vocabulary import Mode
 from projections.runbook_map import SECTION
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
@@ -65,7 +67,9 @@ def sync(
     """Move one artifact from SRC to DST through the adapter, recording every event.
 
     Exit 0 when the transfer completes, 1 when it fails closed (the reason code and its
-    runbook section are printed), 2 for bad input.
+    runbook section are printed), 2 for bad input, 130 when Ctrl-C or SIGTERM suspended it
+    at a chunk boundary (the `asup resume` command to continue is printed; a second signal
+    stops at once).
 
     Example: asup sync data/a.bin out/a.bin --artifact-class conformance_fixture_bundle --mode hardened --fault interruption@1
     """
@@ -136,30 +140,59 @@ def _sync(
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)
     target = FaultyTarget(DirectoryStore(target_path.parent), plan, intent.chunk_size)
+    run_transfer(intent, source, target, log_path, resume, lever, as_json)
+
+
+def run_transfer(
+    intent: Intent,
+    source: DirectoryStore,
+    target: FaultyTarget,
+    log_path: Path,
+    resume: str | None,
+    lever: bool,
+    as_json: bool,
+) -> None:
+    """Run one transfer into `log_path` and report it: `asup sync` and `asup resume` both
+    end here. Ctrl-C or SIGTERM suspends it at a chunk boundary (exit 130)."""
     # the operator's files are read before the log is opened: a bad one records nothing
     profile = load_profile(intent.adapter)
+    plan = FaultPlan(list(target.pending))  # what --fault asked for, before any of it fires
     if resume is not None:
         ckpt.decode(target.inner.load_checkpoint(resume), resume)
     make_dirs(log_path.parent)
+    stop = StopRequest()
     with JsonlLog.open(log_path) as log:
         first = log.last_position()[0] + 1
         adapter_ = SyncAdapter(
-            appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever), profile=profile
+            appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever), profile=profile, stop=stop
         )
         try:
-            result = anyio.run(adapter_.run, intent, resume)
+            with stop_on_signals(stop):
+                result = anyio.run(adapter_.run, intent, resume)
         except SimulatedCrash as crash:
             ref = adapter_.checkpoint_ref
             hint = f"resume with --resume {ref}" if ref else "no checkpoint was written yet: run it again"
             raise AsupError(ErrorCode.IO_FAILED, f"{crash}; {hint}", file=str(log_path)) from None
         last = log.last_position()[0]
-    _report(result, intent.transfer_id, log_path, first, last, plan, as_json)
+    _report(result, intent, log_path, (first, last), plan, as_json)
+    if result.suspended:
+        where = f"{result.committed_cursor}/{intent.size} bytes"
+        resume_with = resume_command(intent.transfer_id, log_path)
+        message = f"asup: interrupted ({stop.signal}): {intent.transfer_id} suspended at {where}; resume: {resume_with}"
+        console(stderr=True).print(message, markup=False, soft_wrap=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
     if result.reason_code is not None:
         raise typer.Exit(1)
 
 
-def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int, last: int, plan: FaultPlan, as_json: bool) -> None:
+def resume_command(transfer_id: str, log_path: Path) -> str:
+    """The command that continues a suspended transfer, quoted to paste into a shell."""
+    return shlex.join(["asup", "resume", transfer_id, "--log", str(log_path)])
+
+
+def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[int, int], plan: FaultPlan, as_json: bool) -> None:
     reason = result.reason_code.value if result.reason_code else None
+    transfer_id, (first, last) = intent.transfer_id, seqs
     payload = {
         "transfer_id": transfer_id,
         "state": result.state.value,
@@ -171,12 +204,17 @@ def _report(result: TransferResult, transfer_id: str, log_path: Path, first: int
         "log": str(log_path),
         "seq": [first, last],
         "faults": str(plan),
+        "suspended": result.suspended,
+        "resume_command": resume_command(transfer_id, log_path) if result.suspended else None,
     }
     if as_json:
         emit_json(payload)
         return
     out = console()
-    if reason is None:
+    if result.suspended:
+        progress = f" {transfer_id}: {result.committed_cursor}/{intent.size} bytes, attempt {result.attempt}"
+        out.print(line(styled(f"{result.state} (suspended)", "yellow"), progress))
+    elif reason is None:
         out.print(line(styled(result.state, "green"), f" {transfer_id}: {result.committed_cursor} bytes, attempt {result.attempt}"))
     else:
         section = f" (runbook section {SECTIONS.get(reason, '?')})"
