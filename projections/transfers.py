@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from engine.rules import default_rules
-from events.observations import IntentRecorded, TargetHashed
+from events.observations import IntentRecorded, Suspended, TargetHashed
 from events.payloads import Transition
 from events.record import Record
 from events.vocabulary import ReasonCode, State
@@ -31,6 +31,8 @@ class TransferView(msgspec.Struct):
     duration_ms: float = 0.0
     verified_digest: str | None = None  # what the target hashed to (target_hashed)
     expected_checksum: str = ""
+    suspended: bool = False  # stopped on a signal at a chunk boundary (still syncing): `asup resume` continues it
+    checkpoint: str = ""  # the checkpoint the suspension resumes from ("" none yet)
 
 
 class TransfersState(msgspec.Struct):
@@ -68,12 +70,16 @@ class Transfers:
             assert isinstance(data, IntentRecorded)
             intent = data.intent
             view.sessions += 1
+            view.suspended, view.checkpoint = False, ""
             view.reason_code = view.verified_digest = None  # a new session's outcome is its own: a rerun that completes is not still failed
             view.artifact_id, view.artifact_class, view.mode = intent.artifact_id, intent.artifact_class, intent.mode.value
             view.size, view.expected_checksum = intent.size, intent.expected_checksum
         elif kind is TargetHashed:
             assert isinstance(data, TargetHashed)
             view.verified_digest = data.digest
+        elif kind is Suspended:
+            assert isinstance(data, Suspended)
+            view.suspended, view.checkpoint = True, data.checkpoint
         return state
 
     def render(self, state: TransfersState) -> dict[str, Any]:

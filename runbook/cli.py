@@ -23,6 +23,7 @@ from runbook import (
     readiness_commands,
     replay_commands,
     report_commands,
+    resume_commands,
     scenario_commands,
     sync_commands,
     tail_commands,
@@ -40,6 +41,7 @@ app.add_typer(scenario_commands.app, name="scenario")
 app.add_typer(contract_commands.app, name="contract")
 app.command("sync")(sync_commands.sync)
 app.command("sync-batch")(batch_commands.sync_batch)
+app.command("resume")(resume_commands.resume)
 app.command("status")(report_commands.status)
 app.command("trace")(report_commands.trace)
 app.command("escalate")(report_commands.escalate_cmd)

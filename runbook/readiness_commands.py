@@ -212,6 +212,7 @@ def triage(
             out.print(table)
         elif Path(target).is_file():
             out.print(f"{target}: no transfer failed closed", markup=False)
+        triage_mod.print_suspended(out, result["suspended"])
         steps = fold_table("#", "section", "step", "result", "detail", title=f"runbook sections {', '.join(result['sections']) or '-'}")
         for n, s in enumerate(result["steps"], 1):
             steps.add_row(str(n), s["section"], s["step"], _passed(s["passed"]), s["detail"])

@@ -79,11 +79,12 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
     table = fold_table("transfer", "class", "mode", "state", "reason", "attempt", "bytes", "ms", title=f"{log} (through seq {seq})")
     for t in rendered["transfers"]["transfers"]:
         color = STATE_COLORS.get(t["state"], "yellow")
+        shown = f"{t['state']} (suspended)" if t["suspended"] else t["state"]
         table.add_row(
             t["transfer_id"],
             t["artifact_class"],
             t["mode"],
-            styled(t["state"], color),
+            styled(shown, color),
             t["reason_code"] or "",
             str(t["attempt"]),
             f"{t['committed_cursor']}/{t['size']}",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from rich.console import Console
 
 from engine.durability import sidecar_path
 from events.errors import AsupError, ErrorCode
@@ -19,11 +20,13 @@ from projections.artifact_paths import ArtifactPaths
 from projections.causes import Causes, observation
 from projections.fold import fold_log
 from projections.runbook_map import LEVEL, SECTION, Level
-from projections.transfers import Transfers
+from projections.transfers import Transfers, TransferView
 from replay.reexecute import ReplayOutcome, replay_log
 from runbook import e2e, evidence
+from runbook.output import fold_table
 from runbook.readiness import run_gate
 from runbook.storage_check import storage_now
+from runbook.sync_commands import resume_command
 
 
 class TriageStep(msgspec.Struct, frozen=True):
@@ -50,12 +53,35 @@ def parse_code(text: str) -> ReasonCode:
         raise AsupError(ErrorCode.USAGE, f"{text!r} is neither a log file nor a reason code (known: {known})") from None
 
 
-def failures(log: Path) -> list[Failure]:
+class SuspendedTransfer(msgspec.Struct, frozen=True):
+    """A transfer an operator's signal stopped: not an incident, but work left to resume."""
+
+    transfer_id: str
+    committed_cursor: int
+    size: int
+    checkpoint: str
+    resume_command: str
+
+
+def _views(log: Path) -> list[TransferView]:
     result = fold_log(log, [Transfers()])
     if result.problem is not None and result.problem.kind != "torn_tail":
         raise result.problem.error(str(log))
+    return sorted(result.states["transfers"].transfers.values(), key=lambda v: v.transfer_id)
+
+
+def suspended(log: Path, views: list[TransferView]) -> list[SuspendedTransfer]:
+    """The transfers of `log` left suspended, each with the command that continues it."""
+    return [
+        SuspendedTransfer(v.transfer_id, v.committed_cursor, v.size, v.checkpoint, resume_command(v.transfer_id, log))
+        for v in views
+        if v.suspended and v.state is State.SYNCING
+    ]
+
+
+def failures(views: list[TransferView]) -> list[Failure]:
     out = []
-    for view in sorted(result.states["transfers"].transfers.values(), key=lambda v: v.transfer_id):
+    for view in views:
         if view.state is State.FAILED_CLOSED and view.reason_code:
             code = view.reason_code
             out.append(Failure(view.transfer_id, code, SECTION[code], LEVEL[code], view.last_seq))
@@ -169,8 +195,10 @@ SECTION_STEPS: dict[str, Callable[[ArtifactPaths], list[TriageStep]]] = {
 
 def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
     log = Path(target) if Path(target).is_file() else None
+    stopped: list[SuspendedTransfer] = []
     if log is not None:
-        failed = failures(log)
+        views = _views(log)
+        failed, stopped = failures(views), suspended(log, views)
         sections = sorted({f.section for f in failed})
     else:
         code = parse_code(target)
@@ -183,9 +211,23 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
     return {
         "target": target,
         "failures": [msgspec.to_builtins(f) for f in failed],
+        "suspended": [msgspec.to_builtins(s) for s in stopped],
         "sections": sections,
         "level": min((f.level for f in failed), default=LEVEL[parse_code(target)] if log is None else None),
         "steps": [msgspec.to_builtins(s) for s in steps],
         "passed": all(s.passed for s in steps),
         "checks": len(steps),
     }
+
+
+def print_suspended(out: Console, rows: list[dict[str, Any]]) -> None:
+    """The short section of suspended transfers, each with its resume command to copy."""
+    if not rows:
+        return
+    table = fold_table("transfer", "bytes", "checkpoint", title="suspended transfers (stopped by a signal; not an incident)")
+    for row in rows:
+        table.add_row(row["transfer_id"], f"{row['committed_cursor']}/{row['size']}", row["checkpoint"] or "none yet: resumes from 0")
+    out.print(table)
+    out.print("resume with (one line each, to copy):")
+    for row in rows:
+        out.print(f"  {row['resume_command']}", markup=False, soft_wrap=True)

@@ -1,0 +1,136 @@
+"""`asup resume TRANSFER_ID`: continue a transfer from its log alone.
+
+The log holds everything a resume needs: the last intent (with the absolute source and
+target paths the CLI resolved) and the last checkpoint written since the last fresh
+session (the file beside the target's temp file). The transfer then runs through the same
+code as `asup sync --resume` (`sync_commands.run_transfer`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import typer
+
+from engine.faults import FaultPlan, FaultyTarget
+from engine.stores import DirectoryStore
+from events.errors import AsupError, ErrorCode
+from events.observations import CheckpointWritten, Intent, IntentRecorded
+from events.record import Record
+from events.vocabulary import State
+from projections.fold import fold_log
+from projections.transfers import Transfers, TransferView
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
+from runbook.output import console, emit_json, reports_errors
+from runbook.sync_commands import run_transfer
+
+
+class ResumePoint(msgspec.Struct):
+    intent: Intent | None = None
+    checkpoint: str = ""  # the checkpoint file's name, "" when this session has none yet
+
+
+class ResumePoints:
+    """One stream's last intent and the checkpoint a resume continues from (a fresh
+    session starts over at 0, so its predecessors' checkpoints no longer count)."""
+
+    name = "resume_point"
+    state_type = ResumePoint
+
+    def __init__(self, transfer_id: str) -> None:
+        self.transfer_id = transfer_id
+
+    def initial(self) -> ResumePoint:
+        return ResumePoint()
+
+    def apply(self, state: ResumePoint, record: Record) -> ResumePoint:
+        if record.stream != self.transfer_id:
+            return state
+        data = record.data
+        if isinstance(data, IntentRecorded):
+            state.intent = data.intent
+            if not data.resume:
+                state.checkpoint = ""
+        elif isinstance(data, CheckpointWritten):
+            state.checkpoint = data.name
+        return state
+
+    def render(self, state: ResumePoint) -> dict[str, object]:
+        return msgspec.to_builtins(state)  # type: ignore[no-any-return]  # a plain dict of the struct
+
+
+@reports_errors
+def resume(
+    transfer_id: str = typer.Argument(..., help="The transfer to continue (as `asup status` lists it)."),
+    log_path: Path | None = typer.Option(None, "--log", help="The transfer's log [default: ROOT/logs/transfers.jsonl]."),
+    root: Path = ROOT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+    lock_timeout: float = LOCK_TIMEOUT_OPT,
+) -> None:
+    """Continue TRANSFER_ID (suspended by Ctrl-C or SIGTERM, or left by a process that died)
+    from its last checkpoint, with the intent its log recorded; with no checkpoint yet it runs
+    again from 0. A completed transfer is left alone (exit 0, nothing recorded).
+
+    Exit codes as `asup sync`: 0 completed, 1 failed closed, 2 an unknown transfer or one
+    whose log records no paths, 130 suspended again.
+
+    Example: asup resume t-4152f299890b --log artifacts/logs/transfers.jsonl
+    """
+    log = default_log(root, log_path)
+    view, point = _find(log, transfer_id)
+    if view.state is State.COMPLETED:
+        _already_completed(transfer_id, log, as_json)
+        return
+    if view.state is State.FAILED_CLOSED:
+        reason = view.reason_code.value if view.reason_code else "?"
+        message = f"transfer {transfer_id} failed closed ({reason}): nothing to resume; see asup triage {log}"
+        raise AsupError(ErrorCode.USAGE, message, file=str(log))
+    assert point.intent is not None
+    intent = point.intent
+    source_path, target_path = _paths(intent, log)
+    target = DirectoryStore(target_path.parent)
+    checkpoint = _checkpoint(target, intent, point, log)
+    faultless = FaultyTarget(target, FaultPlan([]), intent.chunk_size)
+    run_transfer(intent, DirectoryStore(source_path.parent), faultless, log, checkpoint, True, as_json)
+
+
+def _find(log: Path, transfer_id: str) -> tuple[TransferView, ResumePoint]:
+    if not log.is_file():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
+    result = fold_log(log, [Transfers(), ResumePoints(transfer_id)])
+    if result.problem is not None and result.problem.kind != "torn_tail":  # a torn tail is repaired when the log opens
+        raise result.problem.error(str(log))
+    view = result.states["transfers"].transfers.get(transfer_id)
+    point: ResumePoint = result.states["resume_point"]
+    if view is None or point.intent is None:
+        raise AsupError(ErrorCode.USAGE, f"no transfer {transfer_id!r} in this log (asup status lists them)", file=str(log))
+    return view, point
+
+
+def _paths(intent: Intent, log: Path) -> tuple[Path, Path]:
+    missing = [name for name, value in (("source_path", intent.source_path), ("target_path", intent.target_path)) if not value]
+    if missing:
+        message = (
+            f"the intent of {intent.transfer_id} records no {' or '.join(missing)} (a log of an older asup, or a library caller): "
+            "continue it with asup sync SRC DST --resume CHECKPOINT"
+        )
+        raise AsupError(ErrorCode.USAGE, message, file=str(log))
+    return Path(intent.source_path), Path(intent.target_path)
+
+
+def _checkpoint(target: DirectoryStore, intent: Intent, point: ResumePoint, log: Path) -> str | None:
+    """The checkpoint file to resume from, None when the session has none (it runs from 0)."""
+    if not point.checkpoint:
+        return None
+    path = target.checkpoint_path(intent.target)
+    if path.name != point.checkpoint:  # the log names another file than the store keeps: not asup's
+        raise AsupError(ErrorCode.USAGE, f"the log's checkpoint {point.checkpoint!r} is not {path.name!r}", file=str(log))
+    return str(path)
+
+
+def _already_completed(transfer_id: str, log: Path, as_json: bool) -> None:
+    if as_json:
+        emit_json({"transfer_id": transfer_id, "state": State.COMPLETED.value, "resumed": False, "log": str(log)})
+        return
+    console().print(f"{transfer_id}: already completed; nothing to resume (log {log})", markup=False)
