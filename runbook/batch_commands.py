@@ -14,15 +14,16 @@ from engine.adapter import TransferResult
 from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
 from engine.runner import Job, run_jobs
+from engine.stop import StopRequest, stop_on_signals
 from engine.stores import DirectoryStore
 from events import strict_json
 from events.atomic import make_dirs
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, ExitCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode, State
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
-from runbook.output import console, emit_json, fold_table, reports_errors
-from runbook.sync_commands import SECTIONS
+from runbook.output import console, emit_json, fold_table, plural, reports_errors
+from runbook.sync_commands import SECTIONS, resume_command
 
 
 def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
@@ -85,10 +86,12 @@ def sync_batch(
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run every intent of BATCH concurrently into one log (one writer, group commit).
-    Ctrl-C stops cleanly: the log stays valid and each transfer's checkpoint resumable. One
-    transfer's failure never stops the others. Exit 0 when all complete, 1 when any failed
-    closed, 2 when none failed closed but a target refused a transfer before it began
-    (something planted at a name asup owns: nothing of it recorded).
+    Ctrl-C or SIGTERM suspends every running transfer at its next chunk boundary (each
+    listed with its `asup resume` command; queued ones are listed as not started) and
+    exits 130; a second signal stops at once. One transfer's failure never stops the
+    others. Exit 0 when all complete, 1 when any failed closed, 2 when none failed closed
+    but a target refused a transfer before it began (something planted at a name asup
+    owns: nothing of it recorded).
 
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
@@ -96,6 +99,7 @@ def sync_batch(
     log_path = default_log(root, log_path)
     make_dirs(log_path.parent)
     out = console()
+    stop = StopRequest()
     with (
         JsonlLog.open(log_path) as log,
         Progress(
@@ -104,32 +108,49 @@ def sync_batch(
     ):
         task = bar.add_task("transfers", total=len(jobs))
         try:
-            results = anyio.run(lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task)))
+            with stop_on_signals(stop):
+                results = anyio.run(
+                    lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task), stop=stop)
+                )
         except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
             raise _first_error(group) from None
     failed = [r for r in results if r.reason_code is not None]
     refused = [r for r in results if r.refused]
+    ran = {r.transfer_id for r in results}
+    not_started = [job.intent.transfer_id for job in jobs if job.intent.transfer_id not in ran]
     if as_json:
-        counts = {"transfers": len(results), "failed": len(failed), "refused": len(refused)}
-        emit_json({"log": str(log_path), **counts, "results": [_row(r) for r in results]})
+        rows = [_row(r, log_path) for r in results]
+        counts = {"transfers": len(results), "failed": len(failed), "refused": len(refused), "not_started": not_started}
+        emit_json({"log": str(log_path), **counts, "results": rows})
     else:
-        _print(results, log_path)
+        _print(results, log_path, not_started)
+    if stop.requested and (not_started or any(r.suspended for r in results)):
+        _interrupted(stop, results, not_started)
     if failed or len(results) != len(jobs):
         raise typer.Exit(1)
     if refused:
         raise typer.Exit(2)
 
 
+def _interrupted(stop: StopRequest, results: list[TransferResult], not_started: list[str]) -> None:
+    suspended = sum(r.suspended for r in results)
+    rerun = f", {len(not_started)} not started (rerun their lines)" if not_started else ""
+    message = f"asup: interrupted ({stop.signal}): {plural(suspended, 'transfer')} suspended{rerun}; resume each with its asup resume command"
+    console(stderr=True).print(message, markup=False, soft_wrap=True)
+    raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first AsupError (or OSError) the task group collected; the group itself when none."""
-    matched = group.subgroup(lambda exc: isinstance(exc, AsupError | OSError))
+    """The first AsupError (or OSError, or a second signal's KeyboardInterrupt) the task group
+    collected; the group itself when none."""
+    matched = group.subgroup(lambda exc: isinstance(exc, AsupError | OSError | KeyboardInterrupt))
     found: BaseException | None = matched
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]
     return found if found is not None else group
 
 
-def _row(r: TransferResult) -> dict[str, object]:
+def _row(r: TransferResult, log_path: Path) -> dict[str, object]:
     reason = r.reason_code.value if r.reason_code else None
     return {
         "transfer_id": r.transfer_id,
@@ -140,17 +161,24 @@ def _row(r: TransferResult) -> dict[str, object]:
         "committed_cursor": r.committed_cursor,
         "cause": r.cause or r.refused or None,
         "refused": bool(r.refused),
+        "suspended": r.suspended,
+        "resume_command": resume_command(r.transfer_id, log_path) if r.suspended else None,
     }
 
 
-def _print(results: list[TransferResult], log_path: Path) -> None:
+def _print(results: list[TransferResult], log_path: Path, not_started: list[str]) -> None:
     table = fold_table("transfer", "state", "reason code", "section", "bytes", "attempt", "cause")
     for r in results:
         reason = r.reason_code.value if r.reason_code else ""
-        state = "refused" if r.refused else r.state.value
+        state = "refused" if r.refused else f"{r.state.value} (suspended)" if r.suspended else r.state.value
         cause = r.cause or r.refused
         table.add_row(r.transfer_id, state, reason, SECTIONS.get(reason, ""), str(r.committed_cursor), str(r.attempt), cause)
+    for transfer_id in not_started:
+        table.add_row(transfer_id, "not started", "", "", "0", "0", "")
     out = console()
     out.print(table)
     done = sum(r.state is State.COMPLETED for r in results)
-    out.print(f"{done}/{len(results)} completed; log {log_path}", markup=False)
+    out.print(f"{done}/{len(results) + len(not_started)} completed; log {log_path}", markup=False)
+    for r in results:
+        if r.suspended:
+            out.print(f"  resume: {resume_command(r.transfer_id, log_path)}", markup=False, soft_wrap=True)
