@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from blake3 import blake3
@@ -37,7 +38,7 @@ def _b3(path: Path) -> str:
     return blake3(path.read_bytes()).hexdigest()
 
 
-def _records(log: Path) -> list[dict[str, object]]:
+def _records(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     lines = log.read_bytes().split(b"\n")
