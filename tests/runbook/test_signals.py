@@ -12,6 +12,7 @@ import shlex
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from blake3 import blake3
 
 from tests.cli import asup_argv
+from tests.reliability.crashloop import report
 
 CHUNK = 65536
 CHUNKS = 60
@@ -138,6 +140,7 @@ def test_a_signal_suspends_sync_and_the_printed_resume_command_completes_it(tmp_
     assert _b3(target) == _b3(source)
     _verified(log)
     assert "suspended" not in _status_row(log, "t-sig")
+    report(f"asup sync stopped by {name}", Counter({"suspended at a chunk boundary": 1, "resumed byte-identical": 1}))
 
 
 def test_a_signal_before_the_first_checkpoint_suspends_at_zero_and_resume_reruns_it(tmp_path: Path) -> None:
@@ -163,6 +166,7 @@ def test_a_signal_before_the_first_checkpoint_suspends_at_zero_and_resume_reruns
     assert _b3(target) == _b3(source)
     intents = [r for r in _records(log) if r["type"] == "intent_recorded"]
     assert [r["data"]["resume"] for r in intents] == [False, False]  # no checkpoint: a fresh session with the same intent
+    report("asup sync stopped before its first checkpoint", Counter({"suspended at 0": 1, "rerun byte-identical": 1}))
 
 
 def test_a_second_signal_stops_at_once_and_the_log_still_verifies(tmp_path: Path) -> None:
@@ -182,6 +186,7 @@ def test_a_second_signal_stops_at_once_and_the_log_still_verifies(tmp_path: Path
     resumed = _asup("resume", "t-twice", "--log", str(log))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _b3(target) == _b3(source)
+    report("asup sync stopped by a second SIGINT", Counter({"stopped at once": 1, "resumed byte-identical": 1}))
 
 
 def test_sync_batch_sigterm_suspends_every_running_transfer_and_lists_the_queued(tmp_path: Path) -> None:
@@ -214,3 +219,4 @@ def test_sync_batch_sigterm_suspends_every_running_transfer_and_lists_the_queued
         assert _b3(tmp_path / "dst" / f"b{i}.bin") == _b3(sources[i])
     unknown = _asup("resume", "t-b3", "--log", str(log))
     assert unknown.returncode == 2 and str(log) in unknown.stderr
+    report("asup sync-batch stopped by SIGTERM", Counter({"suspended": 3, "not started": 1, "resumed byte-identical": 3}))
