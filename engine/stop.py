@@ -11,10 +11,16 @@ has no `suspended` record).
 
 from __future__ import annotations
 
+import asyncio
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,3 +56,27 @@ def stop_on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def run_stoppable(func: Callable[..., Awaitable[T]], *args: object) -> T:
+    """`anyio.run(func, *args)` on an event loop that does not log the second signal's
+    KeyboardInterrupt as an unhandled task error while it shuts down: the CLI reports it as
+    exit 130, and a traceback on the operator's terminal would be a defect."""
+    return anyio.run(func, *args, backend_options={"loop_factory": _quiet_loop})
+
+
+def _quiet_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(_unless_interrupted)
+    return loop
+
+
+def _unless_interrupted(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not _is_interrupt(context.get("exception")):
+        loop.default_exception_handler(context)
+
+
+def _is_interrupt(exc: BaseException | None) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(lambda e: isinstance(e, KeyboardInterrupt)) is not None
+    return isinstance(exc, KeyboardInterrupt)

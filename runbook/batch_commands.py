@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import msgspec
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -14,7 +13,7 @@ from engine.adapter import TransferResult
 from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
 from engine.runner import Job, run_jobs
-from engine.stop import StopRequest, stop_on_signals
+from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
 from events import strict_json
 from events.atomic import make_dirs
@@ -109,7 +108,7 @@ def sync_batch(
         task = bar.add_task("transfers", total=len(jobs))
         try:
             with stop_on_signals(stop):
-                results = anyio.run(
+                results = run_stoppable(
                     lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task), stop=stop)
                 )
         except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
@@ -135,7 +134,9 @@ def sync_batch(
 def _interrupted(stop: StopRequest, results: list[TransferResult], not_started: list[str]) -> None:
     suspended = sum(r.suspended for r in results)
     rerun = f", {len(not_started)} not started (rerun their lines)" if not_started else ""
-    message = f"asup: interrupted ({stop.signal}): {plural(suspended, 'transfer')} suspended{rerun}; resume each with its asup resume command"
+    message = (
+        f"asup: interrupted ({stop.signal}): {plural(suspended, 'transfer')} suspended{rerun}; resume each with its asup resume command"
+    )
     console(stderr=True).print(message, markup=False, soft_wrap=True)
     raise typer.Exit(int(ExitCode.INTERRUPTED))
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import msgspec
 import typer
 
@@ -18,7 +17,7 @@ from engine.contracts import load_profile
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, derive_transfer_id, load_intent
 from engine.machine import make_dispatcher
-from engine.stop import StopRequest, stop_on_signals
+from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
 from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode, ExitCode
@@ -168,7 +167,7 @@ def run_transfer(
         )
         try:
             with stop_on_signals(stop):
-                result = anyio.run(adapter_.run, intent, resume)
+                result = run_stoppable(adapter_.run, intent, resume)
         except SimulatedCrash as crash:
             ref = adapter_.checkpoint_ref
             hint = f"resume with --resume {ref}" if ref else "no checkpoint was written yet: run it again"
