@@ -28,8 +28,8 @@ from engine.layout import Layout, bundle_digest
 from engine.machine import Dispatcher, TransferModel
 from engine.negotiation import negotiate
 from engine.rules import Step
-from engine.store_faults import Guarded, GuardedHandle, Refused, StoreFault, describe
 from engine.stop import StopRequest
+from engine.store_faults import Guarded, GuardedHandle, Refused, StoreFault, describe
 from engine.stores import LateAck, SourceStore, TargetHandle, TargetStore, TransportInterrupted
 from engine.target_store import UNKNOWN
 from events.clock import Clock, SystemClock

@@ -17,8 +17,8 @@ from engine.adapter import Sleep, SyncAdapter, TransferResult
 from engine.appender import GroupCommitter
 from engine.contracts import AdapterProfile
 from engine.machine import make_dispatcher
-from engine.store_faults import Refused
 from engine.stop import StopRequest
+from engine.store_faults import Refused
 from engine.stores import SourceStore, TargetStore
 from events.clock import Clock, SystemClock
 from events.observations import Intent

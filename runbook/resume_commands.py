@@ -23,7 +23,7 @@ from projections.fold import fold_log
 from projections.transfers import Transfers, TransferView
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, reports_errors
-from runbook.sync_commands import run_transfer
+from runbook.sync_commands import RESUMABLE, run_transfer
 
 
 class ResumePoint(msgspec.Struct):
@@ -68,9 +68,11 @@ def resume(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
-    """Continue TRANSFER_ID (suspended by Ctrl-C or SIGTERM, or left by a process that died)
-    from its last checkpoint, with the intent its log recorded; with no checkpoint yet it runs
-    again from 0. A completed transfer is left alone (exit 0, nothing recorded).
+    """Continue TRANSFER_ID (suspended by Ctrl-C or SIGTERM, left by a process that died, or
+    failed closed with io_failed once the storage is fixed) from its last checkpoint, with
+    the intent its log recorded; with no checkpoint yet it runs again from 0. A completed
+    transfer is left alone (exit 0, nothing recorded); one that failed closed on anything
+    but io_failed is for `asup triage` (exit 2).
 
     Exit codes as `asup sync`: 0 completed, 1 failed closed, 2 an unknown transfer or one
     whose log records no paths, 130 suspended again.
@@ -82,7 +84,7 @@ def resume(
     if view.state is State.COMPLETED:
         _already_completed(transfer_id, log, as_json)
         return
-    if view.state is State.FAILED_CLOSED:
+    if view.state is State.FAILED_CLOSED and view.reason_code not in RESUMABLE:
         reason = view.reason_code.value if view.reason_code else "?"
         message = f"transfer {transfer_id} failed closed ({reason}): nothing to resume; see asup triage {log}"
         raise AsupError(ErrorCode.USAGE, message, file=str(log))

@@ -23,7 +23,7 @@ from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode, ExitCode
 from events.jsonl_log import JsonlLog
 from events.observations import Intent
-from events.vocabulary import Mode
+from events.vocabulary import Mode, ReasonCode
 from projections.runbook_map import SECTION
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, line, reports_errors, styled
@@ -184,6 +184,10 @@ def run_transfer(
         raise typer.Exit(1)
 
 
+# the reason codes `asup resume` continues after: the storage failed, not the transfer
+RESUMABLE = frozenset({ReasonCode.IO_FAILED})
+
+
 def resume_command(transfer_id: str, log_path: Path) -> str:
     """The command that continues a suspended transfer, quoted to paste into a shell."""
     return shlex.join(["asup", "resume", transfer_id, "--log", str(log_path)])
@@ -204,7 +208,7 @@ def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[
         "seq": [first, last],
         "faults": str(plan),
         "suspended": result.suspended,
-        "resume_command": resume_command(transfer_id, log_path) if result.suspended else None,
+        "resume_command": resume_command(transfer_id, log_path) if result.suspended or _resumable(result) else None,
     }
     if as_json:
         emit_json(payload)
@@ -224,3 +228,10 @@ def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[
         section = SECTIONS.get(reason, "?")
         triage = shlex.join(["asup", "triage", str(log_path)])
         out.print(f"  next: {triage} (runs section {section}'s steps, each with its reproduce command)", markup=False)
+        if _resumable(result):
+            out.print(f"  then, once the storage is fixed: {resume_command(transfer_id, log_path)}", markup=False)
+
+
+def _resumable(result: TransferResult) -> bool:
+    """Failed closed on the storage under it: fix the disk and `asup resume` continues it."""
+    return result.reason_code in RESUMABLE

@@ -190,3 +190,22 @@ def test_one_unwritable_target_never_stops_the_rest_of_a_batch(shared: Path) -> 
     assert (good / "a.bin").read_bytes() == src.read_bytes()
     rows = json.loads(run("status", str(good / "t.jsonl"), "--json", cwd=shared).stdout)["transfers"]["transfers"]
     assert sorted(r["state"] for r in rows) == ["completed", "failed_closed"]
+
+
+def test_a_transfer_failed_on_a_full_disk_resumes_once_there_is_room(tmp_path: Path) -> None:
+    """The failure line gives the resume command; once the disk has room it completes the
+    transfer from its checkpoint, with the source's bytes."""
+    src = source(tmp_path / "src")
+    with mounted(tmp_path / "full") as full:
+        done = run("sync", str(src), str(full / "a.bin"), *CLASS, "--chunk-size", "65536", "--log", "log.jsonl", cwd=tmp_path)
+        assert done.returncode == 1 and "io_failed" in done.stdout
+        (hint,) = [ln for ln in done.stdout.splitlines() if "once the storage is fixed:" in ln]
+        command = hint.split("once the storage is fixed: ", 1)[1].split()
+        assert command[:2] == ["asup", "resume"] and command[3:] == ["--log", "log.jsonl"]
+        assert run(*command[1:], cwd=tmp_path).returncode == 1  # still full: fails closed again, recorded
+        subprocess.run(["mount", "-o", "remount,size=8m", str(full)], check=True)
+        resumed = run(*command[1:], cwd=tmp_path)
+        assert_no_traceback(resumed)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert (full / "a.bin").read_bytes() == src.read_bytes()
+        assert status_row(tmp_path / "log.jsonl", tmp_path)["state"] == "completed"
