@@ -25,6 +25,7 @@ from engine.causes import explain
 from engine.contracts import AdapterProfile, CapabilityMatrix, default_matrix, load_profile
 from engine.decide import Progress, backoff_ms, decide
 from engine.layout import Layout, bundle_digest
+from engine.liveness import holder_for
 from engine.machine import Dispatcher, TransferModel
 from engine.negotiation import negotiate
 from engine.rules import Step
@@ -157,8 +158,9 @@ class SyncAdapter:
             finalized, stop = await self._open_resume(intent, resume_from)
             if stop:
                 return
-        lease = self.handle.lease(intent.transfer_id)
-        if await self._observe(LeaseChecked(acquired=lease is not None, holder="" if lease else "another transfer", at_ns=self._now())):
+        at_ns = self._now()  # one reading, as before: the lease's start is the observation's time
+        lease = self.handle.lease(holder_for(intent.transfer_id, at_ns))
+        if await self._observe(LeaseChecked(acquired=lease is not None, holder="" if lease else self.handle.lease_holder(), at_ns=at_ns)):
             return
         assert lease is not None
         try:

@@ -3,7 +3,7 @@
 For an artifact `NAME` it keeps beside it:
 
     .NAME.asup-tmp               the unpublished artifact (a file, or a directory for a bundle)
-    .NAME.asup-lease             the lease (an flock held on it)
+    .NAME.asup-lease             the lease: an flock held on it; its text names the holder (`engine.liveness`)
     .NAME.asup-ckpt.json         the checkpoint (replaced atomically, `events.atomic.write_atomic`)
     .NAME.asup-leftovers-<n>/    what an earlier transfer left in a bundle's temp (`engine.leftovers`)
 
@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from engine import leftovers
 from engine.layout import MANIFEST_NAME, Layout, bundle_digest, manifest_bytes
+from engine.liveness import MAX_LEASE, describe_holder
 from engine.owned_files import Opened, check_own, open_own, own_dir
 from engine.target_reads import final_digest, hash_fd, stamp
 from engine.target_store import UNKNOWN, Digest, Held
@@ -33,6 +35,8 @@ from events.atomic import make_dirs, open_dir, refusal, write_all, write_atomic
 from events.errors import AsupError, ErrorCode, os_error
 from events.fs import FileSystem
 from events.observations import BundleFile
+
+_LEASE_RETRIES = (0.005, 0.02, None)  # seconds between tries; None: the last try
 
 
 class FileLease:
@@ -88,25 +92,63 @@ class DirectoryHandle:
     # --- the protocol -------------------------------------------------------------------
 
     def lease(self, holder: str) -> FileLease | None:
+        """Take the lease and write `holder` (see `engine.liveness.holder_for`) into it; None
+        while another process holds it.
+
+        The lease file is never unlinked, not even by its holder: a waiter that opened it is
+        about to flock that inode, and a removed name would let a third process create a new
+        one and hold a second lease on the same artifact at once."""
         path = self.path.with_name(self._lease_name)
         with self._io("cannot take the lease", path):
             found = open_own(self._fs, self._dir(create=True), self._lease_name, path, os.O_RDWR, create=True)
             assert found is not None
             fd = found[0]
             try:
-                self._fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._fs.close(fd)
-                return None
+                taken = self._flock(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
                     self._fs.close(fd)
                 raise
+            if not taken:
+                self._fs.close(fd)
+                return None
             lease = FileLease(self._fs, fd)
             self._leases.append(lease)
-            self._fs.ftruncate(fd, 0)
-            self._fs.pwrite(fd, holder.encode(), 0)
+            data = holder.encode()
+            # written over the old text, then cut to it: a reader never sees an empty lease
+            _pwrite_all(self._fs, fd, data, 0)
+            self._fs.ftruncate(fd, len(data))
             return lease
+
+    def lease_holder(self) -> str:
+        """Who holds the lease, as its file says (pid, host, since); "another transfer"
+        when it cannot be read."""
+        path = self.path.with_name(self._lease_name)
+        try:
+            with self._io("cannot read", path):
+                found = open_own(self._fs, self._dir(create=False), self._lease_name, path, os.O_RDONLY, create=False)
+                if found is None:
+                    return describe_holder(b"")
+                try:
+                    return describe_holder(self._fs.pread(found[0], MAX_LEASE, 0))
+                finally:
+                    self._fs.close(found[0])
+        except AsupError:
+            return describe_holder(b"")  # the lease is refused either way; who holds it is a courtesy
+
+    def _flock(self, fd: int) -> bool:
+        """LOCK_EX|LOCK_NB, tried a few times: a stale check (`engine.liveness`) holds a
+        shared lock on the file for an instant, and a transfer starting then must not take
+        that for another holder."""
+        for wait in _LEASE_RETRIES:
+            try:
+                self._fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if wait is None:
+                    return False
+                time.sleep(wait)
+        return False
 
     def epoch(self) -> str:
         return self._generations.token(self._name, self._raw_stamp())

@@ -4,6 +4,7 @@
     store.load_checkpoint(ref) -> bytes          a checkpoint a handle saved, by the ref it returned
 
     handle.lease(holder) -> Lease | None         exclusive while held (None: another holds it)
+    handle.lease_holder() -> str                 who holds it, in words (pid, host, since)
     handle.epoch() -> str                        `g<N>`, or `g<N>+foreign` once another hand changed it
     handle.held() -> Held                        contiguous bytes of the unpublished artifact; the final's digest
     handle.prepare(cursor)                       hold exactly the first `cursor` bytes; leftovers set aside
@@ -59,6 +60,10 @@ class Lease(Protocol):
 class TargetHandle(Protocol):
     def lease(self, holder: str) -> Lease | None: ...
 
+    def lease_holder(self) -> str:
+        """Who holds the lease (for a `lease_checked` that did not get it)."""
+        ...
+
     def epoch(self) -> str:
         """A deterministic token: equal to the one the last own write returned while nobody
         else changed the artifact; ending `+foreign` once someone did."""
@@ -99,6 +104,9 @@ class Forwarding:
 
     def lease(self, holder: str) -> Lease | None:
         return self.inner.lease(holder)
+
+    def lease_holder(self) -> str:
+        return self.inner.lease_holder()
 
     def epoch(self) -> str:
         return self.inner.epoch()

@@ -16,6 +16,8 @@ pytest collects it only through its subclasses.
 from __future__ import annotations
 
 import abc
+import os
+import socket
 from pathlib import Path
 
 try:
@@ -26,6 +28,7 @@ except ModuleNotFoundError as exc:  # an installed asup need not have pytest; on
 from blake3 import blake3
 
 from engine.layout import Layout, bundle_digest
+from engine.liveness import holder_for
 from engine.target_store import TargetHandle, TargetStore
 from events.errors import AsupError, ErrorCode
 from events.observations import BundleFile
@@ -201,6 +204,18 @@ class TargetStoreContract(abc.ABC):
         again = second.lease("t-2")
         assert again is not None
         again.release()
+        first.close()
+        second.close()
+
+    def test_a_refused_lease_names_its_holder(self, tmp_path: Path) -> None:
+        """While one handle holds the lease, another is told who: the pid, host and start the holder wrote."""
+        first = self.make_store(tmp_path).open(NAME, file_layout(DATA), "file")
+        second = self.make_store(tmp_path).open(NAME, file_layout(DATA), "file")
+        lease = first.lease(holder_for("t-1", 1_780_000_000_000_000_000))
+        assert lease is not None and second.lease(holder_for("t-2", 0)) is None
+        said = second.lease_holder()
+        assert f"pid {os.getpid()} on {socket.gethostname()} since 2026-05-28T20:26:40.000000Z (transfer t-1)" == said
+        lease.release()
         first.close()
         second.close()
 
