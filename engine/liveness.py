@@ -173,11 +173,13 @@ class Viewed(Protocol):
     target: str
     target_path: str
     started: str
+    suspended: bool
 
 
 def of_transfer(view: Viewed) -> Verdict | None:
-    """The transfer's liveness now; None for a terminal one (nothing left to hold)."""
-    if default_rules().is_terminal(view.state):
+    """The transfer's liveness now; None for a terminal one (nothing left to hold) and for a
+    suspended one (stopped on purpose, its lease released: `suspended` says so already)."""
+    if default_rules().is_terminal(view.state) or view.suspended:
         return None
     return check(view.target_path)
 

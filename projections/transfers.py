@@ -33,6 +33,9 @@ class TransferView(msgspec.Struct):
     expected_checksum: str = ""
     suspended: bool = False  # stopped on a signal at a chunk boundary (still syncing): `asup resume` continues it
     checkpoint: str = ""  # the checkpoint the suspension resumes from ("" none yet)
+    target: str = ""  # the intent's target name
+    target_path: str = ""  # its absolute path as the CLI resolved it ("" from a v1 log or a library caller)
+    started: str = ""  # UTC ts of the latest session's first record (its intent)
 
 
 class TransfersState(msgspec.Struct):
@@ -56,7 +59,7 @@ class Transfers:
         if view is None:
             if kind not in _OPENS:
                 return state  # e.g. the log's own `$log` stream
-            view = state.transfers[record.stream] = TransferView(record.stream, first_seq=record.seq)
+            view = state.transfers[record.stream] = TransferView(record.stream, first_seq=record.seq, started=record.ts)
         view.events += 1
         view.last_seq = record.seq
         if kind is Transition:
@@ -74,6 +77,7 @@ class Transfers:
             view.reason_code = view.verified_digest = None  # a new session's outcome is its own: a rerun that completes is not still failed
             view.artifact_id, view.artifact_class, view.mode = intent.artifact_id, intent.artifact_class, intent.mode.value
             view.size, view.expected_checksum = intent.size, intent.expected_checksum
+            view.target, view.target_path, view.started = intent.target, intent.target_path, record.ts
         elif kind is TargetHashed:
             assert isinstance(data, TargetHashed)
             view.verified_digest = data.digest

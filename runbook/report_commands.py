@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 import typer
 
+from engine import liveness
+from engine.liveness import Liveness
 from events.errors import AsupError, ErrorCode
 from events.vocabulary import ReasonCode, State
 from projections import checklist as checklist_mod
@@ -21,7 +23,7 @@ from projections.metrics import Metrics
 from projections.operations import OpsState
 from projections.runbook_map import Level
 from projections.traces import Traces
-from projections.transfers import Transfers
+from projections.transfers import Transfers, TransferView
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
 from runbook.options import ROOT_OPT, check_known
@@ -45,10 +47,13 @@ def status(
     state: str | None = typer.Option(None, "--state", help="Only transfers in this state."),
     reason: str | None = typer.Option(None, "--reason", help="Only transfers that failed with this reason code."),
     transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer."),
+    stale: bool = typer.Option(False, "--stale", help="Only unfinished transfers whose lease holder is gone."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable projections."),
 ) -> None:
-    """Transfers (state, attempt, cursor, reason, timings), fail-closed audit, reason codes and
-    latency tails. Piped, every table is plain columns, one row per line, never wrapped.
+    """Transfers (target, state, attempt, cursor, reason, start, timings), fail-closed audit,
+    reason codes and latency tails. An unfinished transfer whose lease nobody holds any more
+    shows as `syncing (stale)`. Piped, every table is plain columns, one row per line, never
+    wrapped.
 
     Example: asup status artifacts/logs/transfers.jsonl --state failed_closed | grep ledger
     """
@@ -57,14 +62,17 @@ def status(
     states, result = _fold(log, until)
     projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics()]
     rendered = render_all(projections, states)
-    rows = rendered["transfers"]["transfers"]
-    rendered["transfers"]["transfers"] = [
+    rows = [
         t
-        for t in rows
+        for t in rendered["transfers"]["transfers"]
         if (state is None or t["state"] == state)
         and (reason is None or t["reason_code"] == reason)
         and (transfer is None or t["transfer_id"] == transfer)
     ]
+    views = states["transfers"].transfers
+    for t in rows:
+        t["liveness"] = _liveness(views[t["transfer_id"]], until)
+    rendered["transfers"]["transfers"] = [t for t in rows if not stale or t["liveness"] == Liveness.STALE]
     problem = result.problem.error(str(log)).one_line() if result.problem else None
     if as_json:
         emit_json({"log": str(log), "last_seq": result.seq, "problem": problem, **rendered})
@@ -74,20 +82,34 @@ def status(
         raise typer.Exit(1)
 
 
+def _liveness(view: TransferView, until: int | None) -> str | None:
+    """held | stale | unknown for an unfinished transfer, None for a terminal one. Asked of
+    the lease now, so not of a past state (`--until`): a transfer unfinished then may be
+    done since."""
+    verdict = liveness.of_transfer(view)
+    if verdict is None or until is not None:
+        return None
+    return verdict.liveness.value
+
+
 def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | None) -> None:
     out = console()
-    table = fold_table("transfer", "class", "mode", "state", "reason", "attempt", "bytes", "ms", title=f"{log} (through seq {seq})")
+    headers = ("transfer", "target", "class", "mode", "state", "reason", "attempt", "bytes", "started", "ms")
+    table = fold_table(*headers, title=f"{log} (through seq {seq})")
     for t in rendered["transfers"]["transfers"]:
-        color = STATE_COLORS.get(t["state"], "yellow")
-        shown = f"{t['state']} (suspended)" if t["suspended"] else t["state"]
+        stale = t["liveness"] == Liveness.STALE
+        color = "magenta" if stale else STATE_COLORS.get(t["state"], "yellow")
+        shown = f"{t['state']} (suspended)" if t["suspended"] else f"{t['state']} (stale)" if stale else t["state"]
         table.add_row(
             t["transfer_id"],
+            t["target_path"] or t["target"],
             t["artifact_class"],
             t["mode"],
             styled(shown, color),
             t["reason_code"] or "",
             str(t["attempt"]),
             f"{t['committed_cursor']}/{t['size']}",
+            t["started"],
             f"{t['duration_ms']:.1f}",
         )
     out.print(table)
