@@ -9,6 +9,10 @@ P1 — reliability regressed: an operation's p99 over its threshold; a failed de
      conflict, cursor or invalid-transition code.
 P2 — evidence drifted: a stale sidecar; a stale or missing artifact path; the checklist
      not fully pass; a transfer failing closed on retry exhaustion or a stale resume.
+     Operational: a stale transfer (`stale_transfer`), unfinished with nobody holding its
+     lease. Nothing is lost or wrong (no final name was published, its checkpoint stands),
+     so it is not P0 or P1; but nobody will finish it, so it is not silent either: its
+     detail names the transfer, the target and the `asup resume` command that continues it.
 
 A fail-closed incident keeps its level after a later session of the same transfer
 completes (it happened, and the log proves it); its detail says the rerun recovered it.
@@ -50,6 +54,9 @@ class Inputs(msgspec.Struct):
     ops: OpsState | None = None
     checklist: list[Item] | None = None
     pack_drift: list[str] = msgspec.field(default_factory=list)  # artifacts the sealed pack lists that changed or vanished
+    stale: list[dict[str, Any]] = msgspec.field(
+        default_factory=list
+    )  # engine.liveness.stale_facts: {transfer_id, target, resume_command, ...}
     p99_thresholds_ms: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_P99_MS))
 
 
@@ -60,6 +67,9 @@ def escalate(inputs: Inputs) -> list[Rule]:
     rules += _transfer_rules(inputs)
     rules += _metric_rules(inputs)
     rules += _ops_rules(inputs)
+    for fact in inputs.stale:
+        detail = f"{fact['transfer_id']} (target {fact['target']}) has no live lease holder; continue it: {fact['resume_command']}"
+        rules.append(Rule(Level.P2, "stale_transfer", detail, [fact]))
     if inputs.pack_drift:
         evidence = [{"path": path} for path in inputs.pack_drift]
         rules.append(Rule(Level.P2, "stale_or_missing_artifact_paths", ", ".join(inputs.pack_drift), evidence))

@@ -213,6 +213,7 @@ def triage(
         elif Path(target).is_file():
             out.print(f"{target}: no transfer failed closed", markup=False)
         triage_mod.print_suspended(out, result["suspended"])
+        _print_stale(result["stale"])
         steps = fold_table("#", "section", "step", "result", "detail", title=f"runbook sections {', '.join(result['sections']) or '-'}")
         for n, s in enumerate(result["steps"], 1):
             steps.add_row(str(n), s["section"], s["step"], _passed(s["passed"]), s["detail"])
@@ -224,6 +225,20 @@ def triage(
         out.print(f"escalation level: {result['level'] or 'none'}; {result['checks']} steps run")
     if not result["passed"]:
         raise typer.Exit(1)
+
+
+def _print_stale(stale: list[dict[str, Any]]) -> None:
+    """Unfinished transfers nobody holds: each with the command that continues it."""
+    if not stale:
+        return
+    out = console()
+    table = fold_table("transfer", "target", "started", "why", title="stale transfers (no live lease holder)")
+    for s in stale:
+        table.add_row(s["transfer_id"], s["target"], s["started"], s["detail"])
+    out.print(table)
+    out.print("continue with (one line each, to copy):")
+    for s in stale:
+        out.print(f"  {s['resume_command']}", markup=False, soft_wrap=True)
 
 
 def _passed(passed: bool) -> Text:

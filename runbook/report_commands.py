@@ -188,6 +188,7 @@ def escalate_cmd(
                 log_problems=problems,
                 terminal_exits=violations.terminal_exits,
                 forbidden_accepts=violations.forbidden_accepts,
+                stale=liveness.stale_facts(states["transfers"].transfers.values(), path),
             )
         )
     ops = ops_state(paths) if root.is_dir() else OpsState()

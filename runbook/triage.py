@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from rich.console import Console
 
+from engine import liveness
 from engine.durability import sidecar_path
 from events.errors import AsupError, ErrorCode
 from events.observations import StoreFailed
@@ -208,7 +209,7 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
     steps += _storage_steps(log, failed)
     for section in sections:
         steps += SECTION_STEPS[section](paths)
-    return {
+    result = {
         "target": target,
         "failures": [msgspec.to_builtins(f) for f in failed],
         "suspended": [msgspec.to_builtins(s) for s in stopped],
@@ -218,6 +219,18 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
         "passed": all(s.passed for s in steps),
         "checks": len(steps),
     }
+    return with_stale(result, log)
+
+
+def with_stale(result: dict[str, Any], log: Path | None) -> dict[str, Any]:
+    """`result` with the log's stale transfers (unfinished, no live lease holder), each with
+    the command that continues it; they raise the level to at least their escalation's P2."""
+    stale = [] if log is None else liveness.stale_facts(_views(log), log)
+    level = result["level"]
+    if stale and level is None:
+        level = Level.P2
+    return {**result, "stale": stale, "level": level}
+
 
 
 def print_suspended(out: Console, rows: list[dict[str, Any]]) -> None:
