@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from engine.liveness import parse_holder
 from tests.cli import asup_argv, run_asup
 from tests.golden.cases import HERE as GOLDEN
+from tests.reliability.crashloop import report
 
 CHUNK = 4096
 CHUNKS = 160  # each slowed by 50 ms: eight seconds of transfer, far longer than the checks made while it runs
@@ -106,6 +108,7 @@ def test_a_running_sync_is_held_and_a_second_one_is_told_who_holds_it(work: Path
     assert len(checked) == 1 and not checked[0]["acquired"]
     assert checked[0]["holder"].startswith(f"pid {first.pid} on {socket.gethostname()} since 20"), checked[0]
     assert checked[0]["holder"].endswith(f"(transfer {TRANSFER})")
+    report("a sync running while a second starts on its target", Counter({"held in status": 1, "second sync told the holder": 1}))
 
 
 def test_a_killed_sync_is_stale_in_status_escalate_and_triage(work: Path) -> None:
@@ -133,6 +136,7 @@ def test_a_killed_sync_is_stale_in_status_escalate_and_triage(work: Path) -> Non
     assert triaged.returncode == 0 and "stale transfers" in triaged.stdout and f"  {resume}" in triaged.stdout.splitlines()
     assert "escalation level: P2" in triaged.stdout
     assert json.loads(run_asup("triage", LOG, "--json", cwd=work).stdout)["stale"][0]["transfer_id"] == TRANSFER
+    report("asup sync SIGKILLed mid-transfer", Counter({"stale in status, --stale, --json, escalate and triage": 1}))
 
 
 def test_a_planted_lease_is_neither_followed_nor_blocked_on(work: Path) -> None:
@@ -156,6 +160,7 @@ def test_a_planted_lease_is_neither_followed_nor_blocked_on(work: Path) -> None:
         assert _rows(work)[TRANSFER]["liveness"] == "stale"
     finally:
         os.close(fd)
+    report("a FIFO and a locked file's symlink at a killed sync's lease name, through asup status", Counter({"judged stale": 2}))
 
 
 def test_a_v1_log_records_no_target_path_so_liveness_is_unknown(tmp_path: Path) -> None:
