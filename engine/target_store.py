@@ -3,7 +3,7 @@
     store.open(name, layout, kind) -> handle     one artifact of the target, kind 'file' | 'bundle'
     store.load_checkpoint(ref) -> bytes          a checkpoint a handle saved, by the ref it returned
 
-    handle.lease(holder) -> Lease | None         exclusive while held (None: another holds it)
+    handle.lease(holder) -> Lease | None         exclusive while held (None: another holds it); holder: `engine.liveness.holder_for`
     handle.lease_holder() -> str                 who holds it, in words (pid, host, since)
     handle.epoch() -> str                        `g<N>`, or `g<N>+foreign` once another hand changed it
     handle.held() -> Held                        contiguous bytes of the unpublished artifact; the final's digest
