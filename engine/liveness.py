@@ -185,6 +185,7 @@ def of_transfer(view: Viewed) -> Verdict | None:
 
 
 def resume_command(transfer_id: str, log: Path | str) -> str:
+    """The command that continues a suspended, stale or io_failed transfer, quoted to paste into a shell."""
     return shlex.join(["asup", "resume", transfer_id, "--log", str(log)])
 
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from engine.adapter import TransferResult
 from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
+from engine.liveness import resume_command
 from engine.runner import Job, run_jobs
 from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
@@ -22,7 +23,7 @@ from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode, State
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, fold_table, plural, reports_errors
-from runbook.sync_commands import SECTIONS, resume_command
+from runbook.sync_commands import SECTIONS
 
 
 def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:

@@ -16,6 +16,7 @@ from engine.appender import DirectAppender
 from engine.contracts import load_profile
 from engine.faults import FaultPlan, FaultyTarget, SimulatedCrash, load_plan, parse_plan
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, derive_transfer_id, load_intent
+from engine.liveness import resume_command
 from engine.machine import make_dispatcher
 from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
@@ -186,11 +187,6 @@ def run_transfer(
 
 # the reason codes `asup resume` continues after: the storage failed, not the transfer
 RESUMABLE = frozenset({ReasonCode.IO_FAILED})
-
-
-def resume_command(transfer_id: str, log_path: Path) -> str:
-    """The command that continues a suspended transfer, quoted to paste into a shell."""
-    return shlex.join(["asup", "resume", transfer_id, "--log", str(log_path)])
 
 
 def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[int, int], plan: FaultPlan, as_json: bool) -> None:

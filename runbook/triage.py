@@ -14,6 +14,7 @@ from rich.console import Console
 
 from engine import liveness
 from engine.durability import sidecar_path
+from engine.liveness import resume_command
 from events.errors import AsupError, ErrorCode
 from events.observations import StoreFailed
 from events.vocabulary import ReasonCode, State
@@ -27,7 +28,6 @@ from runbook import e2e, evidence
 from runbook.output import fold_table
 from runbook.readiness import run_gate
 from runbook.storage_check import storage_now
-from runbook.sync_commands import resume_command
 
 
 class TriageStep(msgspec.Struct, frozen=True):
@@ -230,7 +230,6 @@ def with_stale(result: dict[str, Any], log: Path | None) -> dict[str, Any]:
     if stale and level is None:
         level = Level.P2
     return {**result, "stale": stale, "level": level}
-
 
 
 def print_suspended(out: Console, rows: list[dict[str, Any]]) -> None:
