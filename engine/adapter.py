@@ -13,6 +13,7 @@ reached through one handle per transfer (`TargetStore.open`), closed when it end
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -88,8 +89,10 @@ class SyncAdapter:
         profile: AdapterProfile | None = None,
         sleep: Sleep = anyio.sleep,
         stop: StopRequest | None = None,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> None:
         self.appender = appender
+        self.on_chunk = on_chunk  # told the committed cursor after each chunk (a progress bar)
         self.source = Guarded(source)
         self.target = target
         self.dispatcher = dispatcher
@@ -166,6 +169,9 @@ class SyncAdapter:
         try:
             await self._transfer(intent, finalized)
         finally:
+            if self.dispatcher.rules.is_terminal(self.state):  # recorded: the flush at a terminal state came first
+                with contextlib.suppress(StoreFault):  # what is left is `asup clean`'s to remove, never the transfer's failure
+                    self.handle.tidy(self.state is State.COMPLETED)
             lease.release()
 
     async def _open_fresh(self, intent: Intent) -> bool:
@@ -249,6 +255,8 @@ class SyncAdapter:
         )
         if await self._observe(written, flush=False):
             return True
+        if self.on_chunk is not None:
+            self.on_chunk(p.cursor)
         return await self._checkpoint(intent)
 
     async def _checkpoint(self, intent: Intent) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,12 +38,18 @@ from events.fs import FileSystem
 from events.observations import BundleFile
 
 _LEASE_RETRIES = (0.005, 0.02, None)  # seconds between tries; None: the last try
+_LEASE_REOPENS = 5  # a lease name removed under us this often is refused, not chased for ever
 
 
 class FileLease:
     def __init__(self, fs: FileSystem, fd: int) -> None:
         self._fs = fs
         self._fd = fd
+
+    @property
+    def held(self) -> int:
+        """The descriptor the flock is on (-1 once released)."""
+        return self._fd
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -95,23 +102,33 @@ class DirectoryHandle:
         """Take the lease and write `holder` (see `engine.liveness.holder_for`) into it; None
         while another process holds it.
 
-        The lease file is never unlinked, not even by its holder: a waiter that opened it is
-        about to flock that inode, and a removed name would let a third process create a new
-        one and hold a second lease on the same artifact at once."""
+        Only its holder removes the lease file (`tidy`), while it holds the flock. A waiter
+        that opened the file before that flocks an inode no name leads to any more, so a lock
+        counts only when the name still leads to the inode locked; else it opens the name
+        again. Without that check a third process could create a new file and hold a second
+        lease on the same artifact at once."""
         path = self.path.with_name(self._lease_name)
         with self._io("cannot take the lease", path):
-            found = open_own(self._fs, self._dir(create=True), self._lease_name, path, os.O_RDWR, create=True)
-            assert found is not None
-            fd = found[0]
-            try:
-                taken = self._flock(fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
+            parent = self._dir(create=True)
+            for _ in range(_LEASE_REOPENS):
+                found = open_own(self._fs, parent, self._lease_name, path, os.O_RDWR, create=True)
+                assert found is not None
+                fd = found[0]
+                try:
+                    taken = self._flock(fd)
+                    current = taken and self._names(parent, self._lease_name, fd)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        self._fs.close(fd)
+                    raise
+                if not taken:
                     self._fs.close(fd)
-                raise
-            if not taken:
-                self._fs.close(fd)
-                return None
+                    return None
+                if current:
+                    break
+                self._fs.close(fd)  # its holder removed it as we waited: the name is free or new
+            else:
+                raise refusal("a lease file that keeps being replaced", path)
             lease = FileLease(self._fs, fd)
             self._leases.append(lease)
             data = holder.encode()
@@ -119,6 +136,98 @@ class DirectoryHandle:
             _pwrite_all(self._fs, fd, data, 0)
             self._fs.ftruncate(fd, len(data))
             return lease
+
+    def _names(self, parent: int, name: str, fd: int) -> bool:
+        """Whether `name` in `parent` still leads to the file `fd` is open on."""
+        try:
+            st = self._fs.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = self._fs.fstat(fd)
+        return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+    def tidy(self, completed: bool) -> None:
+        """After the transfer's terminal state is recorded: what nobody needs any more goes.
+        Completed: the checkpoint. Failed before a byte was written: the empty temp file. Either
+        way the lease file, while its flock is still held (see `lease`). A checkpoint and the
+        bytes of a failed transfer stay: a resume or an operator needs them."""
+        with self._io("cannot tidy", self.path):
+            parent = self._dir_or_none(create=False)
+            if parent is None:
+                return
+            if completed:
+                self._remove_own(parent, self.checkpoint_path.name, self.checkpoint_path)
+            elif not self._bundle and self._layout.size:
+                self._remove_own(parent, self._temp, self.temp_path, only_empty=True)
+            for lease in self._leases:
+                if lease.held >= 0 and self._names(parent, self._lease_name, lease.held):
+                    self._fs.unlink(self._lease_name, dir_fd=parent)
+
+    def clean(self, *, discard: bool, dry_run: bool, own_lease: bool = False) -> list[tuple[str, str]]:
+        """`asup clean`: asup's files beside the artifact, while this handle holds the lease,
+        each as (path, what was done). An empty temp file goes, and a checkpoint with no bytes
+        left to resume; an unfinished transfer's bytes and checkpoint stay unless `discard`;
+        a bundle's unpublished tree and what was set aside (leftovers) always stay; the lease
+        file goes last, under its lock (even in a dry run when `own_lease`: the caller's lease
+        call made it)."""
+        with self._io("cannot clean", self.path):
+            parent = self._dir_or_none(create=False)
+            if parent is None:
+                return []
+            done: list[tuple[str, str]] = []
+            kept_bytes = self._clean_temp(parent, discard, dry_run, done)
+            ckpt = self.checkpoint_path
+            if self._lstat(parent, ckpt.name) is not None:
+                if kept_bytes:
+                    done.append((str(ckpt), "kept: an unfinished transfer resumes from it (--discard removes it)"))
+                else:
+                    done.append((str(ckpt), "removed: no bytes left to resume from"))
+                    if not dry_run:
+                        self._remove_own(parent, ckpt.name, ckpt)
+            prefix = f".{self._final}.asup-leftovers-"
+            for name in sorted(n for n in self._fs.listdir(parent) if n.startswith(prefix)):
+                done.append((str(self.path.with_name(name)), "kept: set aside from an earlier transfer; yours to look at"))
+            lease = self.path.with_name(self._lease_name)
+            if self._lstat(parent, self._lease_name) is not None:
+                done.append((str(lease), "removed"))
+                if not dry_run or own_lease:
+                    for held in self._leases:
+                        if held.held >= 0 and self._names(parent, self._lease_name, held.held):
+                            self._fs.unlink(self._lease_name, dir_fd=parent)
+            return done
+
+    def _clean_temp(self, parent: int, discard: bool, dry_run: bool, done: list[tuple[str, str]]) -> bool:
+        """The temp's part of `clean`; whether bytes to resume from stay."""
+        st = self._lstat(parent, self._temp)
+        path = str(self.temp_path)
+        if st is None:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            done.append((path, "kept: not a file asup made (a bundle's unpublished tree, or something else): look at it"))
+            return True
+        if st.st_size and not discard:
+            done.append((path, f"kept: {st.st_size} bytes of an unfinished transfer (asup resume continues it; --discard removes it)"))
+            return True
+        done.append((path, "removed" if not st.st_size else f"removed: {st.st_size} bytes discarded"))
+        if not dry_run:
+            self._remove_own(parent, self._temp, self.temp_path)
+        return False
+
+    def _lstat(self, parent: int, name: str) -> os.stat_result | None:
+        try:
+            return self._fs.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _remove_own(self, parent: int, name: str, path: Path, *, only_empty: bool = False) -> None:
+        """Unlink asup's own regular file `name` (one link; empty when `only_empty`); anything
+        else there is left as it is."""
+        try:
+            st = self._fs.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and not (only_empty and st.st_size):
+            self._fs.unlink(name, dir_fd=parent)
 
     def lease_holder(self) -> str:
         """Who holds the lease, as its file says (pid, host, since); "another transfer"

@@ -129,3 +129,7 @@ class GuardedHandle(Forwarding):
     def checkpoint(self, data: bytes) -> str:
         with _guard("checkpoint", "write"):
             return self.inner.checkpoint(data)
+
+    def tidy(self, completed: bool) -> None:
+        with _guard("target", "tidy"):
+            self.inner.tidy(completed)

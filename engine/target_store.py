@@ -12,6 +12,7 @@
     handle.digest() -> (digest, size)            of what `publish` would publish
     handle.publish()                             the final name appears, whole, or CONFLICT_DETECTED
     handle.checkpoint(data) -> ref               saved beside the artifact, atomically
+    handle.tidy(completed)                       after the terminal state is recorded: what nobody needs goes
     handle.close()
 
 Bytes go to a hidden unpublished artifact; nothing appears under the final name until
@@ -92,6 +93,12 @@ class TargetHandle(Protocol):
         """Save `data` as this artifact's checkpoint (atomic); a ref `load_checkpoint` reads."""
         ...
 
+    def tidy(self, completed: bool) -> None:
+        """After the transfer's terminal state is recorded, while the lease is held: remove
+        what nobody needs (a completed transfer's checkpoint, a failed one's empty
+        unpublished artifact, the lease's own file); keep what a resume needs."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -128,6 +135,9 @@ class Forwarding:
 
     def checkpoint(self, data: bytes) -> str:
         return self.inner.checkpoint(data)
+
+    def tidy(self, completed: bool) -> None:
+        self.inner.tidy(completed)
 
     def close(self) -> None:
         self.inner.close()

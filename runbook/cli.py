@@ -16,6 +16,7 @@ from events.errors import AsupError, ExitCode, exit_codes_help
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
 from runbook import (
     batch_commands,
+    clean_commands,
     config,
     contract_commands,
     evidence_commands,
@@ -53,6 +54,7 @@ app.add_typer(readiness_commands.e2e_app, name="e2e")
 app.command("readiness")(readiness_commands.readiness)
 app.command("triage")(readiness_commands.triage)
 app.command("tail")(tail_commands.tail)
+app.command("clean")(clean_commands.clean)
 app.add_typer(evidence_commands.evidence_app, name="evidence")
 app.add_typer(evidence_commands.durability_app, name="durability")
 

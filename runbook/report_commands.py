@@ -17,6 +17,7 @@ from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from projections.audit import Audit
 from projections.base import Projection
+from projections.causes import Causes
 from projections.escalation import Inputs, escalate, level_of, sort_rules
 from projections.fold import fold_log, render_all
 from projections.metrics import Metrics
@@ -35,7 +36,7 @@ LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False
 def _fold(log: Path, until: int | None = None) -> tuple[dict[str, Any], Any]:
     if not log.is_file():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations()]
+    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations(), Causes()]
     result = fold_log(log, projections, until_seq=until)
     return result.states, result
 
@@ -69,9 +70,10 @@ def status(
         and (reason is None or t["reason_code"] == reason)
         and (transfer is None or t["transfer_id"] == transfer)
     ]
-    views = states["transfers"].transfers
+    views, causes = states["transfers"].transfers, states["causes"].causes
     for t in rows:
         t["liveness"] = _liveness(views[t["transfer_id"]], until)
+        t["cause"] = causes.get(t["transfer_id"]) if t["state"] == State.FAILED_CLOSED else None
     rendered["transfers"]["transfers"] = [t for t in rows if not stale or t["liveness"] == Liveness.STALE]
     problem = result.problem.error(str(log)).one_line() if result.problem else None
     if as_json:
@@ -113,6 +115,12 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
             f"{t['duration_ms']:.1f}",
         )
     out.print(table)
+    failed = [t for t in rendered["transfers"]["transfers"] if t["cause"]]
+    if failed:
+        causes = fold_table("transfer", "cause", title="why they failed closed")
+        for t in failed:
+            causes.add_row(t["transfer_id"], t["cause"])
+        out.print(causes)
     codes = rendered["audit"]["reason_codes"]
     if codes:
         reasons = fold_table("reason code", "count", "runbook section", "level", title="fail-closed reason codes")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from engine import checkpoint as ckpt
 from engine.adapter import SyncAdapter, TransferResult
@@ -161,17 +164,17 @@ def run_transfer(
         ckpt.decode(target.inner.load_checkpoint(resume), resume)
     make_dirs(log_path.parent)
     stop = StopRequest()
-    with JsonlLog.open(log_path) as log:
+    with JsonlLog.open(log_path) as log, _bar(intent, as_json) as on_chunk:
         first = log.last_position()[0] + 1
+        dispatcher = make_dispatcher(lever)
         adapter_ = SyncAdapter(
-            appender=DirectAppender(log), source=source, target=target, dispatcher=make_dispatcher(lever), profile=profile, stop=stop
+            appender=DirectAppender(log), source=source, target=target, dispatcher=dispatcher, profile=profile, stop=stop, on_chunk=on_chunk
         )
         try:
             with stop_on_signals(stop):
                 result = run_stoppable(adapter_.run, intent, resume)
         except SimulatedCrash as crash:
-            ref = adapter_.checkpoint_ref
-            hint = f"resume with --resume {ref}" if ref else "no checkpoint was written yet: run it again"
+            hint = f"resume: {resume_command(intent.transfer_id, log_path)}"
             raise AsupError(ErrorCode.IO_FAILED, f"{crash}; {hint}", file=str(log_path)) from None
         last = log.last_position()[0]
     _report(result, intent, log_path, (first, last), plan, as_json)
@@ -183,6 +186,19 @@ def run_transfer(
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     if result.reason_code is not None:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _bar(intent: Intent, as_json: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar of the bytes committed, on a terminal only (never in --json or a pipe)."""
+    out = console(stderr=True)
+    if as_json or not out.is_terminal:
+        yield None
+        return
+    columns = (TextColumn(intent.transfer_id), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=out, transient=True) as bar:
+        task = bar.add_task("sync", total=intent.size)
+        yield lambda cursor: bar.update(task, completed=cursor)
 
 
 # the reason codes `asup resume` continues after: the storage failed, not the transfer

@@ -17,8 +17,10 @@ from engine.appender import DirectAppender
 from engine.contracts import load_profile
 from engine.decide import backoff_ms
 from engine.faults import SimulatedCrash
-from engine.layout import MANIFEST_NAME, manifest_bytes
+from engine.layout import MANIFEST_NAME, Layout, manifest_bytes
 from engine.machine import make_dispatcher
+from engine.stores import DirectoryStore
+from engine.target_store import Forwarding, TargetHandle
 from events.clock import StepClock
 from events.memory_log import MemoryLog
 from events.observations import (
@@ -61,6 +63,24 @@ SIDE_EFFECT_TYPES = {"lease_checked", "epoch_read", "chunk_written", "fault_met"
 
 
 # --- assertions ------------------------------------------------------------------------
+
+
+class _KeepsAll(Forwarding):
+    def tidy(self, completed: bool) -> None:
+        """A process killed right after its terminal record leaves every file where it was."""
+
+
+class Untidy:
+    """A directory store whose handles never tidy up (as a process killed before it could)."""
+
+    def __init__(self, inner: DirectoryStore) -> None:
+        self.inner = inner
+
+    def open(self, name: str, layout: Layout, kind: str) -> TargetHandle:
+        return _KeepsAll(self.inner.open(name, layout, kind))
+
+    def load_checkpoint(self, ref: str) -> bytes:
+        return self.inner.load_checkpoint(ref)
 
 
 def assert_failed_closed(
@@ -553,7 +573,7 @@ def test_resume_after_a_crash_completes_byte_identical(stores: Stores, memory_lo
 def test_resume_after_the_rename_finishes_idempotently(stores: Stores, memory_log: MemoryLog, source: str, target: str) -> None:
     """A crash between the rename and `completed` is finished on resume: the final artifact with the right digest -> completed."""
     intent = make_intent(stores, source, target)
-    first, _ = run_transfer(memory_log, stores, intent)
+    first, _ = run_transfer(memory_log, stores, intent, target=Untidy(stores.target))  # killed before it tidied up
     assert first.state is State.COMPLETED
     published = tree(stores.final(target)) if intent.kind == "bundle" else stores.final(target).read_bytes()
     # On disk this is exactly what a process killed after the rename, before `completed`, leaves.
