@@ -21,6 +21,7 @@ from events.payloads import Transition
 from events.record import Record
 from events.vocabulary import TERMINAL_STATES, ReasonCode, State, Trigger
 from projections.audit import Audit, AuditState
+from projections.causes import Causes
 from projections.fold import fold_log
 from projections.metrics import Metrics
 from projections.transfers import Transfers, TransfersState
@@ -245,7 +246,9 @@ def test_status_json_renders_the_projections(all_scenarios_log: Path) -> None:
     recs = records(all_scenarios_log)
     assert (document["last_seq"], document["problem"]) == (recs[-1].seq, None)
     expected = Transfers().render(fold_one(all_scenarios_log, Transfers()))
-    for row in expected["transfers"]:  # the command adds each row's liveness (the scenarios record no target path)
+    causes = fold_one(all_scenarios_log, Causes()).causes
+    for row in expected["transfers"]:  # the command adds each row's liveness (the scenarios record no target path) and cause
+        row["cause"] = causes.get(row["transfer_id"]) if row["state"] == "failed_closed" else None
         row["liveness"] = None if row["state"] in ("completed", "failed_closed") else "unknown"
     assert document["transfers"] == expected
     assert document["transfers"]["by_state"] == {"completed": 3, "failed_closed": 13, "syncing": 1}

@@ -221,15 +221,15 @@ def test_sync_bad_intent_file_is_usage_error(tmp_path: Path) -> None:
 
 
 def test_sync_resume_after_crash_completes(source: Path, tmp_path: Path) -> None:
-    """A --fault crash@1 run stops with no artifact and names its checkpoint; --resume from it completes byte-identical."""
+    """A --fault crash@1 run stops with no artifact and names the asup resume command; resuming its checkpoint completes byte-identical."""
     target, log = tmp_path / "dst" / "artifact.out", tmp_path / "log.jsonl"
     crashed = _sync(source, target, log, "--seed", "4", "--fault", "crash@1", mode="hardened")
     assert crashed.exit_code == 1, crashed.output
-    assert "--resume" in crashed.stderr
+    assert "asup resume" in crashed.stderr
     assert _no_partial(target)
     checkpoint = target.with_name(f".{target.name}.asup-ckpt.json")
     assert checkpoint.exists()
-    assert str(checkpoint) in crashed.stderr
+    assert f"--log {log}" in crashed.stderr
     resumed = _sync(source, target, log, "--seed", "4", "--resume", str(checkpoint), "--json", mode="hardened")
     assert resumed.exit_code == 0, resumed.output
     payload = _json(resumed)
