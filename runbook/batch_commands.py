@@ -3,12 +3,14 @@ concurrency limit, a progress bar on a terminal)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from engine import checkpoint as ckpt
 from engine.adapter import TransferResult
 from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
@@ -21,9 +23,11 @@ from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode, ExitCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode, State
+from projections.fold import fold_log
+from projections.transfers import Transfers
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, fold_table, plural, reports_errors
-from runbook.sync_commands import SECTIONS
+from runbook.sync_commands import RESUMABLE, SECTIONS
 
 
 def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
@@ -83,9 +87,14 @@ def sync_batch(
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Transfers in flight at once."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable results."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Skip lines the log shows completed; continue suspended, stale, io_failed ones."
+    ),
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run every intent of BATCH concurrently into one log (one writer, group commit).
+    With --resume, a line whose transfer the log shows completed is skipped, and one left
+    suspended, stale or failed closed with io_failed continues from its checkpoint.
     Ctrl-C or SIGTERM suspends every running transfer at its next chunk boundary (each
     listed with its `asup resume` command; queued ones are listed as not started) and
     exits 130; a second signal stops at once. One transfer's failure never stops the
@@ -97,6 +106,9 @@ def sync_batch(
     """
     jobs = _jobs(batch, artifact_class, mode)
     log_path = default_log(root, log_path)
+    skipped: list[str] = []
+    if resume:
+        jobs, skipped = _resumed(jobs, log_path)
     make_dirs(log_path.parent)
     out = console()
     stop = StopRequest()
@@ -120,10 +132,14 @@ def sync_batch(
     not_started = [job.intent.transfer_id for job in jobs if job.intent.transfer_id not in ran]
     if as_json:
         rows = [_row(r, log_path) for r in results]
-        counts = {"transfers": len(results), "failed": len(failed), "refused": len(refused), "not_started": not_started}
+        counts = {"transfers": len(results), "failed": len(failed), "refused": len(refused), "not_started": not_started, "skipped": skipped}
         emit_json({"log": str(log_path), **counts, "results": rows})
     else:
         _print(results, log_path, not_started)
+        if skipped:
+            console().print(
+                f"skipped {plural(len(skipped), 'line')} the log shows completed: {', '.join(skipped)}", markup=False, soft_wrap=True
+            )
     if stop.requested and (not_started or any(r.suspended for r in results)):
         _interrupted(stop, results, not_started)
     if failed or len(results) != len(jobs):
@@ -140,6 +156,30 @@ def _interrupted(stop: StopRequest, results: list[TransferResult], not_started: 
     )
     console(stderr=True).print(message, markup=False, soft_wrap=True)
     raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _resumed(jobs: list[Job], log_path: Path) -> tuple[list[Job], list[str]]:
+    """The jobs still to run, each continuing from its checkpoint where the log left it
+    unfinished (or failed on its storage), and the transfer ids the log shows completed."""
+    if not log_path.is_file():
+        return jobs, []
+    result = fold_log(log_path, [Transfers()])
+    if result.problem is not None and result.problem.kind != "torn_tail":
+        raise result.problem.error(str(log_path))
+    views = result.states["transfers"].transfers
+    todo, skipped = [], []
+    for job in jobs:
+        view = views.get(job.intent.transfer_id)
+        if view is not None and view.state is State.COMPLETED:
+            skipped.append(job.intent.transfer_id)
+            continue
+        unfinished = view is not None and (view.state is not State.FAILED_CLOSED or view.reason_code in RESUMABLE)
+        checkpoint = job.target.checkpoint_path(job.intent.target) if isinstance(job.target, DirectoryStore) else None
+        if unfinished and checkpoint is not None and os.path.lexists(checkpoint):
+            ckpt.decode(job.target.load_checkpoint(str(checkpoint)), str(checkpoint))  # a bad one: refused before anything runs
+            job = msgspec.structs.replace(job, resume_from=str(checkpoint))
+        todo.append(job)
+    return todo, skipped
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

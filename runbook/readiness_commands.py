@@ -206,9 +206,9 @@ def triage(
     else:
         out = console()
         if result["failures"]:
-            table = fold_table("transfer", "reason code", "section", "level", "failed at seq", title="failed transfers")
+            table = fold_table("transfer", "reason code", "section", "level", "failed at seq", "cause", title="failed transfers")
             for f in result["failures"]:
-                table.add_row(f["transfer_id"], f["reason_code"], f["section"], f["level"], str(f["last_seq"]))
+                table.add_row(f["transfer_id"], f["reason_code"], f["section"], f["level"], str(f["last_seq"]), f["cause"])
             out.print(table)
         elif Path(target).is_file():
             out.print(f"{target}: no transfer failed closed", markup=False)

@@ -44,6 +44,7 @@ class Failure(msgspec.Struct, frozen=True):
     section: str
     level: Level
     last_seq: int
+    cause: str = ""  # why, in one line (engine.causes)
 
 
 def parse_code(text: str) -> ReasonCode:
@@ -87,6 +88,13 @@ def failures(views: list[TransferView]) -> list[Failure]:
             code = view.reason_code
             out.append(Failure(view.transfer_id, code, SECTION[code], LEVEL[code], view.last_seq))
     return out
+
+
+def _with_causes(log: Path, failed: list[Failure]) -> list[Failure]:
+    if not failed:
+        return failed
+    causes = fold_log(log, [Causes()]).states["causes"].causes
+    return [msgspec.structs.replace(f, cause=causes.get(f.transfer_id, "")) for f in failed]
 
 
 def _gate_step(paths: ArtifactPaths, section: str, gate: str, flag: str) -> TriageStep:
@@ -199,7 +207,7 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
     stopped: list[SuspendedTransfer] = []
     if log is not None:
         views = _views(log)
-        failed, stopped = failures(views), suspended(log, views)
+        failed, stopped = _with_causes(log, failures(views)), suspended(log, views)
         sections = sorted({f.section for f in failed})
     else:
         code = parse_code(target)

@@ -111,6 +111,7 @@ def test_a_disk_that_fills_up_mid_copy_is_io_failed_not_a_conflict(tmp_path: Pat
         triaged = run("triage", "log.jsonl", "--json", "--root", "root", cwd=tmp_path)
         report = json.loads(triaged.stdout)
         assert report["sections"] == ["D"] and report["level"] == "P1"
+        assert report["failures"][0]["cause"].startswith("no space left on device: ")
         storage = [s for s in report["steps"] if s["step"].startswith("storage of")]
         assert len(storage) == 1 and not storage[0]["passed"], storage  # the disk is still full
         assert "recorded: no space left on device" in storage[0]["detail"] and "bytes free" in storage[0]["detail"]
@@ -209,3 +210,29 @@ def test_a_transfer_failed_on_a_full_disk_resumes_once_there_is_room(tmp_path: P
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert (full / "a.bin").read_bytes() == src.read_bytes()
         assert status_row(tmp_path / "log.jsonl", tmp_path)["state"] == "completed"
+
+
+def test_a_batch_run_again_with_resume_skips_what_completed_and_continues_the_rest(tmp_path: Path) -> None:
+    """One line of three fails on a full disk; --resume after the disk has room skips the two
+    that completed (recording nothing for them) and continues the third from its checkpoint."""
+    sources = [source(tmp_path / f"s{i}", 1_500_000) for i in range(3)]
+    lines = [{"source": str(s), "target": str(tmp_path / "out" / f"{i}.bin"), "chunk_size": 65536} for i, s in enumerate(sources[:2])]
+    with mounted(tmp_path / "full") as full:
+        lines.append({"source": str(sources[2]), "target": str(full / "2.bin"), "chunk_size": 65536})
+        (tmp_path / "b.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        first = run("sync-batch", "b.jsonl", *CLASS, "--log", "l.jsonl", "--json", cwd=tmp_path)
+        assert first.returncode == 1 and sorted(str(r["reason_code"]) for r in json.loads(first.stdout)["results"]) == [
+            "None",
+            "None",
+            "io_failed",
+        ]
+        subprocess.run(["mount", "-o", "remount,size=8m", str(full)], check=True)
+        before = len((tmp_path / "l.jsonl").read_text().splitlines())
+        again = run("sync-batch", "b.jsonl", *CLASS, "--log", "l.jsonl", "--resume", "--json", cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        report = json.loads(again.stdout)
+        assert len(report["skipped"]) == 2 and [r["state"] for r in report["results"]] == ["completed"]
+        added = (tmp_path / "l.jsonl").read_text().splitlines()[before:]
+        assert {json.loads(line)["stream"] for line in added} == {report["results"][0]["transfer_id"]}
+        assert any('"trigger":"resume_requested"' in line for line in added)
+        assert (full / "2.bin").read_bytes() == sources[2].read_bytes()
