@@ -87,9 +87,7 @@ def sync_batch(
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Transfers in flight at once."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable results."),
-    resume: bool = typer.Option(
-        False, "--resume", help="Skip lines the log shows completed; continue suspended, stale, io_failed ones."
-    ),
+    resume: bool = typer.Option(False, "--resume", help="Skip lines the log shows completed; continue suspended, stale, io_failed ones."),
     lock_timeout: float = LOCK_TIMEOUT_OPT,
 ) -> None:
     """Run every intent of BATCH concurrently into one log (one writer, group commit).

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import typer
 
+from engine import liveness
 from engine.faults import FaultPlan, FaultyTarget
 from engine.stores import DirectoryStore
 from events.errors import AsupError, ErrorCode
@@ -91,6 +92,10 @@ def resume(
     assert point.intent is not None
     intent = point.intent
     source_path, target_path = _paths(intent, log)
+    running = liveness.check(str(target_path))
+    if running.liveness is liveness.Liveness.HELD:  # its next append would meet ours in the stream
+        message = f"transfer {transfer_id} is running ({running.detail}): nothing to resume, nothing recorded"
+        raise AsupError(ErrorCode.CONFLICT_DETECTED, message, file=str(log))
     target = DirectoryStore(target_path.parent)
     checkpoint = _checkpoint(target, intent, point, log)
     faultless = FaultyTarget(target, FaultPlan([]), intent.chunk_size)

@@ -169,3 +169,17 @@ def test_a_v1_log_records_no_target_path_so_liveness_is_unknown(tmp_path: Path) 
     assert rows["resume_transfer_mismatch-7"]["liveness"] == "unknown"
     assert {t["liveness"] for t in rows.values() if t["state"] in ("completed", "failed_closed")} == {None}
     assert "stale_transfer" not in run_asup("escalate", str(GOLDEN / "logs" / "v1" / "scenarios.jsonl"), cwd=tmp_path).stdout
+
+
+def test_resuming_a_transfer_that_is_still_running_is_refused_and_records_nothing(work: Path) -> None:
+    """`asup resume` of a live transfer: exit 1 naming it as running; nothing of the resume is
+    in the log, and the live transfer goes on to complete (a resume's records in its stream
+    would have broken its next append)."""
+    with running_sync(work) as process:
+        refused = run_asup("resume", TRANSFER, "--log", LOG, cwd=work)
+        assert refused.returncode == 1 and "is running" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, out + err
+    intents = [json.loads(line) for line in (work / LOG).read_text().splitlines() if '"type":"intent_recorded"' in line]
+    assert [i["data"]["resume"] for i in intents] == [False]
