@@ -49,7 +49,6 @@ from events.observations import (
     LeaseChecked,
     Observation,
     SourceHashed,
-    StoreFailed,
     Suspended,
     TargetFinalized,
     TargetHashed,
@@ -111,7 +110,6 @@ class SyncAdapter:
         self._stream_digest = ""
         self._handle: TargetHandle | None = None
         self.checkpoint_ref: str | None = None  # the checkpoint a later process resumes from, once there is one
-        self.failure: StoreFailed | None = None  # the store failure the transfer failed closed on
         self.cause = ""
 
     # --- the transfer ---------------------------------------------------------------
@@ -129,7 +127,6 @@ class SyncAdapter:
             try:
                 await self._run(intent, resume_from)
             except StoreFault as fault:  # after the intent: recorded, so no transfer stays `syncing` for ever
-                self.failure = fault.observed
                 await self._observe(msgspec.structs.replace(fault.observed, at_ns=self._now()))
         finally:
             self._handle.close()

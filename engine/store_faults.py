@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from engine.layout import Layout
 from engine.stores import SourceStore
-from engine.target_store import Digest, Forwarding, Held, Lease, TargetHandle
+from engine.target_store import Digest, Forwarding, Held, Lease
 from events.errors import AsupError, ErrorCode
 from events.observations import BundleFile, StoreFailed
 
@@ -94,9 +94,6 @@ class Guarded:
 
 class GuardedHandle(Forwarding):
     """A target handle whose failures are `StoreFault`s (where: target, or checkpoint)."""
-
-    def __init__(self, inner: TargetHandle) -> None:
-        super().__init__(inner)
 
     def lease(self, holder: str) -> Lease | None:
         with _guard("target", "lease"):

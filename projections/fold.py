@@ -83,6 +83,15 @@ def fold_log(
     return FoldResult(states, chain.last_seq, folded, scanner.problem, resumed)
 
 
+def fold_readable(path: Path, projections: Sequence[Projection[Any]]) -> dict[str, Any]:
+    """The folded states of a log an operator command acts on: damage is raised; a torn tail
+    (a writer mid-append, or repaired when the log is next opened) ends the fold quietly."""
+    result = fold_log(path, projections)
+    if result.problem is not None and result.problem.kind != "torn_tail":
+        raise result.problem.error(str(path))
+    return result.states
+
+
 def _stop_after(records: Iterable[Record], until_seq: int) -> Iterable[Record]:
     for record in records:
         if record.seq > until_seq:

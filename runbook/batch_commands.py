@@ -23,7 +23,7 @@ from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode, ExitCode
 from events.jsonl_log import JsonlLog
 from events.vocabulary import Mode, State
-from projections.fold import fold_log
+from projections.fold import fold_readable
 from projections.transfers import Transfers
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, fold_table, plural, reports_errors
@@ -161,10 +161,7 @@ def _resumed(jobs: list[Job], log_path: Path) -> tuple[list[Job], list[str]]:
     unfinished (or failed on its storage), and the transfer ids the log shows completed."""
     if not log_path.is_file():
         return jobs, []
-    result = fold_log(log_path, [Transfers()])
-    if result.problem is not None and result.problem.kind != "torn_tail":
-        raise result.problem.error(str(log_path))
-    views = result.states["transfers"].transfers
+    views = fold_readable(log_path, [Transfers()])["transfers"].transfers
     todo, skipped = [], []
     for job in jobs:
         view = views.get(job.intent.transfer_id)

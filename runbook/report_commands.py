@@ -33,10 +33,10 @@ from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, p
 LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
 
 
-def _fold(log: Path, until: int | None = None) -> tuple[dict[str, Any], Any]:
+def _fold(log: Path, until: int | None = None, *, causes: bool = False) -> tuple[dict[str, Any], Any]:
     if not log.is_file():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations(), Causes()]
+    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations(), *([Causes()] if causes else [])]
     result = fold_log(log, projections, until_seq=until)
     return result.states, result
 
@@ -60,7 +60,7 @@ def status(
     """
     check_known("--state", state, State, "a state")
     check_known("--reason", reason, ReasonCode, "a reason code")
-    states, result = _fold(log, until)
+    states, result = _fold(log, until, causes=True)  # only status shows causes
     projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics()]
     rendered = render_all(projections, states)
     rows = [

@@ -20,7 +20,7 @@ from events.errors import AsupError, ErrorCode
 from events.observations import CheckpointWritten, Intent, IntentRecorded
 from events.record import Record
 from events.vocabulary import State
-from projections.fold import fold_log
+from projections.fold import fold_readable
 from projections.transfers import Transfers, TransferView
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
 from runbook.output import console, emit_json, reports_errors
@@ -105,11 +105,9 @@ def resume(
 def _find(log: Path, transfer_id: str) -> tuple[TransferView, ResumePoint]:
     if not log.is_file():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    result = fold_log(log, [Transfers(), ResumePoints(transfer_id)])
-    if result.problem is not None and result.problem.kind != "torn_tail":  # a torn tail is repaired when the log opens
-        raise result.problem.error(str(log))
-    view = result.states["transfers"].transfers.get(transfer_id)
-    point: ResumePoint = result.states["resume_point"]
+    states = fold_readable(log, [Transfers(), ResumePoints(transfer_id)])
+    view = states["transfers"].transfers.get(transfer_id)
+    point: ResumePoint = states["resume_point"]
     if view is None or point.intent is None:
         raise AsupError(ErrorCode.USAGE, f"no transfer {transfer_id!r} in this log (asup status lists them)", file=str(log))
     return view, point

@@ -19,8 +19,8 @@ from events.errors import AsupError, ErrorCode
 from events.observations import StoreFailed
 from events.vocabulary import ReasonCode, State
 from projections.artifact_paths import ArtifactPaths
-from projections.causes import Causes, observation
-from projections.fold import fold_log
+from projections.causes import Causes, CausesState, observation
+from projections.fold import fold_readable
 from projections.runbook_map import LEVEL, SECTION, Level
 from projections.transfers import Transfers, TransferView
 from replay.reexecute import ReplayOutcome, replay_log
@@ -65,11 +65,10 @@ class SuspendedTransfer(msgspec.Struct, frozen=True):
     resume_command: str
 
 
-def _views(log: Path) -> list[TransferView]:
-    result = fold_log(log, [Transfers()])
-    if result.problem is not None and result.problem.kind != "torn_tail":
-        raise result.problem.error(str(log))
-    return sorted(result.states["transfers"].transfers.values(), key=lambda v: v.transfer_id)
+def _fold(log: Path) -> tuple[list[TransferView], CausesState]:
+    """The log folded once for everything triage reads of it: its transfers (by id) and causes."""
+    states = fold_readable(log, [Transfers(), Causes()])
+    return sorted(states["transfers"].transfers.values(), key=lambda v: v.transfer_id), states["causes"]
 
 
 def suspended(log: Path, views: list[TransferView]) -> list[SuspendedTransfer]:
@@ -81,20 +80,13 @@ def suspended(log: Path, views: list[TransferView]) -> list[SuspendedTransfer]:
     ]
 
 
-def failures(views: list[TransferView]) -> list[Failure]:
+def failures(views: list[TransferView], causes: dict[str, str]) -> list[Failure]:
     out = []
     for view in views:
         if view.state is State.FAILED_CLOSED and view.reason_code:
             code = view.reason_code
-            out.append(Failure(view.transfer_id, code, SECTION[code], LEVEL[code], view.last_seq))
+            out.append(Failure(view.transfer_id, code, SECTION[code], LEVEL[code], view.last_seq, causes.get(view.transfer_id, "")))
     return out
-
-
-def _with_causes(log: Path, failed: list[Failure]) -> list[Failure]:
-    if not failed:
-        return failed
-    causes = fold_log(log, [Causes()]).states["causes"].causes
-    return [msgspec.structs.replace(f, cause=causes.get(f.transfer_id, "")) for f in failed]
 
 
 def _gate_step(paths: ArtifactPaths, section: str, gate: str, flag: str) -> TriageStep:
@@ -161,19 +153,16 @@ def _replay_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
     return steps
 
 
-def _storage_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
+def _storage_steps(log: Path, failed: list[Failure], views: list[TransferView], causes: CausesState) -> list[TriageStep]:
     """Section D, per io_failed transfer: the storage it names, as it is now."""
-    if log is None or not any(f.section == "D" for f in failed):
-        return []
-    states = fold_log(log, [Transfers(), Causes()]).states
-    causes, views = states["causes"], states["transfers"].transfers
+    cursors = {v.transfer_id: v.committed_cursor for v in views}
     steps = []
     for failure in failed:
         observed = observation(causes.last.get(failure.transfer_id))
         if failure.section != "D" or not isinstance(observed, StoreFailed):
             continue
         intent = causes.intents.get(failure.transfer_id)
-        healthy, found = storage_now(observed, intent, views[failure.transfer_id].committed_cursor)
+        healthy, found = storage_now(observed, intent, cursors[failure.transfer_id])
         rerun = intent.replay_command if intent is not None and intent.replay_command else f"asup status {shlex.quote(str(log))}"
         detail = f"recorded: {causes.causes.get(failure.transfer_id, observed.detail)}; now: {found}"
         steps.append(TriageStep("D", f"storage of {failure.transfer_id}", healthy, detail, rerun))
@@ -205,16 +194,18 @@ SECTION_STEPS: dict[str, Callable[[ArtifactPaths], list[TriageStep]]] = {
 def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
     log = Path(target) if Path(target).is_file() else None
     stopped: list[SuspendedTransfer] = []
+    views: list[TransferView] = []
     if log is not None:
-        views = _views(log)
-        failed, stopped = _with_causes(log, failures(views)), suspended(log, views)
+        views, causes = _fold(log)
+        failed, stopped = failures(views, causes.causes), suspended(log, views)
         sections = sorted({f.section for f in failed})
     else:
         code = parse_code(target)
         failed = []
         sections = [SECTION[code]]
     steps = _replay_steps(log, failed)  # first: later steps regenerate e2e logs under the root
-    steps += _storage_steps(log, failed)
+    if log is not None:
+        steps += _storage_steps(log, failed, views, causes)
     for section in sections:
         steps += SECTION_STEPS[section](paths)
     result = {
@@ -227,13 +218,13 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
         "passed": all(s.passed for s in steps),
         "checks": len(steps),
     }
-    return with_stale(result, log)
+    return with_stale(result, log, views)
 
 
-def with_stale(result: dict[str, Any], log: Path | None) -> dict[str, Any]:
+def with_stale(result: dict[str, Any], log: Path | None, views: list[TransferView]) -> dict[str, Any]:
     """`result` with the log's stale transfers (unfinished, no live lease holder), each with
     the command that continues it; they raise the level to at least their escalation's P2."""
-    stale = [] if log is None else liveness.stale_facts(_views(log), log)
+    stale = [] if log is None else liveness.stale_facts(views, log)
     level = result["level"]
     if stale and level is None:
         level = Level.P2
