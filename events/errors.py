@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     CHECK_FAILED = 1
     USAGE = 2
     BUSY = 3
+    UNAVAILABLE = 4
     INTERRUPTED = 130
     PIPE_CLOSED = 141
 
@@ -34,6 +35,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ),
     ExitCode.USAGE: "usage or unreadable input",
     ExitCode.BUSY: "the log is held by another writer",
+    ExitCode.UNAVAILABLE: "the log's server (a nats:// URL) could not be reached in time",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
     ExitCode.PIPE_CLOSED: "the reader of the output went away (a closed pipe): ended quietly, as a Unix tool ends on SIGPIPE",
 }
@@ -58,6 +60,7 @@ class ErrorCode(StrEnum):
     WRITER_CLOSED = "writer_closed"
     GATE_FAILED = "gate_failed"  # a gate could not measure: a run it drives did not complete
     USAGE = "usage"
+    LOG_UNREACHABLE = "log_unreachable"  # a nats:// log's server did not answer in time
 
 
 EXIT_CODES: dict[ErrorCode, ExitCode] = {
@@ -74,6 +77,7 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.WRITER_CLOSED: ExitCode.USAGE,
     ErrorCode.GATE_FAILED: ExitCode.CHECK_FAILED,
     ErrorCode.USAGE: ExitCode.USAGE,
+    ErrorCode.LOG_UNREACHABLE: ExitCode.UNAVAILABLE,
 }
 
 

@@ -1,0 +1,56 @@
+"""The one bridge between asup's synchronous stores and nats-py's asyncio client.
+
+Every NATS connection of the process lives on one asyncio loop, run by a daemon thread
+started on first use. A synchronous caller (the LogStore interface) blocks on `call`; an
+async caller on its own loop (a follower, the runner) awaits `wait`. Nothing else in asup
+runs nats-py coroutines, so no second loop or ad-hoc `asyncio.run` ever holds a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_bridge: Bridge | None = None
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="asup-nats", daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run `coro` on the bridge's loop and wait for its result (at most `timeout` s: the
+        coroutines bound themselves; this is the backstop that keeps a caller from hanging)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("Bridge.call from the bridge's own loop would deadlock; await the coroutine")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+        except BaseException:
+            future.cancel()  # Ctrl-C in the caller: nothing keeps running on its behalf
+            raise
+
+    async def wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro`, run on the bridge's loop, from another asyncio loop (cancelling the
+        wait cancels it there)."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+
+def bridge() -> Bridge:
+    global _bridge
+    with _lock:
+        if _bridge is None:
+            _bridge = Bridge()
+        return _bridge
