@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from events.batch import Batch, plan
@@ -60,6 +60,7 @@ class JetStreamLog(ChainHeads):
         self._bridge = bridge()
         self._conn = Connection(url)
         self._connected = False
+        self._reader = False
         self.atomic = False
         self.contention_retries = 0  # publishes planned again after another writer's append won the race
         self.transient_retries = 0  # publishes tried again after a timeout or a leader change
@@ -75,20 +76,26 @@ class JetStreamLog(ChainHeads):
         clock: Clock | None = None,
         id_window: int = DEFAULT_ID_WINDOW,
         create: bool = True,
+        header: bool = True,
+        reader: bool = False,
     ) -> JetStreamLog:
-        """Open (or, with `create`, create) the log at `url`; its records are read and verified."""
+        """Open (or, with `create`, create) the log at `url`; its records are read and
+        verified. `header` False leaves a new stream empty (for `import_lines`). A `reader`
+        only reads (`read`, `verified_lines`, `follow`): nothing is read at open, and it
+        cannot append."""
         parsed = parse(url) if isinstance(url, str) else url
         log = cls(parsed, clock or SystemClock(), id_window)
         try:
             log._run(log._conn.connect())
             log._connected = True
-            log._attach(log_id or parsed.stream, create)
+            log._reader = reader
+            log._attach(log_id or parsed.stream, create and not reader, header)
         except BaseException:
             log.close()
             raise
         return log
 
-    def _attach(self, log_id: str, create: bool) -> None:
+    def _attach(self, log_id: str, create: bool, header: bool) -> None:
         info = self._stream_info()
         if info is None:
             if not create:
@@ -103,10 +110,12 @@ class JetStreamLog(ChainHeads):
                 file=self.name,
             )
         last = int(state.get("last_seq", 0))
-        if last == 0:
-            self._write_header(log_id)
-        else:
+        if self._reader:
+            return
+        if last:
             self._catch_up(last)
+        elif header:
+            self._write_header(log_id)
 
     def _stream_info(self) -> dict[str, Any] | None:
         try:
@@ -184,6 +193,8 @@ class JetStreamLog(ChainHeads):
 
     def append_batch(self, items: Sequence[Pending]) -> list[Position]:
         self._check_open()
+        if self._reader:
+            raise AsupError(ErrorCode.USAGE, "opened for reading: cannot append", file=self.name)
         return self._append(list(items))
 
     def append(self, stream: str, events: Sequence[Event], expected_version: int | None = None) -> list[Position]:
@@ -212,6 +223,51 @@ class JetStreamLog(ChainHeads):
             with contextlib.suppress(TimeoutError):  # the connection may be gone: the subscription went with it
                 self._bridge.call(sub.close(), self.url.timeout)
 
+    def verified_lines(self) -> Iterator[bytes]:
+        """Every record's line (without its newline) as stored, each verified in order: an
+        export of the log."""
+        self._check_open()
+        chain = ChainState()
+        last_of: dict[str, int] = {}
+        for seq, payload in self._messages(self.url.subjects, 1, self._last_seq()):
+            self._verified(chain, last_of, seq, payload)
+            yield payload
+
+    def import_lines(self, lines: Iterable[bytes]) -> int:
+        """Store a whole log's lines (header first, each verified here) as they are, so the
+        stream holds the same bytes. Lines the stream already holds must be the same ones (an
+        interrupted import resumes where it stopped); the count newly stored."""
+        self._check_open()
+        chain, last_of = ChainState(), dict[str, int]()
+        held = self._chain.last_seq
+        stored = self._messages(self.url.subjects, 1, held)
+        pending: list[tuple[Record, bytes]] = []
+        count = 0
+        for line in lines:
+            record = self._verified(chain, last_of, chain.last_seq + 1, line)
+            self._chain.log_id = self._chain.log_id or chain.log_id
+            if record.seq <= held:
+                if next(stored)[1] != line:
+                    raise self._corrupt(record.seq, f"the stream already holds a different record at seq {record.seq}: not this log")
+                continue
+            pending.append((record, line))
+            if len(pending) >= ATOMIC_MAX:
+                count += self._store_lines(pending)
+        return count + self._store_lines(pending)
+
+    def _store_lines(self, pending: list[tuple[Record, bytes]]) -> int:
+        if not pending:
+            return 0
+        batch = Batch()
+        for record, line in pending:
+            batch.new.append((record.stream, record.sv, record.h, record.id, record.seq, len(batch.data)))
+            batch.data += line + b"\n"
+        if self._try_publish(batch, self._chain.last_seq) is not None:
+            raise AsupError(ErrorCode.LOG_LOCKED, "another writer appended to the stream during the import", file=self.name)
+        count = len(pending)
+        pending.clear()
+        return count
+
     def close(self) -> None:
         if self._connected:
             self._connected = False
@@ -232,6 +288,7 @@ class JetStreamLog(ChainHeads):
         result: list[Position | None] = [None] * len(items)
         todo = list(range(len(items)))
         deadline = time.monotonic() + 3 * self.url.timeout
+        wait = 0.05
         for _ in range(CONTENTION_RETRIES):
             base = self._chain.last_seq
             batch = plan(self._chain, [items[i] for i in todo], self._now(), self._line_at)
@@ -252,8 +309,10 @@ class JetStreamLog(ChainHeads):
                 self.contention_retries += 1
             else:
                 self.transient_retries += 1
-                if time.monotonic() > deadline:
-                    raise self._unreachable("publishes kept failing")
+                if time.monotonic() + wait > deadline:
+                    raise self._unreachable(f"publishes kept failing; {len(left)} of {len(items)} events were not stored")
+                time.sleep(wait)  # a leader election or a reconnect takes a moment: do not spin through it
+                wait = min(1.0, wait * 2)
         raise AsupError(
             ErrorCode.LOG_LOCKED,
             f"gave up after {CONTENTION_RETRIES} attempts: other writers kept appending first; nothing of the rest was written",
@@ -368,7 +427,7 @@ class JetStreamLog(ChainHeads):
         last = self._last_of_subject(stream)
         if last == 0:
             return
-        sv, prev = 0, genesis(self._chain.log_id or "", stream)
+        sv, prev = 0, genesis(self._log_id(), stream)
         for seq, payload in self._messages(self.url.subject(stream), 1, last):
             record = self._decoded(seq, payload)
             if record.stream != stream or record.sv != sv + 1 or record.prev != prev:
@@ -434,6 +493,14 @@ class JetStreamLog(ChainHeads):
                 return 0
             raise
         return int(answer["message"]["seq"])
+
+    def _log_id(self) -> str:
+        if self._chain.log_id is None:  # a reader: the header says
+            header = self._decoded(1, self._line_at(1), header=True)
+            if not isinstance(header.data, LogCreated):
+                raise AsupError(ErrorCode.NOT_AN_ASUP_LOG, "its first message is not an asup log header", file=self.name, line=1)
+            self._chain.log_id = header.data.log_id
+        return self._chain.log_id
 
     def _line_at(self, offset: int) -> bytes:
         """The stored line of a recent id (its offset is its seq), for checking a retry."""
