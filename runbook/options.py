@@ -10,6 +10,7 @@ import typer
 
 from events.errors import AsupError, ErrorCode
 from events.lock import DEFAULT_TIMEOUT, set_default_timeout
+from events.log_ref import LogRef, log_ref
 
 
 def _set_lock_timeout(value: float) -> float:
@@ -32,6 +33,20 @@ def default_log(root: Path, given: Path | None) -> Path:
     """The transfer log: `--log`, else `ROOT/logs/transfers.jsonl`, so `--root`, `ASUP_ROOT`
     and `root =` move it with everything else."""
     return given if given is not None else root / "logs" / "transfers.jsonl"
+
+
+LOG_HELP = "A log: a JSONL file, or a JetStream stream as nats://HOST:PORT/STREAM[?replicas=N&timeout=S]."
+
+
+def log_arg(text: str | Path) -> LogRef:
+    """A log argument as given (typer passes it as text: a Path would fold the URL's `//`);
+    a malformed URL is a one-line usage error before anything is opened."""
+    return log_ref(text)
+
+
+def default_log_ref(root: Path, given: str | None) -> LogRef:
+    """`default_log` for an option that may name a URL."""
+    return log_ref(given) if given is not None else log_ref(default_log(root, None))
 
 
 def check_known(flag: str, value: str | None, known: Iterable[str], noun: str) -> None:
