@@ -1,0 +1,1 @@
+"""Real nats-server processes for the tests: binaries, single nodes and loopback clusters."""
