@@ -190,6 +190,7 @@ class NatsServer:
         self.monitor_port = 0
         self.route: _Route | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # where this launch's lines begin: a restart appends to the log
 
     @property
     def url(self) -> str:
@@ -237,6 +238,7 @@ class NatsServer:
             raise RuntimeError(f"nats-server {self.name} is already running (pid {self.pid})")
         self.store.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            self._log_start = log.tell()
             self._proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         _LIVE.add(self._proc)
         deadline = time.monotonic() + timeout
@@ -284,8 +286,11 @@ class NatsServer:
         return f"nats-server {self.binary.version} ({self.name}, {self.url}) {what}; the end of {self.log_path}:\n{tail}"
 
     def log_tail(self) -> str:
+        """The last lines the current (or last) launch wrote to the log."""
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                lines = log.read().decode(errors="replace").splitlines()
         except OSError as exc:
             return f"(no log: {exc})"
         return "\n".join(lines[-LOG_TAIL_LINES:])
