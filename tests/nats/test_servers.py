@@ -5,6 +5,7 @@ leader is killed and takes the old one back, and no server outlives its fixture.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -92,6 +93,26 @@ def gone(pid: int) -> bool:
         return True
 
 
+def listening(pid: int) -> set[tuple[str, int]]:
+    """The (address, port) pairs `pid` listens on over TCP, IPv4 and IPv6, read from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # an fd closed while we look
+            if (target := str(fd.readlink())).startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    found: set[tuple[str, int]] = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()  # sl local_address rem_address st ... inode is the 10th
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                address, port = local.split(":")
+                raw = bytes.fromhex(address)
+                name = socket.inet_ntoa(raw[::-1]) if table == "tcp" else f"[{raw.hex()}]"
+                found.add((name, int(port, 16)))
+    return found
+
+
 def test_a_node_stores_a_stream_and_a_publish(nats_server: NatsServer) -> None:
     """A single node of each binary creates a JetStream stream and acknowledges a publish at seq 1."""
     created = create_stream(nats_server.url)
@@ -151,6 +172,15 @@ def wait_current(cluster: NatsCluster, name: str) -> StreamInfo:
             return info
         assert time.monotonic() < deadline, f"{name} not a current replica within {FAILOVER_TIMEOUT:g}s: {info.cluster}"
         time.sleep(0.1)
+
+
+def test_every_node_listens_on_loopback_only(nats_cluster: NatsCluster) -> None:
+    """A cluster node listens on 127.0.0.1 alone: its client, monitor and route ports, none a NATS default."""
+    for node in nats_cluster.nodes:
+        assert node.pid is not None and node.route is not None
+        expected = {(HOST, node.port), (HOST, node.monitor_port), (HOST, node.route.port)}
+        assert listening(node.pid) == expected
+        assert not servers.DEFAULT_PORTS & {port for _, port in expected}
 
 
 def test_no_server_outlives_its_fixture(nats_binary: Binary, tmp_path: Path) -> None:
