@@ -34,8 +34,8 @@ def with_js(urls: str | list[str], action: Callable[[JetStreamContext], Awaitabl
         async def quiet(_exc: Exception) -> None:
             return None  # a node killed under the client is the point of these tests
 
-        servers = urls.split(",") if isinstance(urls, str) else urls
-        client = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=2, error_cb=quiet)
+        addresses = urls.split(",") if isinstance(urls, str) else urls
+        client = await nats.connect(servers=addresses, connect_timeout=2, max_reconnect_attempts=2, error_cb=quiet)
         try:
             return await action(client.jetstream())
         finally:
