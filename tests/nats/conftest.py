@@ -14,7 +14,7 @@ import pytest
 
 from tests.nats.servers import LABELS, REQUIRE_ENV, Binary, NatsCluster, NatsServer, NatsUnavailable, probe
 
-NATS_FIXTURES = frozenset({"nats_binary", "nats_server", "nats_cluster"})
+NATS_FIXTURES = frozenset({"nats_binary", "nats_server", "nats_cluster", "nats_module_server"})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,3 +50,18 @@ def nats_cluster(nats_binary: Binary, tmp_path: Path) -> Iterator[NatsCluster]:
     """Three JetStream nodes of that binary routed on loopback, all stopped after the test."""
     with NatsCluster(nats_binary, tmp_path / "nats-cluster", n=3) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module", params=LABELS, ids=[f"nats-{label}" for label in LABELS])
+def nats_module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One node per binary shared by a module's tests (each test uses a stream of its own):
+    the store contract suite would otherwise start a server per test."""
+    label: str = request.param
+    try:
+        binary = probe(label)
+    except NatsUnavailable as exc:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{exc} ({REQUIRE_ENV}=1: both servers must run)")
+        pytest.skip(str(exc))
+    with NatsServer(binary, tmp_path_factory.mktemp("nats")) as server:
+        yield server

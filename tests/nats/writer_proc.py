@@ -1,0 +1,50 @@
+"""A writer process for the failover tests: appends `COUNT` events in batches of `BATCH`
+to the log at URL, each with an explicit id (`NAME-i`), retrying a batch that fails (the
+server down, a leader being elected) until it lands; prints each acknowledged id.
+
+    python -m tests.nats.writer_proc URL NAME COUNT BATCH
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from events.errors import AsupError, ErrorCode
+from events.jetstream.log import JetStreamLog
+from events.store import Pending
+from events.testing import transition
+
+RETRYABLE = (ErrorCode.LOG_UNREACHABLE, ErrorCode.LOG_LOCKED)
+
+
+def _open(url: str) -> JetStreamLog:
+    while True:
+        try:
+            return JetStreamLog.open(url)
+        except AsupError as exc:
+            if exc.code not in RETRYABLE:
+                raise
+            time.sleep(0.2)
+
+
+def main(url: str, name: str, count: int, batch: int) -> None:
+    log = _open(url)
+    for start in range(0, count, batch):
+        items = [Pending(f"{name}-{i % 5}", transition(f"{name}-{i}"), id=f"{name}-{i}") for i in range(start, min(count, start + batch))]
+        while True:
+            try:
+                log.append_batch(items)
+                break
+            except AsupError as exc:
+                if exc.code not in RETRYABLE:
+                    raise
+                print(f"retry {exc.code}", file=sys.stderr, flush=True)
+                log.close()
+                log = _open(url)  # a fresh view: the id window says what of the batch already landed
+        print("\n".join(item.id or "" for item in items), flush=True)
+    log.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
