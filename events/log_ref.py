@@ -19,8 +19,9 @@ import msgspec
 
 from events.chain import DEFAULT_ID_WINDOW
 from events.clock import Clock
-from events.errors import AsupError
+from events.errors import AsupError, ErrorCode, ExitCode
 from events.jetstream.url import LogUrl, is_url, parse
+from events.scan import Problem
 from events.store import LogStore
 from events.vocabulary import Durability
 
@@ -66,20 +67,45 @@ def open_store(
 def readable(ref: LogRef) -> Iterator[Path]:
     """A file holding the log's records: the file itself, or for a URL a verified snapshot
     (removed afterwards). An AsupError naming the snapshot is re-raised naming the URL."""
+    with readable_upto_damage(ref) as (path, damage):
+        if damage is not None:
+            raise damage
+        yield path
+
+
+@contextlib.contextmanager
+def readable_upto_damage(ref: LogRef) -> Iterator[tuple[Path, AsupError | None]]:
+    """`readable`, except that a stream damaged at some record gives the snapshot of the
+    records before it and the damage (naming the URL and the seq), so that a verifier
+    reports what it verified, as it does for a damaged file."""
     if ref.url is None:
-        yield ref.path
+        yield ref.path, None
         return
     folder = Path(tempfile.mkdtemp(prefix="asup-snapshot-"))  # mode 0700, a new name: nothing planted there
     snapshot = folder / f"{ref.url.stream}.jsonl"
     try:
-        write_snapshot(ref.url, snapshot)
-        yield snapshot
+        damage: AsupError | None = None
+        try:
+            write_snapshot(ref.url, snapshot)
+        except AsupError as exc:
+            if exc.seq is None or exc.exit_code is not ExitCode.CHECK_FAILED:  # unreachable, no such stream, not a log
+                raise
+            damage = exc
+        yield snapshot, damage
     except AsupError as exc:
         if exc.file == str(snapshot):
             raise AsupError(exc.code, exc.message, file=ref.text, line=exc.line, field=exc.field, seq=exc.seq, errno=exc.errno) from exc
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_problem(damage: AsupError, offset: int) -> Problem:
+    """The damage that ended a stream's snapshot (`readable_upto_damage`) as the problem a
+    file's scan reports at the same record; `offset` is the snapshot's size."""
+    kind = "schema_unsupported" if damage.code is ErrorCode.SCHEMA_UNSUPPORTED else "corrupt"
+    seq = damage.seq or 0
+    return Problem(kind, seq, offset, damage.code.value, damage.message, field=damage.field, seq=seq)
 
 
 def write_snapshot(url: LogUrl, out: Path) -> int:

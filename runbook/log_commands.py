@@ -1,9 +1,12 @@
-"""`asup log …`: verify, repair, stats, cat and demo for a JSONL log."""
+"""`asup log …`: verify, repair, stats, cat and demo for a log (a JSONL file; verify, stats
+and cat also read a `nats://` URL, through a verified snapshot of the stream)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,13 @@ from events.errors import AsupError, ErrorCode
 from events.force_tail import force_tail as force_tail_of
 from events.jsonl_log import JsonlLog, not_an_asup_log
 from events.lock import is_locked
+from events.log_ref import LogRef, as_problem, readable_upto_damage
 from events.payloads import TailForced, Transition
 from events.record import Record, record_to_builtins
 from events.scan import Problem, Scanner
 from events.segments import Verified, verify_log
 from runbook.demo import write_demo_log
-from runbook.options import LOCK_TIMEOUT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, LOG_HELP, log_arg
 from runbook.output import console, emit_json, fold_table, line, reports_errors, styled
 
 app = typer.Typer(
@@ -32,7 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-LOG_ARG = typer.Argument(..., help="Path of the JSONL log.", show_default=False)
+LOG_ARG = typer.Argument(..., help=LOG_HELP, show_default=False)
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output (one JSON document).")
 
 
@@ -42,13 +46,21 @@ def _existing(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _records(ref: LogRef) -> Iterator[tuple[Path, AsupError | None]]:
+    """The log as a file to scan (for a URL, a snapshot of the records before any damage)
+    and the damage that ended the snapshot, reported after what was read, as for a file."""
+    with readable_upto_damage(ref) as (path, damage):
+        yield _existing(path), damage
+
+
 _VERDICTS = {"schema_unsupported": "UNSUPPORTED", "rollback": "ROLLED BACK"}  # a newer asup's record is not damage
 
 
 @app.command()
 @reports_errors
 def verify(
-    path: Path = LOG_ARG,
+    path: str = LOG_ARG,
     as_json: bool = JSON_OPT,
     jobs: int = typer.Option(
         0, "--jobs", "-j", min=0, help="Processes for a log of 32 MiB or more (0: every usable core; 1: one sequential scan)."
@@ -64,15 +76,20 @@ def verify(
 
     Example: asup log verify artifacts/demo/demo_log.jsonl
     """
-    foreign = not_an_asup_log(_existing(path), lambda: open_regular(path, follow=True))
-    if foreign is not None:  # another tool's file is not a damaged log: nothing to repair
-        raise foreign
-    result = verify_log(path, jobs)
-    problem = result.problem
-    if problem is None or problem.reason == "no_newline":  # a clean or cut-short log may be a rolled-back one
-        problem = _rollback(path, result) or problem
+    ref = log_arg(path)
+    with _records(ref) as (file, damage):
+        foreign = not_an_asup_log(file, lambda: open_regular(file, follow=True))
+        if foreign is not None:  # another tool's file is not a damaged log: nothing to repair
+            raise foreign
+        result = verify_log(file, jobs)
+        problem = result.problem
+        if problem is None and damage is not None:
+            problem = as_problem(damage, file.stat().st_size)
+        elif ref.url is None and (problem is None or problem.reason == "no_newline"):  # a clean or cut-short log may be a rolled-back one
+            problem = _rollback(file, result) or problem
+        writer_active = ref.url is None and is_locked(file)
     summary: dict[str, Any] = {
-        "log": str(path),
+        "log": ref.text,
         "log_id": result.log_id,
         "records": result.records,
         "streams": result.streams,
@@ -86,15 +103,15 @@ def verify(
             "line": problem.line,
             "offset": problem.offset,
             "reason": problem.reason,
-            "message": problem.error(str(path)).one_line(),
-            "writer_active": is_locked(path),
+            "message": problem.error(ref.text).one_line(),
+            "writer_active": writer_active,
         }
     if as_json:
         emit_json(summary)
     else:
         out = console()
         verdict = styled("ok", "green") if problem is None else styled(_VERDICTS.get(problem.kind, "DAMAGED"), "red")
-        out.print(line(f"{path}: ", verdict, f" — {result.records} records, {result.streams} streams, last seq {result.last_seq}"))
+        out.print(line(f"{ref.text}: ", verdict, f" — {result.records} records, {result.streams} streams, last seq {result.last_seq}"))
         if problem is not None:
             out.print(f"  first problem: {summary['problem']['message']}", markup=False, soft_wrap=True)
             if summary["problem"]["writer_active"]:
@@ -116,7 +133,7 @@ def _rollback(path: Path, result: Verified) -> Problem | None:
 @app.command()
 @reports_errors
 def repair(
-    path: Path = LOG_ARG,
+    path: str = LOG_ARG,
     as_json: bool = JSON_OPT,
     lock_timeout: float = LOCK_TIMEOUT_OPT,
     force_tail: bool = typer.Option(
@@ -133,23 +150,27 @@ def repair(
 
     Example: asup log repair artifacts/demo/demo_log.jsonl
     """
-    _existing(path)
+    ref = log_arg(path)
+    if ref.url is not None:
+        why = f"a JetStream log is never cut: nothing to repair; asup log verify {ref.text} says what is wrong"
+        raise AsupError(ErrorCode.USAGE, why, file=ref.text)
+    file = _existing(ref.path)
     if force_tail:
-        _report_forced(path, force_tail_of(path, lock_timeout=lock_timeout), as_json)
+        _report_forced(file, force_tail_of(file, lock_timeout=lock_timeout), as_json)
         return
-    with JsonlLog.open(path, lock_timeout=lock_timeout, verify=True) as log:
+    with JsonlLog.open(file, lock_timeout=lock_timeout, verify=True) as log:
         repaired = log.repaired
         seq, _ = log.last_position()
-    result: dict[str, Any] = {"log": str(path), "repaired": repaired is not None, "last_seq": seq}
+    result: dict[str, Any] = {"log": str(file), "repaired": repaired is not None, "last_seq": seq}
     if repaired is not None:
         result.update(offset=repaired.offset, length=repaired.length, quarantine=repaired.quarantine, reason=repaired.reason)
     if as_json:
         emit_json(result)
     elif repaired is None:
-        console().print(f"{path}: nothing to repair (last seq {seq})")
+        console().print(f"{file}: nothing to repair (last seq {seq})")
     else:
         console().print(
-            f"{path}: moved {repaired.length} torn bytes ({repaired.reason}) from offset {repaired.offset} "
+            f"{file}: moved {repaired.length} torn bytes ({repaired.reason}) from offset {repaired.offset} "
             f"to {repaired.quarantine}; log_repaired recorded at seq {seq}",
             markup=False,
             soft_wrap=True,
@@ -176,7 +197,7 @@ def _report_forced(path: Path, forced: TailForced | None, as_json: bool) -> None
 
 @app.command()
 @reports_errors
-def stats(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
+def stats(path: str = LOG_ARG, as_json: bool = JSON_OPT) -> None:
     """Count records by type, stream and reason code (the whole log is verified on the way).
 
     Example: asup log stats artifacts/demo/demo_log.jsonl --json
@@ -184,23 +205,25 @@ def stats(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
     by_type: Counter[str] = Counter()
     by_stream: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
-    scanner = Scanner(_existing(path), ChainState())
-    for record in scanner:
-        by_type[record.type] += 1
-        by_stream[record.stream] += 1
-        reason = getattr(record.data, "reason_code", None)
-        if reason is not None:
-            by_reason[str(reason)] += 1
+    ref = log_arg(path)
+    with _records(ref) as (file, damage):
+        scanner = Scanner(file, ChainState())
+        for record in scanner:
+            by_type[record.type] += 1
+            by_stream[record.stream] += 1
+            reason = getattr(record.data, "reason_code", None)
+            if reason is not None:
+                by_reason[str(reason)] += 1
     counts = {
         "types": dict(sorted(by_type.items())),
         "streams": dict(sorted(by_stream.items())),
         "reason_codes": dict(sorted(by_reason.items())),
     }
     if as_json:
-        emit_json({"log": str(path), "records": scanner.records, **counts})
+        emit_json({"log": ref.text, "records": scanner.records, **counts})
     else:
         out = console()
-        out.print(f"{path}: {scanner.records} records")
+        out.print(f"{ref.text}: {scanner.records} records")
         for title, counter in (("type", by_type), ("reason code", by_reason), ("stream", by_stream)):
             table = fold_table(title=f"by {title}", title_justify="left")
             table.add_column(title, overflow="fold")
@@ -208,13 +231,13 @@ def stats(path: Path = LOG_ARG, as_json: bool = JSON_OPT) -> None:
             for key, count in sorted(counter.items()):
                 table.add_row(key, str(count))
             out.print(table)
-    _raise_problem(scanner, path)
+    _raise_problem(scanner, ref.text, damage)
 
 
 @app.command()
 @reports_errors
 def cat(
-    path: Path = LOG_ARG,
+    path: str = LOG_ARG,
     stream: str | None = typer.Option(None, "--stream", help="Only this stream (e.g. a transfer id)."),
     type_: str | None = typer.Option(None, "--type", help="Only this event type (e.g. transition)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per record, as stored minus nothing."),
@@ -223,16 +246,18 @@ def cat(
 
     Example: asup log cat artifacts/demo/demo_log.jsonl --stream demo-retry --type transition
     """
-    scanner = Scanner(_existing(path), ChainState())
+    ref = log_arg(path)
     out = console()
-    for record in scanner:
-        if (stream is not None and record.stream != stream) or (type_ is not None and record.type != type_):
-            continue
-        if as_json:
-            emit_json_line(record)
-        else:
-            out.print(_human(record), markup=False, soft_wrap=True)
-    _raise_problem(scanner, path)
+    with _records(ref) as (file, damage):
+        scanner = Scanner(file, ChainState())
+        for record in scanner:
+            if (stream is not None and record.stream != stream) or (type_ is not None and record.type != type_):
+                continue
+            if as_json:
+                emit_json_line(record)
+            else:
+                out.print(_human(record), markup=False, soft_wrap=True)
+    _raise_problem(scanner, ref.text, damage)
 
 
 @app.command()
@@ -265,6 +290,8 @@ def _human(record: Record) -> str:
     return f"{record.seq:>8} {record.ts} {record.stream}#{record.sv} {record.type} {detail}"
 
 
-def _raise_problem(scanner: Scanner, path: Path) -> None:
+def _raise_problem(scanner: Scanner, name: str, damage: AsupError | None = None) -> None:
     if scanner.problem is not None:
-        raise scanner.problem.error(str(path))
+        raise scanner.problem.error(name)
+    if damage is not None:  # a stream's: its snapshot ended before it
+        raise damage

@@ -23,7 +23,7 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
-from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, LOG_HELP, ROOT_OPT
 from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
 from runbook.report_commands import print_checklist
 
@@ -190,7 +190,7 @@ def readiness(
 
 @reports_errors
 def triage(
-    target: str = typer.Argument(..., help="A failing log, or a reason code (e.g. retry_exhausted)."),
+    target: str = typer.Argument(..., help=f"A failing log, or a reason code (e.g. retry_exhausted). {LOG_HELP}"),
     root: Path = ROOT_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -210,7 +210,7 @@ def triage(
             for f in result["failures"]:
                 table.add_row(f["transfer_id"], f["reason_code"], f["section"], f["level"], str(f["last_seq"]), f["cause"])
             out.print(table)
-        elif Path(target).is_file():
+        elif triage_mod.names_log(target):
             out.print(f"{target}: no transfer failed closed", markup=False)
         triage_mod.print_suspended(out, result["suspended"])
         _print_stale(result["stale"])

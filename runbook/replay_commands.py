@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import msgspec
 import typer
 
 from events.errors import AsupError, ErrorCode
+from events.log_ref import readable, readable_upto_damage
 from projections.fold import fold_log
 from projections.transfers import Transfers
 from replay.diff import diff_logs
 from replay.reexecute import ReplayOutcome, ReplayReport, replay_log
+from runbook.options import LOG_HELP, log_arg
 from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
 OUTCOME_COLORS = {ReplayOutcome.REPRODUCED: "green", ReplayOutcome.DIVERGED: "red", ReplayOutcome.IMPOSSIBLE: "magenta"}
@@ -19,7 +22,7 @@ OUTCOME_COLORS = {ReplayOutcome.REPRODUCED: "green", ReplayOutcome.DIVERGED: "re
 
 @reports_errors
 def replay(
-    log: Path = typer.Argument(..., help="A recorded log.", show_default=False),
+    log: str = typer.Argument(..., help=f"A recorded log. {LOG_HELP}", show_default=False),
     transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer."),
     until: int | None = typer.Option(None, "--until", help="Stop at this seq and print every transfer's state there."),
     trace_out: Path | None = typer.Option(None, "--trace", help="Write the re-execution's replay trace (same format as `asup trace`)."),
@@ -32,14 +35,18 @@ def replay(
 
     Example: asup replay artifacts/logs/transfers.jsonl --transfer t-3b1b0c2c2f27 --trace /tmp/replay.jsonl
     """
-    if not log.is_file():
-        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    report, trace = replay_log(log, transfer=transfer, until=until, lever=lever, want_trace=trace_out is not None)
+    ref = log_arg(log)
+    with readable_upto_damage(ref) as (path, damage):
+        _existing(path)
+        report, trace = replay_log(path, transfer=transfer, until=until, lever=lever, want_trace=trace_out is not None)
+        states = fold_log(path, [Transfers()], until_seq=until).states["transfers"] if until is not None else None
+    report = _named(report, path, ref.text)
+    if damage is not None and report.problem is None and (until is None or until >= (damage.seq or 0)):
+        report = msgspec.structs.replace(report, problem=damage.one_line())  # replayed up to it, as for a file
     if transfer is not None and not report.transfers:
-        raise AsupError(ErrorCode.USAGE, f"no transfer {transfer!r} in the log", file=str(log))
+        raise AsupError(ErrorCode.USAGE, f"no transfer {transfer!r} in the log", file=ref.text)
     if trace_out is not None:
         write_output(trace_out, trace)
-    states = fold_log(log, [Transfers()], until_seq=until).states["transfers"] if until is not None else None
     if as_json:
         payload = msgspec.to_builtins(report) | {"reproduced": report.reproduced}
         if states is not None:
@@ -49,6 +56,19 @@ def replay(
         _print(report, until, states)
     if not report.reproduced:
         raise typer.Exit(1)
+
+
+def _existing(path: Path) -> None:
+    if not path.is_file():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(path))
+
+
+def _named(report: ReplayReport, path: Path, name: str) -> ReplayReport:
+    """`report` naming the log as the operator did (not the snapshot a URL was read from)."""
+    if name == str(path):
+        return report
+    problem = report.problem.replace(str(path), name) if report.problem else None
+    return msgspec.structs.replace(report, log=name, problem=problem)
 
 
 def _print(report: ReplayReport, until: int | None, states: object) -> None:
@@ -81,8 +101,8 @@ def _print(report: ReplayReport, until: int | None, states: object) -> None:
 
 @reports_errors
 def diff(
-    log_a: Path = typer.Argument(..., help="The baseline log."),
-    log_b: Path = typer.Argument(..., help="The log to compare (a replay, a new code version)."),
+    log_a: str = typer.Argument(..., help=f"The baseline log. {LOG_HELP}"),
+    log_b: str = typer.Argument(..., help="The log to compare (a replay, a new code version), a file or a URL likewise."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable diff."),
 ) -> None:
     """Semantic diff by stream, ignoring timestamps, clock readings, digests, ids and seq:
@@ -90,16 +110,18 @@ def diff(
 
     Example: asup diff baseline.jsonl candidate.jsonl
     """
-    for path in (log_a, log_b):
-        if not path.is_file():
-            raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(path))
-    diffs = diff_logs(log_a, log_b)
+    ref_a, ref_b = log_arg(log_a), log_arg(log_b)
+    with contextlib.ExitStack() as stack:
+        path_a, path_b = (stack.enter_context(readable(ref)) for ref in (ref_a, ref_b))
+        for path in (path_a, path_b):
+            _existing(path)
+        diffs = diff_logs(path_a, path_b)
     counts: dict[str, int] = {}
     for d in diffs:
         counts[d.status] = counts.get(d.status, 0) + 1
     if as_json:
         emit_json(
-            {"a": str(log_a), "b": str(log_b), "counts": dict(sorted(counts.items())), "streams": [msgspec.to_builtins(d) for d in diffs]}
+            {"a": ref_a.text, "b": ref_b.text, "counts": dict(sorted(counts.items())), "streams": [msgspec.to_builtins(d) for d in diffs]}
         )
     else:
         out = console()

@@ -12,6 +12,7 @@ import typer
 from engine import liveness
 from engine.liveness import Liveness
 from events.errors import AsupError, ErrorCode
+from events.log_ref import LogRef, as_problem, readable, readable_upto_damage
 from events.vocabulary import ReasonCode, State
 from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
@@ -27,23 +28,30 @@ from projections.traces import Traces
 from projections.transfers import Transfers, TransferView
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.options import ROOT_OPT, check_known
+from runbook.options import LOG_HELP, ROOT_OPT, check_known, log_arg
 from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
-LOG_ARG = typer.Argument(..., help="A transfer log (JSONL).", show_default=False)
+LOG_ARG = typer.Argument(..., help=f"A transfer log. {LOG_HELP}", show_default=False)
 
 
-def _fold(log: Path, until: int | None = None, *, causes: bool = False) -> tuple[dict[str, Any], Any]:
+def _fold(ref: LogRef, until: int | None = None, *, causes: bool = False) -> tuple[dict[str, Any], Any]:
+    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations(), *([Causes()] if causes else [])]
+    with readable_upto_damage(ref) as (log, damage):
+        _existing(log)
+        result = fold_log(log, projections, until_seq=until)
+        if damage is not None and result.problem is None and (until is None or until >= (damage.seq or 0)):
+            result.problem = as_problem(damage, log.stat().st_size)  # where a file's fold stops too
+    return result.states, result
+
+
+def _existing(log: Path) -> None:
     if not log.is_file():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics(), Violations(), *([Causes()] if causes else [])]
-    result = fold_log(log, projections, until_seq=until)
-    return result.states, result
 
 
 @reports_errors
 def status(
-    log: Path = LOG_ARG,
+    log: str = LOG_ARG,
     until: int | None = typer.Option(None, "--until", help="State as of this seq (time travel)."),
     state: str | None = typer.Option(None, "--state", help="Only transfers in this state."),
     reason: str | None = typer.Option(None, "--reason", help="Only transfers that failed with this reason code."),
@@ -60,7 +68,8 @@ def status(
     """
     check_known("--state", state, State, "a state")
     check_known("--reason", reason, ReasonCode, "a reason code")
-    states, result = _fold(log, until, causes=True)  # only status shows causes
+    ref = log_arg(log)
+    states, result = _fold(ref, until, causes=True)  # only status shows causes
     projections: list[Projection[Any]] = [Transfers(), Audit(), Metrics()]
     rendered = render_all(projections, states)
     rows = [
@@ -75,11 +84,11 @@ def status(
         t["liveness"] = _liveness(views[t["transfer_id"]], until)
         t["cause"] = causes.get(t["transfer_id"]) if t["state"] == State.FAILED_CLOSED else None
     rendered["transfers"]["transfers"] = [t for t in rows if not stale or t["liveness"] == Liveness.STALE]
-    problem = result.problem.error(str(log)).one_line() if result.problem else None
+    problem = result.problem.error(ref.text).one_line() if result.problem else None
     if as_json:
-        emit_json({"log": str(log), "last_seq": result.seq, "problem": problem, **rendered})
+        emit_json({"log": ref.text, "last_seq": result.seq, "problem": problem, **rendered})
     else:
-        _print_status(rendered, log, result.seq, problem)
+        _print_status(rendered, ref.text, result.seq, problem)
     if problem:
         raise typer.Exit(1)
 
@@ -94,7 +103,7 @@ def _liveness(view: TransferView, until: int | None) -> str | None:
     return verdict.liveness.value
 
 
-def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | None) -> None:
+def _print_status(rendered: dict[str, Any], log: str, seq: int, problem: str | None) -> None:
     out = console()
     headers = ("transfer", "target", "class", "mode", "state", "reason", "attempt", "bytes", "started", "ms")
     table = fold_table(*headers, title=f"{log} (through seq {seq})")
@@ -139,7 +148,7 @@ def _print_status(rendered: dict[str, Any], log: Path, seq: int, problem: str | 
 
 @reports_errors
 def trace(
-    log: Path = LOG_ARG,
+    log: str = LOG_ARG,
     output: Path | None = typer.Option(None, "-o", "--output", help="Write the trace here (default: stdout)."),
     transfer: str | None = typer.Option(None, "--transfer", help="Only this transfer."),
 ) -> None:
@@ -147,12 +156,13 @@ def trace(
 
     Example: asup trace artifacts/logs/transfers.jsonl -o /tmp/trace.jsonl
     """
-    if not log.is_file():
-        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
+    ref = log_arg(log)
     traces = Traces()
-    result = fold_log(log, [traces])
+    with readable(ref) as path:
+        _existing(path)
+        result = fold_log(path, [traces])
     if result.problem is not None:
-        raise result.problem.error(str(log))
+        raise result.problem.error(ref.text)
     lines = traces.lines(result.states["traces"], transfer)
     data = b"".join(lines)
     if output is None:
@@ -164,7 +174,7 @@ def trace(
 
 @reports_errors
 def escalate_cmd(
-    log: list[Path] = typer.Argument(None, help="Transfer logs to judge (default: every log under --root)."),
+    log: list[str] = typer.Argument(None, help=f"Transfer logs to judge (default: every log under --root). {LOG_HELP}"),
     root: Path = ROOT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable verdict."),
 ) -> None:
@@ -175,18 +185,16 @@ def escalate_cmd(
     paths = ArtifactPaths(root)
     if not log and not root.is_dir():
         raise AsupError(ErrorCode.USAGE, "no such root: nothing to judge (a typo? --root or ASUP_ROOT names it)", file=str(root))
-    logs = log or _logs_under(paths)
+    logs = [log_arg(text) for text in log] if log else [log_arg(p) for p in _logs_under(paths)]
     rules = []
     transfers = 0
-    for path in logs:
-        states, result = _fold(path)
+    for ref in logs:
+        states, result = _fold(ref)
         transfers += len(states["transfers"].transfers)
         metrics = Metrics().render(states["metrics"])
         violations = states["violations"]
         problems = (
-            [{"log": str(path), "line": result.problem.line, "message": result.problem.error(str(path)).one_line()}]
-            if result.problem
-            else []
+            [{"log": ref.text, "line": result.problem.line, "message": result.problem.error(ref.text).one_line()}] if result.problem else []
         )
         rules += escalate(
             Inputs(
@@ -196,7 +204,7 @@ def escalate_cmd(
                 log_problems=problems,
                 terminal_exits=violations.terminal_exits,
                 forbidden_accepts=violations.forbidden_accepts,
-                stale=liveness.stale_facts(states["transfers"].transfers.values(), path),
+                stale=liveness.stale_facts(states["transfers"].transfers.values(), ref.text),
             )
         )
     ops = ops_state(paths) if root.is_dir() else OpsState()
@@ -209,7 +217,7 @@ def escalate_cmd(
         where = f"under {root}" if not log else "in the logs given"
         raise AsupError(ErrorCode.USAGE, f"no transfers {where}: an all-clear would judge nothing")
     if as_json:
-        judged = {"logs": [str(p) for p in logs], "transfers": transfers}
+        judged = {"logs": [ref.text for ref in logs], "transfers": transfers}
         emit_json({"level": level, **judged, "rules": [msgspec.to_builtins(r) for r in rules]})
     else:
         out = console()

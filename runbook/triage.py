@@ -16,6 +16,8 @@ from engine import liveness
 from engine.durability import sidecar_path
 from engine.liveness import resume_command
 from events.errors import AsupError, ErrorCode
+from events.jetstream.url import is_url
+from events.log_ref import log_ref, readable
 from events.observations import StoreFailed
 from events.vocabulary import ReasonCode, State
 from projections.artifact_paths import ArtifactPaths
@@ -71,7 +73,12 @@ def _fold(log: Path) -> tuple[list[TransferView], CausesState]:
     return sorted(states["transfers"].transfers.values(), key=lambda v: v.transfer_id), states["causes"]
 
 
-def suspended(log: Path, views: list[TransferView]) -> list[SuspendedTransfer]:
+def names_log(target: str) -> bool:
+    """A log triage reads (a file or a nats:// URL), not a reason code."""
+    return is_url(target) or Path(target).is_file()
+
+
+def suspended(log: Path | str, views: list[TransferView]) -> list[SuspendedTransfer]:
     """The transfers of `log` left suspended, each with the command that continues it."""
     return [
         SuspendedTransfer(v.transfer_id, v.committed_cursor, v.size, v.checkpoint, resume_command(v.transfer_id, log))
@@ -134,7 +141,7 @@ def _durability_steps(paths: ArtifactPaths) -> list[TriageStep]:
     ]
 
 
-def _replay_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
+def _replay_steps(log: Path | None, failed: list[Failure], name: str) -> list[TriageStep]:
     steps = []
     for failure in failed:
         if failure.section not in ("C", "D") or log is None:
@@ -147,13 +154,13 @@ def _replay_steps(log: Path | None, failed: list[Failure]) -> list[TriageStep]:
                 f"replay {failure.transfer_id}",
                 outcome == ReplayOutcome.REPRODUCED,
                 f"{outcome}; failed closed at seq {failure.last_seq}",
-                f"asup replay {log} --transfer {failure.transfer_id}",
+                f"asup replay {name} --transfer {failure.transfer_id}",
             )
         )
     return steps
 
 
-def _storage_steps(log: Path, failed: list[Failure], views: list[TransferView], causes: CausesState) -> list[TriageStep]:
+def _storage_steps(log: str, failed: list[Failure], views: list[TransferView], causes: CausesState) -> list[TriageStep]:
     """Section D, per io_failed transfer: the storage it names, as it is now."""
     cursors = {v.transfer_id: v.committed_cursor for v in views}
     steps = []
@@ -163,7 +170,7 @@ def _storage_steps(log: Path, failed: list[Failure], views: list[TransferView], 
             continue
         intent = causes.intents.get(failure.transfer_id)
         healthy, found = storage_now(observed, intent, cursors[failure.transfer_id])
-        rerun = intent.replay_command if intent is not None and intent.replay_command else f"asup status {shlex.quote(str(log))}"
+        rerun = intent.replay_command if intent is not None and intent.replay_command else f"asup status {shlex.quote(log)}"
         detail = f"recorded: {causes.causes.get(failure.transfer_id, observed.detail)}; now: {found}"
         steps.append(TriageStep("D", f"storage of {failure.transfer_id}", healthy, detail, rerun))
     return steps
@@ -192,20 +199,28 @@ SECTION_STEPS: dict[str, Callable[[ArtifactPaths], list[TriageStep]]] = {
 
 
 def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
-    log = Path(target) if Path(target).is_file() else None
+    if not names_log(target):
+        return _triage(target, paths, "", None)
+    ref = log_ref(target)
+    name = ref.text if ref.url is not None else str(ref.path)  # what the commands it prints name
+    with readable(ref) as log:  # a URL's snapshot lives while its transfers are replayed
+        return _triage(target, paths, name, log)
+
+
+def _triage(target: str, paths: ArtifactPaths, name: str, log: Path | None) -> dict[str, Any]:
     stopped: list[SuspendedTransfer] = []
     views: list[TransferView] = []
     if log is not None:
         views, causes = _fold(log)
-        failed, stopped = failures(views, causes.causes), suspended(log, views)
+        failed, stopped = failures(views, causes.causes), suspended(name, views)
         sections = sorted({f.section for f in failed})
     else:
         code = parse_code(target)
         failed = []
         sections = [SECTION[code]]
-    steps = _replay_steps(log, failed)  # first: later steps regenerate e2e logs under the root
+    steps = _replay_steps(log, failed, name)  # first: later steps regenerate e2e logs under the root
     if log is not None:
-        steps += _storage_steps(log, failed, views, causes)
+        steps += _storage_steps(name, failed, views, causes)
     for section in sections:
         steps += SECTION_STEPS[section](paths)
     result = {
@@ -218,10 +233,10 @@ def triage(target: str, paths: ArtifactPaths) -> dict[str, Any]:
         "passed": all(s.passed for s in steps),
         "checks": len(steps),
     }
-    return with_stale(result, log, views)
+    return with_stale(result, name if log is not None else None, views)
 
 
-def with_stale(result: dict[str, Any], log: Path | None, views: list[TransferView]) -> dict[str, Any]:
+def with_stale(result: dict[str, Any], log: Path | str | None, views: list[TransferView]) -> dict[str, Any]:
     """`result` with the log's stale transfers (unfinished, no live lease holder), each with
     the command that continues it; they raise the level to at least their escalation's P2."""
     stale = [] if log is None else liveness.stale_facts(views, log)
