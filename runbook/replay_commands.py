@@ -58,9 +58,10 @@ def replay(
         raise typer.Exit(1)
 
 
-def _existing(path: Path) -> None:
+def _existing(path: Path) -> Path:
     if not path.is_file():
         raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(path))
+    return path
 
 
 def _named(report: ReplayReport, path: Path, name: str) -> ReplayReport:
@@ -112,9 +113,7 @@ def diff(
     """
     ref_a, ref_b = log_arg(log_a), log_arg(log_b)
     with contextlib.ExitStack() as stack:
-        path_a, path_b = (stack.enter_context(readable(ref)) for ref in (ref_a, ref_b))
-        for path in (path_a, path_b):
-            _existing(path)
+        path_a, path_b = (_existing(stack.enter_context(readable(ref))) for ref in (ref_a, ref_b))  # a's error first
         diffs = diff_logs(path_a, path_b)
     counts: dict[str, int] = {}
     for d in diffs:
