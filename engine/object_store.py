@@ -1,0 +1,101 @@
+"""A target store on a JetStream object-store bucket: `ObjectStore("nats://HOST:PORT/BUCKET")`.
+
+The bucket is the stream `OBJ_<BUCKET>` laid out as the NATS object store lays it out
+(created so when absent): an artifact published here is an object `nats object get`
+reads, chunks and meta (with its `SHA-256=` digest) on the subjects it expects. What asup
+keeps beside an artifact (the unpublished chunks, the checkpoint) sits on chunk subjects
+no meta names, so `nats object ls` lists only published artifacts. Each artifact is an
+`engine.object_target.ObjectHandle`; its lease is a KV lease (`engine.kv_leases`) on the
+same servers, so two hosts writing one bucket exclude each other.
+
+Bundles are refused (a usage error): a bundle's members would be objects under its name,
+and publishing them all at once, never half, is not built yet.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine.directory_target import Generations
+from engine.js_stream import JsStream
+from engine.kv_leases import DEFAULT_TTL, KvLeases
+from engine.layout import Layout, check_name
+from engine.object_target import ObjectHandle
+from events import strict_json
+from events.errors import AsupError, ErrorCode
+from events.jetstream.url import LogUrl, parse
+
+_CHECKPOINT = re.compile(r"\$O\.([A-Za-z0-9_-]+)\.C\.asup-[0-9a-f]{32}-ckpt")
+
+
+def parse_bucket(text: str) -> LogUrl:
+    """`nats://HOST:PORT[,HOST:PORT]/BUCKET[?replicas=N&timeout=S]` by the log URL's rules;
+    the result's `stream` is the bucket's name."""
+    try:
+        return parse(text)
+    except AsupError as exc:
+        raise AsupError(ErrorCode.USAGE, str(exc.args[0]).replace("log URL", "object store URL"), file=text) from None
+
+
+def _bucket_config(bucket: str, replicas: int | None) -> dict[str, Any]:
+    """The stream an object-store bucket is, as the NATS clients create it."""
+    return {
+        "subjects": [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"],
+        "discard": "new",
+        "allow_rollup_hdrs": True,
+        "allow_direct": True,
+        "storage": "file",
+        "num_replicas": replicas or 1,
+    }
+
+
+class ObjectStore:
+    """The artifacts of one object-store bucket (see the module docstring)."""
+
+    def __init__(self, url: str, *, lease_ttl: float = DEFAULT_TTL) -> None:
+        self.url = parse_bucket(url)
+        self.bucket = self.url.stream
+        self.name = self.url.text
+        self._js = JsStream(self.url, f"OBJ_{self.bucket}", self.name)
+        self._leases = KvLeases(self.url, ttl=lease_ttl, stream=None)
+        self._generations = Generations()  # shared by every handle: a resumed session goes on counting
+        self._ready = False
+
+    def _open(self) -> None:
+        if not self._ready:
+            self._js.run(self._js.conn.connect())
+            self._js.run(self._js.ensure(_bucket_config(self.bucket, self.url.replicas)))
+            self._ready = True
+
+    def open(self, name: str, layout: Layout, kind: str) -> ObjectHandle:
+        if kind == "bundle":
+            raise AsupError(
+                ErrorCode.USAGE, "an object-store target takes file artifacts only: bundles are not supported yet", file=self.name
+            )
+        if kind != "file":
+            raise AsupError(ErrorCode.USAGE, f"artifact kind {kind!r} is neither 'file' nor 'bundle'")
+        name = check_name(name)
+        self._open()
+        return ObjectHandle(self._js, self.bucket, self._leases, name, layout, self._generations)
+
+    def load_checkpoint(self, ref: str) -> bytes:
+        """The checkpoint a handle of this bucket saved under `ref` (its subject)."""
+        match = _CHECKPOINT.fullmatch(ref)
+        if match is None or match.group(1) != self.bucket:
+            raise AsupError(ErrorCode.USAGE, f"not a checkpoint of bucket {self.bucket}: {ref!r}", file=self.name)
+        self._open()
+        stored = self._js.run(self._js.last(ref))
+        if stored is None:
+            raise AsupError(ErrorCode.USAGE, "cannot read checkpoint: there is none", file=f"{self.name} {ref}")
+        if len(stored.data) > strict_json.MAX_DOCUMENT:
+            raise AsupError(
+                ErrorCode.USAGE, f"invalid checkpoint: over the {strict_json.MAX_DOCUMENT}-byte limit", file=f"{self.name} {ref}"
+            )
+        return stored.data
+
+    def close(self) -> None:
+        if self._ready:
+            self._leases.close()
+            self._js.run(self._js.conn.close())
+            self._ready = False

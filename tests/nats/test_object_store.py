@@ -1,0 +1,157 @@
+"""The object-store target (`engine.object_store`) on real servers (2.9 and 2.15): the
+target store contract, a resume after the writer is SIGKILLed mid-put, a publish race, and
+an artifact the NATS object store client reads back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from blake3 import blake3
+
+from engine.object_store import ObjectStore
+from engine.testing.target_store_contract import DATA, MEMBERS, NAME, TargetStoreContract, bundle_layout, digest_of, file_layout
+from events.errors import AsupError, ErrorCode
+from events.jetstream.bridge import bridge
+from tests.nats import object_writer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bucket_for(tmp_path: Path) -> str:
+    """One bucket per test (two clients of one `tmp_path` share it)."""
+    return "t" + blake3(str(tmp_path).encode()).hexdigest()[:20]
+
+
+class TestObjectStore(TargetStoreContract):
+    @pytest.fixture(autouse=True)
+    def _server(self, nats_server: Any) -> None:
+        self.server_url = nats_server.url
+
+    def make_store(self, tmp_path: Path) -> ObjectStore:
+        return ObjectStore(f"{self.server_url}/{bucket_for(tmp_path)}")
+
+    # bundles are refused by this store (see engine.object_store): each bundle test checks the refusal instead
+
+    def _refuses_a_bundle(self, tmp_path: Path) -> None:
+        with pytest.raises(AsupError) as refused:
+            self.make_store(tmp_path).open("bundle.out", bundle_layout(MEMBERS), "bundle")
+        assert refused.value.code is ErrorCode.USAGE and "bundles are not supported" in str(refused.value)
+
+    def test_a_bundle_holds_only_the_members_complete_in_order(self, tmp_path: Path) -> None:
+        """An object-store target refuses a bundle with a usage error (bundles are not built yet)."""
+        self._refuses_a_bundle(tmp_path)
+
+    def test_a_bundle_publishes_with_nested_directories_and_empty_members(self, tmp_path: Path) -> None:
+        """An object-store target refuses a bundle with a usage error (bundles are not built yet)."""
+        self._refuses_a_bundle(tmp_path)
+
+    def test_leftovers_of_an_earlier_transfer_are_never_published(self, tmp_path: Path) -> None:
+        """An object-store target refuses a bundle with a usage error (bundles are not built yet)."""
+        self._refuses_a_bundle(tmp_path)
+
+
+@pytest.fixture
+def url(nats_server: Any, tmp_path: Path) -> str:
+    return f"{nats_server.url}/{bucket_for(tmp_path)}"
+
+
+def read_object(url: str, name: str) -> bytes:
+    """The object as the nats-py object store client reads it (it checks the SHA-256 digest)."""
+    server, bucket = url.rsplit("/", 1)
+
+    async def get() -> bytes:
+        nc = await nats.connect(server)
+        try:
+            result = await (await nc.jetstream().object_store(bucket)).get(name)
+            return bytes(result.data or b"")
+        finally:
+            await nc.close()
+
+    return bridge().call(get(), 30)
+
+
+def test_a_published_artifact_is_an_object_the_nats_client_reads(url: str) -> None:
+    """The meta and chunks are the object store's own: nats-py's `get` reads the bytes and their SHA-256 matches."""
+    data = DATA * 40  # several 128 KiB chunks
+    handle = ObjectStore(url).open("dir/a.bin", file_layout(data), "file")
+    handle.prepare(0)
+    for offset in range(0, len(data), 50_000):
+        handle.write(offset, data[offset : offset + 50_000])
+    handle.publish()
+    assert read_object(url, "dir/a.bin") == data
+    assert handle.chunk_fetches == 0
+    handle.close()
+
+
+def test_a_resume_after_a_sigkill_mid_put_reads_no_committed_chunk_back(url: str) -> None:
+    """A writer killed mid-put leaves chunks past its checkpoint: a new process holds them,
+    cuts back to the checkpoint and finishes without reading a chunk back until the digest,
+    which reads each committed chunk once; the published object is the whole payload."""
+    size = 200 * object_writer.CHUNK + 123
+    argv = [sys.executable, "-m", "tests.nats.object_writer", url, NAME, str(size)]
+    with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            for _ in range(12):  # a few checkpoints, so the kill lands well into the put
+                ref = proc.stdout.readline().split()[1]
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+    store = ObjectStore(url)
+    cursor = json.loads(store.load_checkpoint(ref))["committed_cursor"]
+    handle = store.open(NAME, object_writer.layout(size), "file")
+    held = handle.held().size
+    assert 0 < cursor <= held < size
+    handle.prepare(cursor)
+    assert handle.held().size == cursor
+    data = object_writer.payload(size)
+    for offset in range(cursor, size, object_writer.CHUNK):
+        handle.write(offset, data[offset : offset + object_writer.CHUNK])
+    assert handle.chunk_fetches == 0  # held, prepare and the writes read no committed chunk back
+    assert handle.digest() == (digest_of(data), size)
+    read_back = handle.chunk_fetches
+    handle.publish()
+    assert handle.chunk_fetches == read_back == size // object_writer.CHUNK + 1  # every chunk read once, for the digest
+    assert handle.held().final == (digest_of(data), size)
+    assert read_object(url, NAME) == data
+    handle.close()
+
+
+def test_two_clients_racing_to_publish_one_name_one_wins(url: str) -> None:
+    """Two clients (two hosts finishing one transfer) publish the same name at once: one
+    publishes, the other is CONFLICT_DETECTED, and the object is whole."""
+    first = ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    first.prepare(0)
+    first.write(0, DATA)
+    second = ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    assert second.held().size == len(DATA)
+    start = threading.Barrier(2)
+    outcome: list[str] = []
+
+    def publish(handle: Any) -> None:
+        start.wait()
+        try:
+            handle.publish()
+            outcome.append("published")
+        except AsupError as exc:
+            outcome.append(str(exc.code))
+
+    threads = [threading.Thread(target=publish, args=(h,)) for h in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcome) == ["conflict_detected", "published"]
+    assert first.held().final == second.held().final == (digest_of(DATA), len(DATA))
+    assert read_object(url, NAME) == DATA
+    first.close()
+    second.close()
