@@ -13,6 +13,10 @@ flock on it is what holds the lease; the text only says who took it last.
     unknown   no target path recorded (a v1 log, a library caller), or the lease was taken
               on another host, where only a JetStream lease could tell
 
+`check_kv(probe)` asks the same of a lease in a JetStream KV bucket (`engine.kv_leases`):
+held while its entry lives, stale once it expired (its holder stopped renewing) or was
+released, unknown when the bucket cannot be asked.
+
 The probe takes `LOCK_SH|LOCK_NB` for an instant on an `O_RDONLY|O_NOFOLLOW|O_NONBLOCK`
 descriptor, after `lstat` shows a regular file: a symlink is never followed, a FIFO or a
 device is never opened. A lease taker racing the probe retries (see
@@ -38,6 +42,7 @@ import msgspec
 from engine.rules import default_rules
 from events.atomic import describe
 from events.clock import format_ts
+from events.errors import AsupError
 from events.fs import OS, FileSystem
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -163,6 +168,30 @@ def _locked(fs: FileSystem, fd: int, path: Path, host: str) -> Verdict:
         return Verdict(Liveness.UNKNOWN, f"cannot lock {path}: {os.strerror(exc.errno or 0)}", held)
     gone = f"its holder, pid {held.pid} on {held.host} since {held.started}, is gone" if held is not None else "its holder is gone"
     return Verdict(Liveness.STALE, f"nobody holds the lease: {gone}", held)
+
+
+class KvProbe(Protocol):
+    """A lease kept in a JetStream KV bucket (`engine.kv_leases.KvLeases.probe`)."""
+
+    name: str
+
+    def held_by(self) -> bytes | None:
+        """The live entry's value (the holder JSON), None when nobody holds it; an AsupError when the bucket cannot be asked."""
+        ...
+
+
+def check_kv(probe: KvProbe) -> Verdict:
+    """Whether a KV lease is held: an entry lives only while its holder renews it, so no
+    entry means its holder released it or stopped renewing (died) more than a TTL ago."""
+    try:
+        value = probe.held_by()
+    except AsupError as exc:
+        return Verdict(Liveness.UNKNOWN, f"cannot ask the lease bucket: {exc}")
+    if value is None:
+        return Verdict(Liveness.STALE, f"no live lease {probe.name}: its holder released it or stopped renewing it (it expired)")
+    held = parse_holder(value)
+    who = f"pid {held.pid} on {held.host} since {held.started}" if held is not None else "another transfer"
+    return Verdict(Liveness.HELD, f"the lease {probe.name} is held ({who})", held)
 
 
 class Viewed(Protocol):
