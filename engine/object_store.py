@@ -6,10 +6,8 @@ reads, chunks and meta (with its `SHA-256=` digest) on the subjects it expects. 
 keeps beside an artifact (the unpublished chunks, the checkpoint) sits on chunk subjects
 no meta names, so `nats object ls` lists only published artifacts. Each artifact is an
 `engine.object_target.ObjectHandle`; its lease is a KV lease (`engine.kv_leases`) on the
-same servers, so two hosts writing one bucket exclude each other.
-
-Bundles are refused (a usage error): a bundle's members would be objects under its name,
-and publishing them all at once, never half, is not built yet.
+same servers, so two hosts writing one bucket exclude each other. A bundle is published
+as one object per member under its name (`NAME/PATH`) and `NAME` itself, its manifest.
 """
 
 from __future__ import annotations
@@ -69,15 +67,11 @@ class ObjectStore:
             self._ready = True
 
     def open(self, name: str, layout: Layout, kind: str) -> ObjectHandle:
-        if kind == "bundle":
-            raise AsupError(
-                ErrorCode.USAGE, "an object-store target takes file artifacts only: bundles are not supported yet", file=self.name
-            )
-        if kind != "file":
+        if kind not in ("file", "bundle"):
             raise AsupError(ErrorCode.USAGE, f"artifact kind {kind!r} is neither 'file' nor 'bundle'")
         name = check_name(name)
         self._open()
-        return ObjectHandle(self._js, self.bucket, self._leases, name, layout, self._generations)
+        return ObjectHandle(self._js, self.bucket, self._leases, name, layout, kind, self._generations)
 
     def load_checkpoint(self, ref: str) -> bytes:
         """The checkpoint a handle of this bucket saved under `ref` (its subject)."""

@@ -17,9 +17,10 @@ import nats
 import pytest
 from blake3 import blake3
 
+from engine.layout import bundle_digest, manifest_bytes
 from engine.object_store import ObjectStore
-from engine.testing.target_store_contract import DATA, MEMBERS, NAME, TargetStoreContract, bundle_layout, digest_of, file_layout
-from events.errors import AsupError, ErrorCode
+from engine.testing.target_store_contract import DATA, MEMBERS, NAME, TargetStoreContract, bundle_layout, digest_of, file_layout, stream
+from events.errors import AsupError
 from events.jetstream.bridge import bridge
 from tests.nats import object_writer
 
@@ -38,25 +39,6 @@ class TestObjectStore(TargetStoreContract):
 
     def make_store(self, tmp_path: Path) -> ObjectStore:
         return ObjectStore(f"{self.server_url}/{bucket_for(tmp_path)}")
-
-    # bundles are refused by this store (see engine.object_store): each bundle test checks the refusal instead
-
-    def _refuses_a_bundle(self, tmp_path: Path) -> None:
-        with pytest.raises(AsupError) as refused:
-            self.make_store(tmp_path).open("bundle.out", bundle_layout(MEMBERS), "bundle")
-        assert refused.value.code is ErrorCode.USAGE and "bundles are not supported" in str(refused.value)
-
-    def test_a_bundle_holds_only_the_members_complete_in_order(self, tmp_path: Path) -> None:
-        """An object-store target refuses a bundle with a usage error (bundles are not built yet)."""
-        self._refuses_a_bundle(tmp_path)
-
-    def test_a_bundle_publishes_with_nested_directories_and_empty_members(self, tmp_path: Path) -> None:
-        """An object-store target refuses a bundle with a usage error (bundles are not built yet)."""
-        self._refuses_a_bundle(tmp_path)
-
-    def test_leftovers_of_an_earlier_transfer_are_never_published(self, tmp_path: Path) -> None:
-        """An object-store target refuses a bundle with a usage error (bundles are not built yet)."""
-        self._refuses_a_bundle(tmp_path)
 
 
 @pytest.fixture
@@ -89,6 +71,21 @@ def test_a_published_artifact_is_an_object_the_nats_client_reads(url: str) -> No
     handle.publish()
     assert read_object(url, "dir/a.bin") == data
     assert handle.chunk_fetches == 0
+    handle.close()
+
+
+def test_a_published_bundle_is_its_members_as_objects_and_its_manifest(url: str) -> None:
+    """Each member is an object `NAME/PATH` the nats client reads; `NAME` itself is the manifest, published last."""
+    layout = bundle_layout(MEMBERS)
+    data = stream(layout, MEMBERS)
+    handle = ObjectStore(url).open("b.out", layout, "bundle")
+    handle.prepare(0)
+    handle.write(0, data)
+    handle.publish()
+    for path, member in MEMBERS.items():
+        assert read_object(url, f"b.out/{path}") == member
+    assert read_object(url, "b.out") == manifest_bytes(layout.files)
+    assert handle.held().final == (bundle_digest(layout.files), len(data))
     handle.close()
 
 
