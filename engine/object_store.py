@@ -17,9 +17,9 @@ from typing import Any
 
 from engine.directory_target import Generations
 from engine.js_stream import JsStream
-from engine.kv_leases import DEFAULT_TTL, KvLeases
+from engine.kv_leases import DEFAULT_TTL, KvLeases, KvProbe
 from engine.layout import Layout, check_name
-from engine.object_target import ObjectHandle
+from engine.object_target import ObjectHandle, lease_key
 from events import strict_json
 from events.errors import AsupError, ErrorCode
 from events.jetstream.url import LogUrl, parse
@@ -33,7 +33,12 @@ def parse_bucket(text: str) -> LogUrl:
     try:
         return parse(text)
     except AsupError as exc:
-        raise AsupError(ErrorCode.USAGE, str(exc.args[0]).replace("log URL", "object store URL"), file=text) from None
+        why = (
+            exc.message.replace("not a log URL", "not an object store URL")
+            .replace("stream name", "bucket name")
+            .replace("/STREAM", "/BUCKET")
+        )
+        raise AsupError(ErrorCode.USAGE, why, file=text) from None
 
 
 def _bucket_config(bucket: str, replicas: int | None) -> dict[str, Any]:
@@ -72,6 +77,11 @@ class ObjectStore:
         name = check_name(name)
         self._open()
         return ObjectHandle(self._js, self.bucket, self._leases, name, layout, kind, self._generations)
+
+    def lease_probe(self, name: str) -> KvProbe:
+        """What `engine.liveness.check_kv` asks about artifact `name`'s lease (held, or stale once it expired)."""
+        self._open()
+        return self._leases.probe(lease_key(self.bucket, check_name(name)))
 
     def load_checkpoint(self, ref: str) -> bytes:
         """The checkpoint a handle of this bucket saved under `ref` (its subject)."""

@@ -84,6 +84,11 @@ def name_key(name: str) -> str:
     return blake3(name.encode()).hexdigest()[:32]
 
 
+def lease_key(bucket: str, name: str) -> str:
+    """The KV lease key of artifact `name` of `bucket` (`engine.kv_leases`)."""
+    return f"obj.{bucket}.{name_key(name)}"
+
+
 def meta_subject(bucket: str, name: str) -> str:
     return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
 
@@ -100,7 +105,7 @@ class ObjectHandle:
         self._bundle = kind == "bundle"
         self._generations = generations
         key = name_key(name)
-        self._lease_key = f"obj.{bucket}.{key}"
+        self._lease_key = lease_key(bucket, name)
         self._chunk_prefix = f"asup-{key}-"
         self._record = f"$O.{bucket}.C.asup-{key}-tmp"
         self.checkpoint_subject = f"$O.{bucket}.C.asup-{key}-ckpt"

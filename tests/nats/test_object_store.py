@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,9 +19,10 @@ import pytest
 from blake3 import blake3
 
 from engine.layout import bundle_digest, manifest_bytes
+from engine.liveness import Liveness, check_kv, holder_for
 from engine.object_store import ObjectStore
 from engine.testing.target_store_contract import DATA, MEMBERS, NAME, TargetStoreContract, bundle_layout, digest_of, file_layout, stream
-from events.errors import AsupError
+from events.errors import AsupError, ErrorCode
 from events.jetstream.bridge import bridge
 from tests.nats import object_writer
 
@@ -152,3 +154,33 @@ def test_two_clients_racing_to_publish_one_name_one_wins(url: str) -> None:
     assert read_object(url, NAME) == DATA
     first.close()
     second.close()
+
+
+def test_a_handles_lease_is_held_then_stale_once_released(url: str) -> None:
+    """`check_kv` on the store's probe: held while a handle holds the artifact's lease, stale after its release."""
+    store = ObjectStore(url)
+    handle = store.open(NAME, file_layout(DATA), "file")
+    lease = handle.lease(holder_for("t-1", 0))
+    assert lease is not None
+    assert check_kv(ObjectStore(url).lease_probe(NAME)).liveness is Liveness.HELD
+    lease.release()
+    assert check_kv(store.lease_probe(NAME)).liveness is Liveness.STALE
+    handle.close()
+
+
+def test_an_unreachable_server_is_one_error_naming_the_url() -> None:
+    """No server at the URL: `log_unreachable` naming it, within about its timeout, no traceback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"nats://127.0.0.1:{port}/nobody?timeout=1"
+    with pytest.raises(AsupError) as failed:
+        ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    assert failed.value.code is ErrorCode.LOG_UNREACHABLE and url in str(failed.value)
+
+
+def test_a_bad_url_is_a_usage_error_naming_the_part() -> None:
+    """The URL is checked by the log URL's rules before any connection: a usage error."""
+    with pytest.raises(AsupError) as bad:
+        ObjectStore("nats://127.0.0.1:4/bad.bucket")
+    assert bad.value.code is ErrorCode.USAGE and "not an object store URL" in str(bad.value)
