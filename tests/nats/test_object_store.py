@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,21 @@ from blake3 import blake3
 from engine.layout import bundle_digest, manifest_bytes
 from engine.liveness import Liveness, check_kv, holder_for
 from engine.object_store import ObjectStore
-from engine.testing.target_store_contract import DATA, MEMBERS, NAME, TargetStoreContract, bundle_layout, digest_of, file_layout, stream
+from engine.testing.target_store_contract import (
+    CHUNK,
+    DATA,
+    MEMBERS,
+    NAME,
+    TargetStoreContract,
+    bundle_layout,
+    digest_of,
+    file_layout,
+    stream,
+)
 from events.errors import AsupError, ErrorCode
 from events.jetstream.bridge import bridge
 from tests.nats import object_writer
+from tests.reliability.crashloop import report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +104,23 @@ def test_a_published_bundle_is_its_members_as_objects_and_its_manifest(url: str)
     handle.close()
 
 
+def test_a_cursor_inside_a_chunk_rewrites_that_chunk(url: str) -> None:
+    """prepare(cursor) in the middle of a chunk reads that one chunk back and rewrites its head; the rest follows it."""
+    handle = ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    handle.prepare(0)
+    for offset in range(0, len(DATA), CHUNK):
+        handle.write(offset, DATA[offset : offset + CHUNK])
+    again = ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    again.prepare(CHUNK + 5)
+    assert again.held().size == CHUNK + 5 and again.chunk_fetches == 1
+    again.write(CHUNK + 5, DATA[CHUNK + 5 :])
+    again.publish()
+    assert read_object(url, NAME) == DATA
+    assert again.held().final == (digest_of(DATA), len(DATA))
+    handle.close()
+    again.close()
+
+
 def test_a_resume_after_a_sigkill_mid_put_reads_no_committed_chunk_back(url: str) -> None:
     """A writer killed mid-put leaves chunks past its checkpoint: a new process holds them,
     cuts back to the checkpoint and finishes without reading a chunk back until the digest,
@@ -102,6 +132,7 @@ def test_a_resume_after_a_sigkill_mid_put_reads_no_committed_chunk_back(url: str
             assert proc.stdout is not None
             for _ in range(12):  # a few checkpoints, so the kill lands well into the put
                 ref = proc.stdout.readline().split()[1]
+            time.sleep(0.03)  # and a few chunks past the last one
             os.kill(proc.pid, signal.SIGKILL)
         finally:
             proc.kill()
@@ -122,6 +153,11 @@ def test_a_resume_after_a_sigkill_mid_put_reads_no_committed_chunk_back(url: str
     assert handle.chunk_fetches == read_back == size // object_writer.CHUNK + 1  # every chunk read once, for the digest
     assert handle.held().final == (digest_of(data), size)
     assert read_object(url, NAME) == data
+    past = (held - cursor) // object_writer.CHUNK
+    report(
+        "object store resume after a SIGKILLed writer",
+        Counter({"kills": 1, "chunks cut past the checkpoint": past, "fetches before the digest": 0, "fetches for it": read_back}),
+    )
     handle.close()
 
 
