@@ -84,20 +84,19 @@ class KvLeases:
         return lease
 
     async def _create(self, subject: str, value: bytes) -> int | None:
-        try:
-            return await self._js.put(subject, value, {EXPECT_SUBJECT_SEQ: "0"})
-        except ServerSaid as exc:
-            if not is_stale(exc):
-                raise
-        there = await self._js.last(subject)
-        if there is None or not _deleted(there):
-            return None  # a live entry (or one that expired just now: the next try takes it)
-        try:
-            return await self._js.put(subject, value, {EXPECT_SUBJECT_SEQ: str(there.seq)})
-        except ServerSaid as exc:
-            if is_stale(exc):
-                return None  # another taker was first
-            raise
+        """Publish `value` only where no live entry is: none at all, or a release's delete marker."""
+        expect = 0
+        for _ in range(2):
+            try:
+                return await self._js.put(subject, value, {EXPECT_SUBJECT_SEQ: str(expect)})
+            except ServerSaid as exc:
+                if not is_stale(exc):
+                    raise
+            there = await self._js.last(subject)
+            if there is not None and not _deleted(there):
+                return None  # a live entry: held
+            expect = there.seq if there is not None else 0  # a marker, or an entry that expired just now
+        return None  # another taker was first
 
     def holder(self, key: str) -> bytes | None:
         """The value of a live lease `key` (the holder JSON); None when nobody holds it."""

@@ -23,6 +23,7 @@ from blake3 import blake3
 from engine.layout import bundle_digest, manifest_bytes
 from engine.liveness import Liveness, check_kv, holder_for
 from engine.object_store import ObjectStore
+from engine.target_store import UNKNOWN, Held
 from engine.testing.target_store_contract import (
     CHUNK,
     DATA,
@@ -220,3 +221,46 @@ def test_a_bad_url_is_a_usage_error_naming_the_part() -> None:
     with pytest.raises(AsupError) as bad:
         ObjectStore("nats://127.0.0.1:4/bad.bucket")
     assert bad.value.code is ErrorCode.USAGE and "not an object store URL" in str(bad.value)
+
+
+def test_tidy_after_completion_leaves_only_the_object(url: str) -> None:
+    """tidy(True) after publish removes the checkpoint and the record of the chunk id; the object stays."""
+    store = ObjectStore(url)
+    handle = store.open(NAME, file_layout(DATA), "file")
+    handle.prepare(0)
+    handle.write(0, DATA)
+    ref = handle.checkpoint(b'{"committed_cursor":1}')
+    handle.publish()
+    handle.tidy(True)
+    with pytest.raises(AsupError) as gone:
+        store.load_checkpoint(ref)
+    assert gone.value.code is ErrorCode.USAGE
+    later = ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    assert later.held() == Held(0, (digest_of(DATA), len(DATA)))
+    assert read_object(url, NAME) == DATA
+    handle.close()
+    later.close()
+
+
+def test_an_object_another_client_put_is_not_ours_and_never_replaced(url: str) -> None:
+    """An object `nats object put` wrote (no BLAKE3 of ours) reads as `blake3:-`; publishing over it is a conflict."""
+    server, bucket = url.rsplit("/", 1)
+
+    async def put() -> None:
+        nc = await nats.connect(server)
+        try:
+            await (await nc.jetstream().object_store(bucket)).put(NAME, b"theirs")
+        finally:
+            await nc.close()
+
+    ObjectStore(url).open(NAME, file_layout(DATA), "file").close()  # makes the bucket
+    bridge().call(put(), 30)
+    handle = ObjectStore(url).open(NAME, file_layout(DATA), "file")
+    handle.prepare(0)
+    handle.write(0, DATA)
+    assert handle.held().final == UNKNOWN
+    with pytest.raises(AsupError) as conflict:
+        handle.publish()
+    assert conflict.value.code is ErrorCode.CONFLICT_DETECTED
+    assert read_object(url, NAME) == b"theirs"
+    handle.close()
