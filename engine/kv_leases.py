@@ -135,6 +135,7 @@ class KvLease:
         self.revision = rev
         self.renewals = 0
         self.lost: str | None = None  # why the lease was lost, once it was
+        self.released = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -159,13 +160,14 @@ class KvLease:
 
     def check(self) -> None:
         """Raise when the lease was lost (see `lost`)."""
-        if self.lost is not None:
+        if self.lost is not None and not self.released:
             raise AsupError(ErrorCode.CONFLICT_DETECTED, f"the lease {self.key} was lost: {self.lost}", file=self._js.what)
 
     def release(self) -> None:
         """Stop renewing and delete the entry, unless another holder has it by now."""
         if self._task is None:
             return
+        self.released = True
         self._js.run(self._stop())
         if self.lost is None:
             self._js.run(self._delete())

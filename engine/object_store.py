@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.directory_target import Generations
 from engine.js_stream import JsStream
-from engine.kv_leases import DEFAULT_TTL, KvLeases, KvProbe
+from engine.kv_leases import BUCKET, DEFAULT_TTL, KvLeases, KvProbe
 from engine.layout import Layout, check_name
 from engine.object_target import ObjectHandle, lease_key
 from events import strict_json
@@ -56,12 +56,12 @@ def _bucket_config(bucket: str, replicas: int | None) -> dict[str, Any]:
 class ObjectStore:
     """The artifacts of one object-store bucket (see the module docstring)."""
 
-    def __init__(self, url: str, *, lease_ttl: float = DEFAULT_TTL) -> None:
+    def __init__(self, url: str, *, lease_ttl: float = DEFAULT_TTL, lease_bucket: str = BUCKET) -> None:
         self.url = parse_bucket(url)
         self.bucket = self.url.stream
         self.name = self.url.text
         self._js = JsStream(self.url, f"OBJ_{self.bucket}", self.name)
-        self._leases = KvLeases(self.url, ttl=lease_ttl, stream=None)
+        self._leases = KvLeases(self.url, ttl=lease_ttl, bucket=lease_bucket)
         self._generations = Generations()  # shared by every handle: a resumed session goes on counting
         self._ready = False
 

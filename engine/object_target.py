@@ -125,6 +125,12 @@ class ObjectHandle:
             self._held_leases.append(lease)
         return lease
 
+    def _check_leases(self) -> None:
+        """A lease this handle took and lost (not renewed in time, taken by another) stops
+        every write and the publish: another holder may be writing now."""
+        for lease in self._held_leases:
+            lease.check()
+
     def lease_holder(self) -> str:
         try:
             return describe_holder(self._leases.holder(self._lease_key) or b"")
@@ -221,6 +227,7 @@ class ObjectHandle:
     # --- writing -----------------------------------------------------------------------
 
     def prepare(self, cursor: int) -> None:
+        self._check_leases()
         self._js.run(self._prepare(cursor), rounds=4 + 2 * len(self._layout.files))
 
     async def _prepare(self, cursor: int) -> None:
@@ -265,6 +272,7 @@ class ObjectHandle:
         return msg.data[:take]
 
     def write(self, offset: int, data: bytes) -> tuple[int, str]:
+        self._check_leases()
         size, stamp = self._js.run(self._write(offset, data), rounds=4 + 2 * len(self._layout.files))
         return size, self._generations.own_write(self._name, stamp)
 
@@ -379,6 +387,7 @@ class ObjectHandle:
     # --- publish -----------------------------------------------------------------------
 
     def publish(self) -> None:
+        self._check_leases()
         self._js.run(self._publish(), rounds=16 + 4 * len(self._layout.files))
 
     async def _publish(self) -> None:

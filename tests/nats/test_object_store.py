@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -263,4 +264,25 @@ def test_an_object_another_client_put_is_not_ours_and_never_replaced(url: str) -
         handle.publish()
     assert conflict.value.code is ErrorCode.CONFLICT_DETECTED
     assert read_object(url, NAME) == b"theirs"
+    handle.close()
+
+
+def test_a_handle_whose_lease_was_lost_writes_nothing(url: str) -> None:
+    """Once another hand takes the key of a handle's lease, its next renewal is refused and the handle's writes and publish fail closed."""
+    store = ObjectStore(url, lease_ttl=1.5, lease_bucket="asup-leases-t" + secrets.token_hex(4))
+    handle = store.open(NAME, file_layout(DATA), "file")
+    handle.prepare(0)
+    lease = handle.lease(holder_for("t-1", 0))
+    assert lease is not None
+    handle.write(0, DATA[:CHUNK])
+    leases = store._leases
+    leases._js.run(leases._js.put(f"$KV.{leases.bucket}.{lease.key}", b"theirs", {}))
+    deadline = time.monotonic() + 3
+    while lease.lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for call in (lambda: handle.write(CHUNK, DATA[CHUNK : 2 * CHUNK]), handle.publish):
+        with pytest.raises(AsupError) as stopped:
+            call()
+        assert stopped.value.code is ErrorCode.CONFLICT_DETECTED and "was lost" in str(stopped.value)
+    assert handle.held().size == CHUNK and handle.held().final is None
     handle.close()
