@@ -150,7 +150,7 @@ class JsStream:
         try:
             while pending:
                 want = min(pending, SCAN_BATCH)
-                body = json.dumps({"batch": want, "expires": int(self.url.timeout * _NS)}).encode()
+                body = json.dumps({"batch": want, "no_wait": True}).encode()  # what is there now, then a status
                 await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}", body, reply=inbox)
                 for _ in range(want):
                     msg = await self._next(sub)
