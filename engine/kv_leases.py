@@ -53,10 +53,9 @@ def _config(bucket: str, ttl: float, replicas: int | None) -> dict[str, Any]:
 class KvLeases:
     """The lease bucket on the servers of `url` (its stream part is ignored)."""
 
-    def __init__(self, url: LogUrl, *, ttl: float = DEFAULT_TTL, bucket: str = BUCKET, stream: JsStream | None = None) -> None:
+    def __init__(self, url: LogUrl, *, ttl: float = DEFAULT_TTL, bucket: str = BUCKET) -> None:
         self.bucket = bucket
-        self._js = stream or JsStream(url, f"KV_{bucket}", f"{url.servers[0]}/KV_{bucket}")
-        self._own_conn = stream is None
+        self._js = JsStream(url, f"KV_{bucket}", f"{url.servers[0]}/KV_{bucket}")
         self._asked_ttl = ttl
         self.ttl = ttl  # the bucket's own once it is open (a bucket made earlier keeps its TTL)
         self._ready = False
@@ -67,8 +66,7 @@ class KvLeases:
     def open(self) -> None:
         if self._ready:
             return
-        if self._own_conn:
-            self._js.run(self._js.conn.connect())
+        self._js.run(self._js.conn.connect())
         config = self._js.run(self._js.ensure(_config(self.bucket, self._asked_ttl, self._js.url.replicas)))
         self.ttl = int(config.get("max_age", 0)) / _NS or self._asked_ttl
         self._ready = True
@@ -108,8 +106,9 @@ class KvLeases:
         return KvProbe(self, key)
 
     def close(self) -> None:
-        if self._own_conn:
+        if self._ready:
             self._js.run(self._js.conn.close())
+            self._ready = False
 
 
 class KvProbe:

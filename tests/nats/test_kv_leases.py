@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from engine.kv_leases import KvLeases
 from engine.liveness import Liveness, check_kv, holder_for
+from events.jetstream.bridge import bridge
 from events.jetstream.url import parse
 from tests.reliability.crashloop import report
 
@@ -44,6 +46,18 @@ def another(nats_server: Any, bucket: str) -> KvLeases:
     return KvLeases(parse(f"{nats_server.url}/leases"), ttl=TTL, bucket=bucket)
 
 
+def nats_kv_get(server: str, bucket: str, key: str) -> bytes:
+    async def get() -> bytes:
+        nc = await nats.connect(server)
+        try:
+            entry = await (await nc.jetstream().key_value(bucket)).get(key)
+            return bytes(entry.value or b"")
+        finally:
+            await nc.close()
+
+    return bridge().call(get(), 30)
+
+
 def test_a_lease_is_exclusive_while_held_and_names_its_holder(leases: KvLeases, nats_server: Any, bucket: str) -> None:
     """A second client gets None while the first holds the key; the value is the holder JSON."""
     holder = holder_for("t-1", 1_780_000_000_000_000_000)
@@ -52,6 +66,7 @@ def test_a_lease_is_exclusive_while_held_and_names_its_holder(leases: KvLeases, 
     other = another(nats_server, bucket)
     assert other.take("k", holder_for("t-2", 0)) is None
     assert other.holder("k") == holder.encode()
+    assert nats_kv_get(nats_server.url, bucket, "k") == holder.encode()  # a KV bucket the NATS clients read
     assert check_kv(other.probe("k")).liveness is Liveness.HELD
     lease.release()
     other.close()
