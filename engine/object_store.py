@@ -1,10 +1,11 @@
 """A target store on a JetStream object-store bucket: `ObjectStore("nats://HOST:PORT/BUCKET")`.
 
 The bucket is the stream `OBJ_<BUCKET>` laid out as the NATS object store lays it out
-(created so when absent): an artifact published here is an object `nats object get`
-reads, chunks and meta (with its `SHA-256=` digest) on the subjects it expects. What asup
-keeps beside an artifact (the unpublished chunks, the checkpoint) sits on chunk subjects
-no meta names, so `nats object ls` lists only published artifacts. Each artifact is an
+(created so when absent): an artifact published here is an object the NATS object store
+clients read, chunks and meta (with its `SHA-256=` digest) on the subjects they expect
+(the tests read them back with nats-py's). What asup keeps beside an artifact (the
+unpublished chunks, the checkpoint) sits on chunk subjects no meta names, so a listing of
+the bucket's objects shows only published artifacts. Each artifact is an
 `engine.object_target.ObjectHandle`; its lease is a KV lease (`engine.kv_leases`) on the
 same servers, so two hosts writing one bucket exclude each other. A bundle is published
 as one object per member under its name (`NAME/PATH`) and `NAME` itself, its manifest.

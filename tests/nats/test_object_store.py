@@ -78,6 +78,19 @@ def read_object(url: str, name: str) -> bytes:
     return bridge().call(get(), 30)
 
 
+def list_objects(url: str) -> list[str]:
+    server, bucket = url.rsplit("/", 1)
+
+    async def names() -> list[str]:
+        nc = await nats.connect(server)
+        try:
+            return sorted(info.name for info in await (await nc.jetstream().object_store(bucket)).list())
+        finally:
+            await nc.close()
+
+    return bridge().call(names(), 30)
+
+
 def test_a_published_artifact_is_an_object_the_nats_client_reads(url: str) -> None:
     """The meta and chunks are the object store's own: nats-py's `get` reads the bytes and their SHA-256 matches."""
     data = DATA * 40  # several 128 KiB chunks
@@ -85,8 +98,10 @@ def test_a_published_artifact_is_an_object_the_nats_client_reads(url: str) -> No
     handle.prepare(0)
     for offset in range(0, len(data), 50_000):
         handle.write(offset, data[offset : offset + 50_000])
+    handle.checkpoint(b"{}")
     handle.publish()
     assert read_object(url, "dir/a.bin") == data
+    assert list_objects(url) == ["dir/a.bin"]  # the checkpoint and the chunk-id record are no objects
     assert handle.chunk_fetches == 0
     handle.close()
 
