@@ -25,7 +25,7 @@ from typing import Any
 
 from engine.js_stream import EXPECT_SUBJECT_SEQ, JsStream, Stored, is_stale
 from events.errors import AsupError, ErrorCode
-from events.jetstream.client import ServerSaid, Unreachable
+from events.jetstream.client import STREAM_NOT_FOUND, ServerSaid, Unreachable
 from events.jetstream.url import LogUrl
 
 BUCKET = "asup-leases"
@@ -59,14 +59,21 @@ class KvLeases:
         self._asked_ttl = ttl
         self.ttl = ttl  # the bucket's own once it is open (a bucket made earlier keeps its TTL)
         self._ready = False
+        self._connected = False
 
     def _subject(self, key: str) -> str:
         return f"$KV.{self.bucket}.{key}"
 
+    def _connect(self) -> None:
+        if not self._connected:
+            self._js.run(self._js.conn.connect())
+            self._connected = True
+
     def open(self) -> None:
+        """Connect, and make the bucket when it is not there yet (a taker does; a reader never)."""
         if self._ready:
             return
-        self._js.run(self._js.conn.connect())
+        self._connect()
         config = self._js.run(self._js.ensure(_config(self.bucket, self._asked_ttl, self._js.url.replicas)))
         self.ttl = int(config.get("max_age", 0)) / _NS or self._asked_ttl
         self._ready = True
@@ -97,18 +104,27 @@ class KvLeases:
         return None  # another taker was first
 
     def holder(self, key: str) -> bytes | None:
-        """The value of a live lease `key` (the holder JSON); None when nobody holds it."""
-        self.open()
-        there = self._js.run(self._js.last(self._subject(key)))
+        """The value of a live lease `key` (the holder JSON); None when nobody holds it (no
+        bucket at all included: asking creates nothing)."""
+        self._connect()
+        there = self._js.run(self._last(self._subject(key)))
         return None if there is None or _deleted(there) else there.data
+
+    async def _last(self, subject: str) -> Stored | None:
+        try:
+            return await self._js.last(subject)
+        except ServerSaid as exc:
+            if exc.err_code == STREAM_NOT_FOUND:
+                return None
+            raise
 
     def probe(self, key: str) -> KvProbe:
         return KvProbe(self, key)
 
     def close(self) -> None:
-        if self._ready:
+        if self._connected:
             self._js.run(self._js.conn.close())
-            self._ready = False
+            self._ready = self._connected = False
 
 
 class KvProbe:

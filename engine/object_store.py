@@ -80,8 +80,8 @@ class ObjectStore:
         return ObjectHandle(self._js, self.bucket, self._leases, name, layout, kind, self._generations)
 
     def lease_probe(self, name: str) -> KvProbe:
-        """What `engine.liveness.check_kv` asks about artifact `name`'s lease (held, or stale once it expired)."""
-        self._open()
+        """What `engine.liveness.check_kv` asks about artifact `name`'s lease (held, or stale
+        once it expired); asking creates nothing."""
         return self._leases.probe(lease_key(self.bucket, check_name(name)))
 
     def load_checkpoint(self, ref: str) -> bytes:

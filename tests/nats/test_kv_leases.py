@@ -21,6 +21,7 @@ import pytest
 
 from engine.kv_leases import KvLeases
 from engine.liveness import Liveness, check_kv, holder_for
+from events.errors import AsupError
 from events.jetstream.bridge import bridge
 from events.jetstream.url import parse
 from tests.reliability.crashloop import report
@@ -137,3 +138,12 @@ def test_a_sigkilled_holders_lease_expires_and_another_process_takes_it(leases: 
         Counter({"taken": 1, "refused tries": tries, f"ms waited (TTL {TTL:g} s)": round(waited * 1000)}),
     )
     lease.release()
+
+
+def test_asking_about_a_lease_creates_nothing(nats_server: Any, bucket: str) -> None:
+    """A probe of a bucket that does not exist says stale and leaves no bucket behind."""
+    reader = KvLeases(parse(f"{nats_server.url}/leases"), ttl=TTL, bucket=bucket)
+    assert check_kv(reader.probe("k")).liveness is Liveness.STALE
+    with pytest.raises(AsupError, match="stream not found"):
+        reader._js.run(reader._js.conn.api(f"STREAM.INFO.KV_{bucket}"))
+    reader.close()
