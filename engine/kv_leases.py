@@ -23,15 +23,32 @@ import contextlib
 import time
 from typing import Any
 
+from blake3 import blake3
+
 from engine.js_stream import EXPECT_SUBJECT_SEQ, JsStream, Stored, is_stale
 from events.errors import AsupError, ErrorCode
 from events.jetstream.client import STREAM_NOT_FOUND, ServerSaid, Unreachable
-from events.jetstream.url import LogUrl
+from events.jetstream.url import LogUrl, parse
 
 BUCKET = "asup-leases"
 DEFAULT_TTL = 15.0  # seconds a dead holder's lease outlives it
 OPERATION = "KV-Operation"
 _NS = 1_000_000_000
+
+
+def lease_key(bucket: str, name: str) -> str:
+    """The lease key of artifact `name` of the object-store bucket `bucket`."""
+    return f"obj.{bucket}.{blake3(name.encode()).hexdigest()[:32]}"
+
+
+def target_probe(target_path: str) -> LeaseProbe:
+    """The lease of an object-store target path, `nats://HOST:PORT/BUCKET#NAME`
+    (`engine.object_store.ObjectStore.target_path`); a usage error when it is not one."""
+    url_text, hash_sign, name = target_path.partition("#")
+    if not hash_sign or not name:
+        raise AsupError(ErrorCode.USAGE, "not an object-store target: write nats://HOST:PORT/BUCKET#NAME", file=target_path)
+    url = parse(url_text)
+    return KvLeases(url).probe(lease_key(url.stream, name))
 
 
 def _config(bucket: str, ttl: float, replicas: int | None) -> dict[str, Any]:
@@ -118,8 +135,8 @@ class KvLeases:
                 return None
             raise
 
-    def probe(self, key: str) -> KvProbe:
-        return KvProbe(self, key)
+    def probe(self, key: str) -> LeaseProbe:
+        return LeaseProbe(self, key)
 
     def close(self) -> None:
         if self._connected:
@@ -127,7 +144,7 @@ class KvLeases:
             self._ready = self._connected = False
 
 
-class KvProbe:
+class LeaseProbe:
     """What `engine.liveness.check_kv` asks: the holder of one key, or None."""
 
     def __init__(self, leases: KvLeases, key: str) -> None:
@@ -136,6 +153,9 @@ class KvProbe:
 
     def held_by(self) -> bytes | None:
         return self.leases.holder(self.key)
+
+    def close(self) -> None:
+        self.leases.close()
 
 
 class KvLease:

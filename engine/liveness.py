@@ -15,7 +15,8 @@ flock on it is what holds the lease; the text only says who took it last.
 
 `check_kv(probe)` asks the same of a lease in a JetStream KV bucket (`engine.kv_leases`):
 held while its entry lives, stale once it expired (its holder stopped renewing) or was
-released, unknown when the bucket cannot be asked.
+released, unknown when the bucket cannot be asked. `check` asks it for a target path
+`nats://HOST:PORT/BUCKET#NAME` (an object-store target).
 
 The probe takes `LOCK_SH|LOCK_NB` for an instant on an `O_RDONLY|O_NOFOLLOW|O_NONBLOCK`
 descriptor, after `lstat` shows a regular file: a symlink is never followed, a FIFO or a
@@ -111,6 +112,8 @@ def check(target_path: str, *, fs: FileSystem = OS, host: str | None = None) -> 
     """Whether the transfer writing `target_path` still has a live lease holder (see the module docstring)."""
     if not target_path:
         return Verdict(Liveness.UNKNOWN, "no target path recorded (an older log or a library caller)")
+    if target_path.startswith("nats://"):
+        return _check_object_target(target_path)
     path = lease_path(target_path)
     try:
         dir_fd = fs.open(str(path.parent), _DIR)
@@ -192,6 +195,21 @@ def check_kv(probe: KvProbe) -> Verdict:
     held = parse_holder(value)
     who = f"pid {held.pid} on {held.host} since {held.started}" if held is not None else "another transfer"
     return Verdict(Liveness.HELD, f"the lease {probe.name} is held ({who})", held)
+
+
+def _check_object_target(target_path: str) -> Verdict:
+    """An object-store target's KV lease (`engine.object_store.ObjectStore.target_path`)."""
+    from engine.kv_leases import target_probe  # only an object-store target pays for the NATS client
+
+    try:
+        probe = target_probe(target_path)
+    except AsupError as exc:
+        return Verdict(Liveness.UNKNOWN, exc.message)
+    try:
+        return check_kv(probe)
+    finally:
+        with contextlib.suppress(AsupError):
+            probe.close()
 
 
 class Viewed(Protocol):

@@ -18,9 +18,9 @@ from typing import Any
 
 from engine.directory_target import Generations
 from engine.js_stream import JsStream
-from engine.kv_leases import BUCKET, DEFAULT_TTL, KvLeases, KvProbe
+from engine.kv_leases import BUCKET, DEFAULT_TTL, KvLeases, LeaseProbe, lease_key
 from engine.layout import Layout, check_name
-from engine.object_target import ObjectHandle, lease_key
+from engine.object_target import ObjectHandle
 from events import strict_json
 from events.errors import AsupError, ErrorCode
 from events.jetstream.url import LogUrl, parse
@@ -79,7 +79,12 @@ class ObjectStore:
         self._open()
         return ObjectHandle(self._js, self.bucket, self._leases, name, layout, kind, self._generations)
 
-    def lease_probe(self, name: str) -> KvProbe:
+    def target_path(self, name: str) -> str:
+        """The text a transfer records as its target path: `nats://HOST:PORT/BUCKET#NAME`,
+        what `engine.liveness.check` asks the artifact's KV lease about."""
+        return f"{self.url.text}#{check_name(name)}"
+
+    def lease_probe(self, name: str) -> LeaseProbe:
         """What `engine.liveness.check_kv` asks about artifact `name`'s lease (held, or stale
         once it expired); asking creates nothing."""
         return self._leases.probe(lease_key(self.bucket, check_name(name)))

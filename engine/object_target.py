@@ -43,7 +43,7 @@ from blake3 import blake3
 
 from engine.directory_target import Generations
 from engine.js_stream import EXPECT_SUBJECT_SEQ, ROLLUP, JsStream, Stored, is_stale
-from engine.kv_leases import KvLease, KvLeases
+from engine.kv_leases import KvLease, KvLeases, lease_key
 from engine.layout import Layout, bundle_digest, manifest_bytes
 from engine.liveness import describe_holder
 from engine.target_store import UNKNOWN, Digest, Held
@@ -82,11 +82,6 @@ class Hashes:
 
 def name_key(name: str) -> str:
     return blake3(name.encode()).hexdigest()[:32]
-
-
-def lease_key(bucket: str, name: str) -> str:
-    """The KV lease key of artifact `name` of `bucket` (`engine.kv_leases`)."""
-    return f"obj.{bucket}.{name_key(name)}"
 
 
 def meta_subject(bucket: str, name: str) -> str:

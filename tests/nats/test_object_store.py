@@ -22,7 +22,7 @@ import pytest
 from blake3 import blake3
 
 from engine.layout import bundle_digest, manifest_bytes
-from engine.liveness import Liveness, check_kv, holder_for
+from engine.liveness import Liveness, check, check_kv, holder_for
 from engine.object_store import ObjectStore
 from engine.target_store import UNKNOWN, Held
 from engine.testing.target_store_contract import (
@@ -216,8 +216,11 @@ def test_a_handles_lease_is_held_then_stale_once_released(url: str) -> None:
     lease = handle.lease(holder_for("t-1", 0))
     assert lease is not None
     assert check_kv(ObjectStore(url).lease_probe(NAME)).liveness is Liveness.HELD
+    assert check(store.target_path(NAME)).liveness is Liveness.HELD  # what status asks of a recorded target path
     lease.release()
     assert check_kv(store.lease_probe(NAME)).liveness is Liveness.STALE
+    assert check(store.target_path(NAME)).liveness is Liveness.STALE
+    assert check(url).liveness is Liveness.UNKNOWN  # a bucket, no artifact named
     handle.close()
 
 
