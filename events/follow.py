@@ -64,7 +64,7 @@ class Tailer:
             tailer._restart(start)
             found = [r for r in tailer.drain() if wanted(r)]
             if len(found) >= n or start == 0:
-                return tailer, found[len(found) - n :] if n else []
+                return tailer, found[max(0, len(found) - n) :] if n else []
             window *= 4
 
     def _restart(self, start: int) -> None:

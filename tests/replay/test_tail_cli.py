@@ -125,3 +125,9 @@ def test_follow_without_f_by_name_ends_on_a_replaced_log_with_the_hint(tmp_path:
     finally:
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 1 and b"shrank" in err and b"-F" in err
+
+
+def test_a_log_shorter_than_n_prints_every_record(tmp_path: Path) -> None:
+    make_log(tmp_path / "a.jsonl", 5)
+    assert seqs(run_asup("tail", "a.jsonl", cwd=tmp_path).stdout) == [1, 2, 3, 4, 5, 6]
+    assert seqs(run_asup("tail", "a.jsonl", "-n", "7", "--transfer", "s1", cwd=tmp_path).stdout) == [3, 6]
