@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import orjson
@@ -14,12 +15,17 @@ from rich.text import Text
 
 from events.catalog import REGISTRY
 from events.errors import AsupError, ErrorCode
+from events.jetstream.url import LogUrl
+from events.log_ref import LogRef, readable
 from events.payloads import Transition
 from events.record import Record, record_to_builtins
 from events.vocabulary import ReasonCode
 from replay.tail import Tailer, follow
-from runbook.options import check_known
+from runbook.options import LOG_HELP, check_known, log_arg
 from runbook.output import STATE_COLORS, console, line, reports_errors, styled
+
+if TYPE_CHECKING:
+    from events.jetstream.log import JetStreamLog
 
 
 def _line(record: Record) -> Text:
@@ -73,7 +79,7 @@ def _notice(message: str) -> None:
 
 @reports_errors
 def tail(
-    log: Path = typer.Argument(..., help="The JSONL log."),
+    log: str = typer.Argument(..., help=LOG_HELP),
     follow_: bool = typer.Option(False, "-f", "--follow", help="Keep printing records as they are appended."),
     by_name: bool = typer.Option(
         False, "-F", help="Follow by name: wait for a log that does not exist yet; read a replaced or cut log again from its start."
@@ -84,13 +90,14 @@ def tail(
     since: int | None = typer.Option(None, "--since", min=0, help="Every record from this seq on (instead of the last 10)."),
     last: int | None = typer.Option(None, "-n", "--last", min=0, help="The last N matching records (default 10), read from the end."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines (the default when stdout is not a terminal)."),
-    poll: bool = typer.Option(False, "--poll", help="Poll every millisecond instead of inotify."),
+    poll: bool = typer.Option(False, "--poll", help="Poll every millisecond instead of inotify (a file only)."),
 ) -> None:
     """Print the last 10 records (-n N, or every one from --since SEQ) and, with -f, follow
     new ones as they are committed; -F also waits for a log to appear and reads a replaced
     one from its start. Reading from the end checks each record's digest and the chain
     within what is read; a partial line is never printed. One coloured line per event on
-    a terminal, JSON lines when piped.
+    a terminal, JSON lines when piped. A nats:// log is read (and, with -f, followed)
+    through the server, each record verified from the stream's start.
 
     Example: asup tail artifacts/logs/transfers.jsonl -f --reason retry_exhausted
     """
@@ -107,15 +114,38 @@ def tail(
         else:
             out.print(_line(record), soft_wrap=True)
 
-    tailer, existing = _start(log, last, since, wanted, by_name)
+    ref = log_arg(log)
+    if ref.url is not None and (by_name or poll):
+        raise AsupError(ErrorCode.USAGE, "-F and --poll follow a file: follow a nats:// log with -f", file=ref.text)
+    tailer, existing = _existing(ref, last, since, wanted, by_name)
     for record in existing:
         show(record)
     if not (follow_ or by_name):
         return
 
-    async def run() -> None:
-        async for record in follow(log, inotify=not poll, start=tailer):
+    async def run(live: AsyncIterator[Record]) -> None:
+        async for record in live:
             if wanted(record):
                 show(record)
 
-    anyio.run(run)
+    if ref.url is None:
+        anyio.run(run, follow(ref.path, inotify=not poll, start=tailer))
+        return
+    with _open_reader(ref.url) as stream:  # the records after the ones printed, through an ordered consumer
+        anyio.run(run, stream.follow(tailer.chain.last_seq + 1))
+
+
+def _existing(
+    ref: LogRef, last: int | None, since: int | None, wanted: Callable[[Record], bool], by_name: bool
+) -> tuple[Tailer, list[Record]]:
+    """`_start` on the file, or on a verified snapshot of the stream (errors name the URL)."""
+    if ref.url is None:
+        return _start(ref.path, last, since, wanted, by_name)
+    with readable(ref) as snapshot:
+        return _start(snapshot, last, since, wanted, False)
+
+
+def _open_reader(url: LogUrl) -> JetStreamLog:
+    from events.jetstream.log import JetStreamLog  # nats-py is imported only for a URL
+
+    return JetStreamLog.open(url, reader=True)

@@ -73,6 +73,11 @@ class Connection:
         assert self._nc is not None, "connect() first"
         return self._nc
 
+    @property
+    def connected(self) -> bool:
+        """False while nats-py is reconnecting, and once it has given up."""
+        return self._nc is not None and self._nc.is_connected
+
     def server_version(self) -> tuple[int, int, int]:
         version = self.nc.connected_server_version
         return version.major, version.minor, version.patch

@@ -46,6 +46,7 @@ ATOMIC_MAX = 1000  # the server's default limit of messages in one atomic batch
 CONTENTION_RETRIES = 200  # re-plans after losing a race to another writer, per append
 CHUNK = 1024  # messages handed across the bridge at a time
 ATOMIC_FROM = (2, 12, 0)
+LIVENESS = 1.0  # seconds a follower waits for a message before it checks the connection
 
 
 class JetStreamLog(ChainHeads):
@@ -213,12 +214,22 @@ class JetStreamLog(ChainHeads):
         chain = ChainState()
         last_of: dict[str, int] = {}
         sub = await self._wait(self._conn.follow(self.url.subjects, 1))
+        lost_since: float | None = None
         try:
             while True:
-                for seq, payload in await self._wait(sub.next(CHUNK, None)):
+                chunk = await self._wait(sub.next(CHUNK, min(LIVENESS, self.url.timeout)))
+                for seq, payload in chunk:
                     record = self._verified(chain, last_of, seq, payload)
                     if record.seq >= from_seq:
                         yield record
+                # a quiet consumer may be a lost server: nats-py reconnects in the background,
+                # so a connection down for longer than the URL's timeout ends the follow
+                if chunk or self._conn.connected:
+                    lost_since = None
+                elif lost_since is None:
+                    lost_since = time.monotonic()
+                elif time.monotonic() - lost_since >= self.url.timeout:
+                    raise self._unreachable("the connection was lost while following")
         finally:
             with contextlib.suppress(TimeoutError):  # the connection may be gone: the subscription went with it
                 self._bridge.call(sub.close(), self.url.timeout)
