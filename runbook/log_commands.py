@@ -21,6 +21,7 @@ from events.errors import AsupError, ErrorCode
 from events.force_tail import force_tail as force_tail_of
 from events.jsonl_log import JsonlLog, not_an_asup_log
 from events.lock import is_locked
+from events.log_copy import file_lines, write_new
 from events.log_ref import LogRef, as_problem, readable_upto_damage
 from events.payloads import TailForced, Transition
 from events.record import Record, record_to_builtins
@@ -295,3 +296,92 @@ def _raise_problem(scanner: Scanner, name: str, damage: AsupError | None = None)
         raise scanner.problem.error(name)
     if damage is not None:  # a stream's: its snapshot ended before it
         raise damage
+
+
+def _verified_file(path: Path) -> Verified:
+    """The whole file verified (`asup log verify`'s checks); its first problem raised."""
+    foreign = not_an_asup_log(_existing(path), lambda: open_regular(path, follow=True))
+    if foreign is not None:
+        raise foreign
+    result = verify_log(path)
+    if result.problem is not None:
+        raise result.problem.error(str(path))
+    return result
+
+
+def _check_copy(out: Path, written: int) -> Verified:
+    """A finished copy verifies whole and holds every line written."""
+    result = verify_log(out, 1)
+    if result.problem is not None:
+        raise result.problem.error(str(out))
+    if result.records != written:
+        raise AsupError(ErrorCode.CORRUPT_RECORD, f"{result.records} records read back, {written} written", file=str(out))
+    return result
+
+
+@app.command()
+@reports_errors
+def export(
+    source: str = typer.Argument(..., help=LOG_HELP, show_default=False),
+    out: Path = typer.Argument(..., help="The new JSONL file (created; an existing file is never replaced).", show_default=False),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Copy a log, every record verified, to a new JSONL file that verifies and replays
+    offline: a nats:// stream's records byte for byte, or a file's (a verified copy).
+
+    OUT is created new (anything already there is refused, exit 2), fsynced with its
+    directory and verified again; on any failure the partial OUT is removed.
+
+    Example: asup log export nats://127.0.0.1:4222/transfers transfers.jsonl
+    """
+    ref = log_arg(source)
+    if ref.url is not None:
+        from events.jetstream.log import JetStreamLog  # nats-py is imported only for a URL
+
+        with JetStreamLog.open(ref.url, create=False, reader=True) as log:
+            result = write_new(out, log.verified_lines(), _check_copy)
+    else:
+        _verified_file(ref.path)
+        result = write_new(out, file_lines(ref.path), _check_copy)
+    summary = {"log": ref.text, "out": str(out), "records": result.records, "last_seq": result.last_seq, "last_h": result.last_h}
+    if as_json:
+        emit_json(summary)
+    else:
+        console().print(
+            f"{ref.text} -> {out}: {result.records} records, last seq {result.last_seq}, last digest {result.last_h}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("import")
+@reports_errors
+def import_(
+    path: Path = typer.Argument(..., help="The JSONL log file to import.", show_default=False),
+    url: str = typer.Argument(..., help="The log's stream: nats://HOST:PORT/STREAM[?replicas=N&timeout=S].", show_default=False),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Publish a JSONL log's records, byte for byte, to a JetStream stream (created when
+    missing, holding only the file's records, header first).
+
+    The file is verified whole first: a damaged one is refused with the verify error (exit
+    1) and nothing is published. A stream holding another log is refused (exit 1). Records
+    the stream already holds must be the file's own: an interrupted import, run again,
+    publishes only the rest. Exporting the stream gives back the file's bytes.
+
+    Example: asup log import transfers.jsonl nats://127.0.0.1:4222/transfers
+    """
+    ref = log_arg(url)
+    if ref.url is None:
+        raise AsupError(ErrorCode.USAGE, "import publishes to a nats:// URL (to copy a file, use asup log export)", file=url)
+    _verified_file(path)
+    from events.jetstream.log import JetStreamLog  # nats-py is imported only for a URL
+
+    with JetStreamLog.open(ref.url, header=False) as log:
+        imported = log.import_lines(file_lines(path))
+    with JetStreamLog.open(ref.url, create=False) as log:  # read back whole and verified: the head it now has
+        seq, h = log.last_position()
+    if as_json:
+        emit_json({"log": str(path), "url": ref.text, "imported": imported, "last_seq": seq, "last_h": h})
+    else:
+        console().print(f"{path} -> {ref.text}: {imported} records imported; head: seq {seq}, digest {h}", markup=False, soft_wrap=True)
