@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from events.jsonl_log import JsonlLog
 from events.store import Pending
 from events.testing import transition
 from tests.cli import asup_argv, run_asup
+from tests.reliability.crashloop import report
 
 pytestmark = pytest.mark.nats
 
@@ -174,7 +176,7 @@ def test_a_follower_whose_server_goes_away_says_so_and_exits_4(tmp_path: Path) -
     gone = time.monotonic()  # the server is stopped
     _, err = follower.proc.communicate(timeout=30)
     waited = time.monotonic() - gone
-    print(f"tail -f: server gone -> exit after {waited:.2f} s (timeout=2)")
+    report("tail -f on a nats:// log whose server is stopped (timeout=2)", Counter(exit_4=1, waited_ms=round(waited * 1000)))
     assert follower.proc.returncode == 4, err
     assert err.startswith(f"asup: {url}: log_unreachable".encode()) and err.count(b"\n") == 1 and b"Traceback" not in err
     assert waited < 2 + 4
@@ -245,8 +247,11 @@ def test_an_import_killed_mid_way_resumes(tmp_path: Path, stream_url: str) -> No
     held = stream_last_seq(stream_url)
     done = run_asup("log", "import", "all.jsonl", stream_url, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    print(f"import killed with {held} of 20001 records stored; the rerun imported {json.loads(done.stdout)['imported']}")
-    assert json.loads(done.stdout)["imported"] == 20001 - held
+    imported = json.loads(done.stdout)["imported"]
+    report(
+        "asup log import SIGKILLed mid-way, then run again", Counter(records=20001, stored_before_the_kill=held, rerun_imported=imported)
+    )
+    assert 0 < held < 20001 and imported == 20001 - held
     assert run_asup("log", "export", stream_url, "out.jsonl", cwd=tmp_path).returncode == 0
     assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "all.jsonl").read_bytes()
 
@@ -261,6 +266,7 @@ def test_export_refuses_an_existing_out_and_never_follows_a_planted_link(tmp_pat
             one_line_error(run_asup("log", "export", source, out, cwd=tmp_path), 2, f"asup: {out}: usage: already exists")
     assert (tmp_path / "there.jsonl").read_bytes() == b"keep me\n"
     assert not (tmp_path / "target.jsonl").exists()
+    report("asup log export onto a taken name (a file, a symlink; from a URL and a file)", Counter(refused=4, replaced=0, followed=0))
 
 
 def test_a_failed_export_leaves_no_partial_file(tmp_path: Path, stream_url: str) -> None:
