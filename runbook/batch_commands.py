@@ -19,13 +19,13 @@ from engine.runner import Job, run_jobs
 from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
 from events import strict_json
-from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode, ExitCode
-from events.jsonl_log import JsonlLog
+from events.log_ref import LogRef, readable
 from events.vocabulary import Mode, State
 from projections.fold import fold_readable
 from projections.transfers import Transfers
-from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
+from runbook.log_writing import LOG_HELP, lost_server, open_log
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, fold_table, plural, reports_errors
 from runbook.sync_commands import RESUMABLE, SECTIONS
 
@@ -82,7 +82,7 @@ def sync_batch(
     batch: Path = typer.Argument(..., help="JSONL file: one intent per line (source, target and the --intent fields)."),
     artifact_class: str | None = typer.Option(None, "--artifact-class", help="Default class for lines that name none."),
     mode: Mode | None = typer.Option(None, "--mode", help="Default mode for lines that name none."),
-    log_path: Path | None = typer.Option(None, "--log", help="The JSONL log to append to [default: ROOT/logs/transfers.jsonl]."),
+    log_path: str | None = typer.Option(None, "--log", help=f"{LOG_HELP} [default: ROOT/logs/transfers.jsonl]."),
     root: Path = ROOT_OPT,
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Transfers in flight at once."),
     lever: bool = typer.Option(True, "--lever/--no-lever", help="Compiled dispatcher (on) or the transitions.Machine (off)."),
@@ -102,16 +102,15 @@ def sync_batch(
 
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
+    ref = default_log_ref(root, log_path)  # a malformed URL: a usage error before the batch is read
     jobs = _jobs(batch, artifact_class, mode)
-    log_path = default_log(root, log_path)
     skipped: list[str] = []
     if resume:
-        jobs, skipped = _resumed(jobs, log_path)
-    make_dirs(log_path.parent)
+        jobs, skipped = _resumed(jobs, ref)
     out = console()
     stop = StopRequest()
     with (
-        JsonlLog.open(log_path) as log,
+        open_log(ref) as log,
         Progress(
             TextColumn("transfers"), BarColumn(), MofNCompleteColumn(), console=out, transient=True, disable=not out.is_terminal
         ) as bar,
@@ -123,17 +122,18 @@ def sync_batch(
                     lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task), stop=stop)
                 )
         except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
-            raise _first_error(group) from None
+            first = _first_error(group)
+            raise (lost_server(first, ref, "rerun this command with --resume") if isinstance(first, AsupError) else first) from None
     failed = [r for r in results if r.reason_code is not None]
     refused = [r for r in results if r.refused]
     ran = {r.transfer_id for r in results}
     not_started = [job.intent.transfer_id for job in jobs if job.intent.transfer_id not in ran]
     if as_json:
-        rows = [_row(r, log_path) for r in results]
+        rows = [_row(r, ref.text) for r in results]
         counts = {"transfers": len(results), "failed": len(failed), "refused": len(refused), "not_started": not_started, "skipped": skipped}
-        emit_json({"log": str(log_path), **counts, "results": rows})
+        emit_json({"log": ref.text, **counts, "results": rows})
     else:
-        _print(results, log_path, not_started)
+        _print(results, ref.text, not_started)
         if skipped:
             console().print(
                 f"skipped {plural(len(skipped), 'line')} the log shows completed: {', '.join(skipped)}", markup=False, soft_wrap=True
@@ -156,12 +156,18 @@ def _interrupted(stop: StopRequest, results: list[TransferResult], not_started: 
     raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
-def _resumed(jobs: list[Job], log_path: Path) -> tuple[list[Job], list[str]]:
+def _resumed(jobs: list[Job], ref: LogRef) -> tuple[list[Job], list[str]]:
     """The jobs still to run, each continuing from its checkpoint where the log left it
     unfinished (or failed on its storage), and the transfer ids the log shows completed."""
-    if not log_path.is_file():
+    if ref.url is None and not ref.path.is_file():
         return jobs, []
-    views = fold_readable(log_path, [Transfers()])["transfers"].transfers
+    try:
+        with readable(ref) as path:
+            views = fold_readable(path, [Transfers()])["transfers"].transfers
+    except AsupError as exc:
+        if exc.code is ErrorCode.LOG_NOT_FOUND and ref.url is not None:  # no stream yet: nothing ran, all to run
+            return jobs, []
+        raise
     todo, skipped = [], []
     for job in jobs:
         view = views.get(job.intent.transfer_id)
@@ -187,7 +193,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return found if found is not None else group
 
 
-def _row(r: TransferResult, log_path: Path) -> dict[str, object]:
+def _row(r: TransferResult, log_name: str) -> dict[str, object]:
     reason = r.reason_code.value if r.reason_code else None
     return {
         "transfer_id": r.transfer_id,
@@ -199,11 +205,11 @@ def _row(r: TransferResult, log_path: Path) -> dict[str, object]:
         "cause": r.cause or r.refused or None,
         "refused": bool(r.refused),
         "suspended": r.suspended,
-        "resume_command": resume_command(r.transfer_id, log_path) if r.suspended else None,
+        "resume_command": resume_command(r.transfer_id, log_name) if r.suspended else None,
     }
 
 
-def _print(results: list[TransferResult], log_path: Path, not_started: list[str]) -> None:
+def _print(results: list[TransferResult], log_name: str, not_started: list[str]) -> None:
     table = fold_table("transfer", "state", "reason code", "section", "bytes", "attempt", "cause")
     for r in results:
         reason = r.reason_code.value if r.reason_code else ""
@@ -215,7 +221,7 @@ def _print(results: list[TransferResult], log_path: Path, not_started: list[str]
     out = console()
     out.print(table)
     done = sum(r.state is State.COMPLETED for r in results)
-    out.print(f"{done}/{len(results) + len(not_started)} completed; log {log_path}", markup=False)
+    out.print(f"{done}/{len(results) + len(not_started)} completed; log {log_name}", markup=False)
     for r in results:
         if r.suspended:
-            out.print(f"  resume: {resume_command(r.transfer_id, log_path)}", markup=False, soft_wrap=True)
+            out.print(f"  resume: {resume_command(r.transfer_id, log_name)}", markup=False, soft_wrap=True)

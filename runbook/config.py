@@ -1,7 +1,8 @@
 """Defaults from `asup.toml` (the working directory's, or the file ASUP_CONFIG names).
 
     root = "artifacts"                        # --root of every command that has one
-    log = "artifacts/logs/transfers.jsonl"    # --log of sync, sync-batch and scenario run
+    log = "artifacts/logs/transfers.jsonl"    # --log of sync, sync-batch, resume and scenario run
+                                              # (a file, or a stream: "nats://HOST:PORT/STREAM")
     lever = true                              # --lever/--no-lever wherever it exists
 
 Precedence: a flag on the command line, then an ASUP_* environment variable (ASUP_ROOT),

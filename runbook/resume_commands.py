@@ -8,6 +8,7 @@ code as `asup sync --resume` (`sync_commands.run_transfer`).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import msgspec
@@ -17,12 +18,14 @@ from engine import liveness
 from engine.faults import FaultPlan, FaultyTarget
 from engine.stores import DirectoryStore
 from events.errors import AsupError, ErrorCode
+from events.log_ref import LogRef, readable
 from events.observations import CheckpointWritten, Intent, IntentRecorded
 from events.record import Record
 from events.vocabulary import State
 from projections.fold import fold_readable
 from projections.transfers import Transfers, TransferView
-from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
+from runbook.log_writing import LOG_HELP
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, reports_errors
 from runbook.sync_commands import RESUMABLE, run_transfer
 
@@ -64,7 +67,7 @@ class ResumePoints:
 @reports_errors
 def resume(
     transfer_id: str = typer.Argument(..., help="The transfer to continue (as `asup status` lists it)."),
-    log_path: Path | None = typer.Option(None, "--log", help="The transfer's log [default: ROOT/logs/transfers.jsonl]."),
+    log_path: str | None = typer.Option(None, "--log", help=f"{LOG_HELP} (the transfer's) [default: ROOT/logs/transfers.jsonl]."),
     root: Path = ROOT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
     lock_timeout: float = LOCK_TIMEOUT_OPT,
@@ -80,62 +83,64 @@ def resume(
 
     Example: asup resume t-4152f299890b --log artifacts/logs/transfers.jsonl
     """
-    log = default_log(root, log_path)
-    view, point = _find(log, transfer_id)
+    ref = default_log_ref(root, log_path)
+    log = ref.text
+    view, point = _find(ref, transfer_id)
     if view.state is State.COMPLETED:
         _already_completed(transfer_id, log, as_json)
         return
     if view.state is State.FAILED_CLOSED and view.reason_code not in RESUMABLE:
         reason = view.reason_code.value if view.reason_code else "?"
-        message = f"transfer {transfer_id} failed closed ({reason}): nothing to resume; see asup triage {log}"
-        raise AsupError(ErrorCode.USAGE, message, file=str(log))
+        message = f"transfer {transfer_id} failed closed ({reason}): nothing to resume; see {shlex.join(['asup', 'triage', log])}"
+        raise AsupError(ErrorCode.USAGE, message, file=log)
     assert point.intent is not None
     intent = point.intent
     source_path, target_path = _paths(intent, log)
     running = liveness.check(str(target_path))
     if running.liveness is liveness.Liveness.HELD:  # its next append would meet ours in the stream
         message = f"transfer {transfer_id} is running ({running.detail}): nothing to resume, nothing recorded"
-        raise AsupError(ErrorCode.CONFLICT_DETECTED, message, file=str(log))
+        raise AsupError(ErrorCode.CONFLICT_DETECTED, message, file=log)
     target = DirectoryStore(target_path.parent)
     checkpoint = _checkpoint(target, intent, point, log)
     faultless = FaultyTarget(target, FaultPlan([]), intent.chunk_size)
-    run_transfer(intent, DirectoryStore(source_path.parent), faultless, log, checkpoint, True, as_json)
+    run_transfer(intent, DirectoryStore(source_path.parent), faultless, ref, checkpoint, True, as_json)
 
 
-def _find(log: Path, transfer_id: str) -> tuple[TransferView, ResumePoint]:
-    if not log.is_file():
-        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=str(log))
-    states = fold_readable(log, [Transfers(), ResumePoints(transfer_id)])
+def _find(ref: LogRef, transfer_id: str) -> tuple[TransferView, ResumePoint]:
+    if ref.url is None and not ref.path.is_file():  # a stream that is not there is said by its server
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=ref.text)
+    with readable(ref) as path:
+        states = fold_readable(path, [Transfers(), ResumePoints(transfer_id)])
     view = states["transfers"].transfers.get(transfer_id)
     point: ResumePoint = states["resume_point"]
     if view is None or point.intent is None:
-        raise AsupError(ErrorCode.USAGE, f"no transfer {transfer_id!r} in this log (asup status lists them)", file=str(log))
+        raise AsupError(ErrorCode.USAGE, f"no transfer {transfer_id!r} in this log (asup status lists them)", file=ref.text)
     return view, point
 
 
-def _paths(intent: Intent, log: Path) -> tuple[Path, Path]:
+def _paths(intent: Intent, log: str) -> tuple[Path, Path]:
     missing = [name for name, value in (("source_path", intent.source_path), ("target_path", intent.target_path)) if not value]
     if missing:
         message = (
             f"the intent of {intent.transfer_id} records no {' or '.join(missing)} (a log of an older asup, or a library caller): "
             "continue it with asup sync SRC DST --resume CHECKPOINT"
         )
-        raise AsupError(ErrorCode.USAGE, message, file=str(log))
+        raise AsupError(ErrorCode.USAGE, message, file=log)
     return Path(intent.source_path), Path(intent.target_path)
 
 
-def _checkpoint(target: DirectoryStore, intent: Intent, point: ResumePoint, log: Path) -> str | None:
+def _checkpoint(target: DirectoryStore, intent: Intent, point: ResumePoint, log: str) -> str | None:
     """The checkpoint file to resume from, None when the session has none (it runs from 0)."""
     if not point.checkpoint:
         return None
     path = target.checkpoint_path(intent.target)
     if path.name != point.checkpoint:  # the log names another file than the store keeps: not asup's
-        raise AsupError(ErrorCode.USAGE, f"the log's checkpoint {point.checkpoint!r} is not {path.name!r}", file=str(log))
+        raise AsupError(ErrorCode.USAGE, f"the log's checkpoint {point.checkpoint!r} is not {path.name!r}", file=log)
     return str(path)
 
 
-def _already_completed(transfer_id: str, log: Path, as_json: bool) -> None:
+def _already_completed(transfer_id: str, log: str, as_json: bool) -> None:
     if as_json:
-        emit_json({"transfer_id": transfer_id, "state": State.COMPLETED.value, "resumed": False, "log": str(log)})
+        emit_json({"transfer_id": transfer_id, "state": State.COMPLETED.value, "resumed": False, "log": log})
         return
     console().print(f"{transfer_id}: already completed; nothing to resume (log {log})", markup=False)

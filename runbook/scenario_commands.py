@@ -11,12 +11,15 @@ from rich.progress import Progress
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
 from engine.scenarios import SCENARIOS, Scenario, ScenarioOutcome, get, run_scenarios
-from events.atomic import make_dirs
 from events.clock import StepClock
-from events.jsonl_log import JsonlLog
+from events.errors import AsupError, ErrorCode
+from events.log_ref import LogRef
+from events.payloads import LogCreated
+from events.store import LogStore
 from runbook.demo import keep_earlier
-from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT
-from runbook.output import console, emit_json, fold_table, reports_errors, styled
+from runbook.log_writing import open_log
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, log_arg
+from runbook.output import console, emit_json, fold_table, plural, reports_errors, styled
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -56,8 +59,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable l
 @reports_errors
 def run(
     name: str = typer.Argument(..., help="A scenario name, or 'all'."),
-    log_path: Path | None = typer.Option(
-        None, "--log", help="Log to write (an earlier file is kept as `LOG.<n>`) [default: ROOT/scenarios/scenarios.jsonl]."
+    log_path: str | None = typer.Option(
+        None,
+        "--log",
+        help="Log to write: a file (an earlier one is kept as `LOG.<n>`) or a new JetStream stream as nats://HOST:PORT/STREAM "
+        "[default: ROOT/scenarios/scenarios.jsonl].",
     ),
     root: Path = ROOT_OPT,
     seed: int = typer.Option(7, "--seed", help="Seed of the generated artifacts and the transfers."),
@@ -71,17 +77,16 @@ def run(
 
     Example: asup scenario run all --log /tmp/scenarios.jsonl --seed 7
     """
+    ref = log_arg(log_path if log_path is not None else root / "scenarios" / "scenarios.jsonl")
     chosen = list(SCENARIOS) if name == "all" else [get(name)]
-    log_path = log_path if log_path is not None else root / "scenarios" / "scenarios.jsonl"
-    make_dirs(log_path.parent)
-    kept = keep_earlier(log_path)
-    outcomes = anyio.run(_run_all, chosen, log_path, seed, workdir, lever)
+    kept = keep_earlier(ref.path) if ref.url is None else None
+    outcomes = anyio.run(_run_all, chosen, ref, seed, workdir, lever)
     checks = sum(len(o.checks) for o in outcomes)
     failed = [o for o in outcomes if not o.passed]
     if as_json:
         emit_json(
             {
-                "log": str(log_path),
+                "log": ref.text,
                 "kept": str(kept) if kept else None,
                 "checks": checks,
                 "passed": not failed,
@@ -89,21 +94,39 @@ def run(
             }
         )
     else:
-        _print(outcomes, log_path, checks)
+        _print(outcomes, ref.text, checks)
     if failed or checks == 0:
         raise typer.Exit(1)
 
 
-async def _run_all(chosen: list[Scenario], log_path: Path, seed: int, workdir: Path | None, lever: bool) -> list[ScenarioOutcome]:
+async def _run_all(chosen: list[Scenario], ref: LogRef, seed: int, workdir: Path | None, lever: bool) -> list[ScenarioOutcome]:
     out = console()
     with (
-        JsonlLog.open(log_path, log_id="scenarios", clock=StepClock()) as log,
+        open_log(ref, log_id="scenarios", clock=StepClock()) as log,
         Progress(console=out, transient=True, disable=not out.is_terminal) as bar,
     ):
+        if ref.url is not None:
+            _check_new(log, ref)
         task = bar.add_task("scenarios", total=len(chosen))
         return await run_scenarios(
             chosen, DirectAppender(log), make_dispatcher(lever), seed=seed, workdir=workdir, on_done=lambda _o: bar.advance(task)
         )
+
+
+def _check_new(log: LogStore, ref: LogRef) -> None:
+    """Scenario ids are deterministic: a second run into one stream would meet the first's
+    transfers. A file is moved aside first; a stream cannot be, so it must be new (holding
+    at most the header this run itself would write)."""
+    held = log.last_position()[0]
+    header = next(iter(log.read()), None) if held == 1 else None
+    ours = header is not None and isinstance(header.data, LogCreated) and header.data.log_id == "scenarios"
+    if held > 1 or (held == 1 and not ours):
+        assert ref.url is not None
+        message = (
+            f"stream {ref.url.stream} already holds {plural(held, 'record')}: name a new stream; "
+            "a file would be kept aside as LOG.<n>, a stream cannot be"
+        )
+        raise AsupError(ErrorCode.USAGE, message, file=ref.text)
 
 
 def _row(o: ScenarioOutcome) -> dict[str, object]:
@@ -119,7 +142,7 @@ def _row(o: ScenarioOutcome) -> dict[str, object]:
     }
 
 
-def _print(outcomes: list[ScenarioOutcome], log_path: Path, checks: int) -> None:
+def _print(outcomes: list[ScenarioOutcome], log_name: str, checks: int) -> None:
     table = fold_table("scenario", "transfer", "state", "reason code", "checks", "verdict")
     for o in outcomes:
         verdict = styled("pass", "green") if o.passed else styled("FAIL", "red")
@@ -128,4 +151,4 @@ def _print(outcomes: list[ScenarioOutcome], log_path: Path, checks: int) -> None
         )
     out = console()
     out.print(table)
-    out.print(f"{checks} checks executed; log {log_path}", markup=False)
+    out.print(f"{checks} checks executed; log {log_name}", markup=False)

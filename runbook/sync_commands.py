@@ -23,13 +23,13 @@ from engine.liveness import resume_command
 from engine.machine import make_dispatcher
 from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
-from events.atomic import make_dirs
 from events.errors import AsupError, ErrorCode, ExitCode
-from events.jsonl_log import JsonlLog
+from events.log_ref import LogRef
 from events.observations import Intent
 from events.vocabulary import Mode, ReasonCode
 from projections.runbook_map import SECTION
-from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log
+from runbook.log_writing import LOG_HELP, lost_server, open_log
+from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, line, reports_errors, styled
 
 SECTIONS: dict[str, str] = {code.value: section for code, section in SECTION.items()}
@@ -52,7 +52,7 @@ def sync(
     artifact_class: str | None = typer.Option(None, "--artifact-class", help="Capability matrix class, e.g. conformance_fixture_bundle."),
     mode: Mode | None = typer.Option(None, "--mode", help="strict (no retries) or hardened (bounded retries)."),
     seed: int | None = typer.Option(None, "--seed", help="Deterministic seed (backoff jitter, ids)."),
-    log_path: Path | None = typer.Option(None, "--log", help="The JSONL log to append to [default: ROOT/logs/transfers.jsonl]."),
+    log_path: str | None = typer.Option(None, "--log", help=f"{LOG_HELP} [default: ROOT/logs/transfers.jsonl]."),
     root: Path = ROOT_OPT,
     intent_path: Path | None = typer.Option(None, "--intent", help="JSON file with intent fields (flags win)."),
     adapter: str | None = typer.Option(None, "--adapter", help="Adapter profile: a built-in name or a .json file."),
@@ -82,7 +82,8 @@ def sync(
         artifact_class,
         mode,
         seed,
-        default_log(root, log_path),
+        log_path,
+        root,
         intent_path,
         adapter,
         resume,
@@ -103,7 +104,8 @@ def _sync(
     artifact_class: str | None,
     mode: Mode | None,
     seed: int | None,
-    log_path: Path,
+    log_given: str | None,
+    root: Path,
     intent_path: Path | None,
     adapter: str | None,
     resume: str | None,
@@ -116,6 +118,7 @@ def _sync(
     lever: bool,
     as_json: bool,
 ) -> None:
+    log_ref = default_log_ref(root, log_given)  # a malformed URL: a usage error before anything is read
     spec = _intent_file(intent_path)
     source_path = Path(_pick(src, spec.source, None, "SRC"))
     target_path = Path(_pick(dst, spec.target, None, "DST"))
@@ -143,28 +146,28 @@ def _sync(
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)
     target = FaultyTarget(DirectoryStore(target_path.parent), plan, intent.chunk_size)
-    run_transfer(intent, source, target, log_path, resume, lever, as_json)
+    run_transfer(intent, source, target, log_ref, resume, lever, as_json)
 
 
 def run_transfer(
     intent: Intent,
     source: DirectoryStore,
     target: FaultyTarget,
-    log_path: Path,
+    log_ref: LogRef,
     resume: str | None,
     lever: bool,
     as_json: bool,
 ) -> None:
-    """Run one transfer into `log_path` and report it: `asup sync` and `asup resume` both
-    end here. Ctrl-C or SIGTERM suspends it at a chunk boundary (exit 130)."""
+    """Run one transfer into the log `log_ref` names and report it: `asup sync` and `asup
+    resume` both end here. Ctrl-C or SIGTERM suspends it at a chunk boundary (exit 130)."""
     # the operator's files are read before the log is opened: a bad one records nothing
     profile = load_profile(intent.adapter)
     plan = FaultPlan(list(target.pending))  # what --fault asked for, before any of it fires
     if resume is not None:
         ckpt.decode(target.inner.load_checkpoint(resume), resume)
-    make_dirs(log_path.parent)
     stop = StopRequest()
-    with JsonlLog.open(log_path) as log, _bar(intent, as_json) as on_chunk:
+    resume_with = resume_command(intent.transfer_id, log_ref.text)
+    with open_log(log_ref) as log, _bar(intent, as_json) as on_chunk:
         first = log.last_position()[0] + 1
         dispatcher = make_dispatcher(lever)
         adapter_ = SyncAdapter(
@@ -174,13 +177,13 @@ def run_transfer(
             with stop_on_signals(stop):
                 result = run_stoppable(adapter_.run, intent, resume)
         except SimulatedCrash as crash:
-            hint = f"resume: {resume_command(intent.transfer_id, log_path)}"
-            raise AsupError(ErrorCode.IO_FAILED, f"{crash}; {hint}", file=str(log_path)) from None
+            raise AsupError(ErrorCode.IO_FAILED, f"{crash}; resume: {resume_with}", file=log_ref.text) from None
+        except AsupError as error:  # the log's server went away mid-transfer: say how to continue
+            raise lost_server(error, log_ref, resume_with) from None
         last = log.last_position()[0]
-    _report(result, intent, log_path, (first, last), plan, as_json)
+    _report(result, intent, log_ref.text, (first, last), plan, as_json)
     if result.suspended:
         where = f"{result.committed_cursor}/{intent.size} bytes"
-        resume_with = resume_command(intent.transfer_id, log_path)
         message = f"asup: interrupted ({stop.signal}): {intent.transfer_id} suspended at {where}; resume: {resume_with}"
         console(stderr=True).print(message, markup=False, soft_wrap=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED))
@@ -205,7 +208,7 @@ def _bar(intent: Intent, as_json: bool) -> Iterator[Callable[[int], None] | None
 RESUMABLE = frozenset({ReasonCode.IO_FAILED})
 
 
-def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[int, int], plan: FaultPlan, as_json: bool) -> None:
+def _report(result: TransferResult, intent: Intent, log_name: str, seqs: tuple[int, int], plan: FaultPlan, as_json: bool) -> None:
     reason = result.reason_code.value if result.reason_code else None
     transfer_id, (first, last) = intent.transfer_id, seqs
     payload = {
@@ -216,11 +219,11 @@ def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[
         "cause": result.cause or None,
         "attempt": result.attempt,
         "committed_cursor": result.committed_cursor,
-        "log": str(log_path),
+        "log": log_name,
         "seq": [first, last],
         "faults": str(plan),
         "suspended": result.suspended,
-        "resume_command": resume_command(transfer_id, log_path) if result.suspended or _resumable(result) else None,
+        "resume_command": resume_command(transfer_id, log_name) if result.suspended or _resumable(result) else None,
     }
     if as_json:
         emit_json(payload)
@@ -235,13 +238,14 @@ def _report(result: TransferResult, intent: Intent, log_path: Path, seqs: tuple[
         section = f" (runbook section {SECTIONS.get(reason, '?')})"
         out.print(line(styled(result.state, "red"), f" {transfer_id}: ", styled(reason, "bold"), section))
         out.print(f"  cause: {result.cause}", markup=False)
-    out.print(f"  log {log_path} seq {first}..{last}; inspect: asup log cat {log_path} --stream {transfer_id}", markup=False)
+    inspect = shlex.join(["asup", "log", "cat", log_name, "--stream", transfer_id])
+    out.print(f"  log {log_name} seq {first}..{last}; inspect: {inspect}", markup=False)
     if reason is not None:
         section = SECTIONS.get(reason, "?")
-        triage = shlex.join(["asup", "triage", str(log_path)])
+        triage = shlex.join(["asup", "triage", log_name])
         out.print(f"  next: {triage} (runs section {section}'s steps, each with its reproduce command)", markup=False)
         if _resumable(result):
-            out.print(f"  then, once the storage is fixed: {resume_command(transfer_id, log_path)}", markup=False)
+            out.print(f"  then, once the storage is fixed: {resume_command(transfer_id, log_name)}", markup=False)
 
 
 def _resumable(result: TransferResult) -> bool:
