@@ -264,3 +264,40 @@ def test_a_bad_url_is_a_usage_error_in_one_line(tmp_path: Path, command: str, ba
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"asup: {bad}: usage: not a log URL"), done.stderr
+
+
+def test_a_batch_whose_server_goes_away_is_one_line_and_its_rerun_with_resume_completes(nats_server: NatsServer, tmp_path: Path) -> None:
+    url = f"{nats_server.url}/BGONE?timeout=1"
+    lines = []
+    for n in range(2):
+        source = _source(tmp_path / "src" / f"a{n}.bin", chunks=400, seed=n)  # a batch takes no --fault: big enough to outlast the stop
+        target = str(tmp_path / "dst" / f"a{n}.bin")
+        lines.append(json.dumps({"source": str(source), "target": target, "transfer_id": f"t-g{n}", "chunk_size": CHUNK}))
+    batch = tmp_path / "b.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    argv = asup_argv("sync-batch", str(batch), *CLASS, "--log", url, "--concurrency", "2")
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(url, "checkpoint_written", process, count=2)
+    nats_server.stop()
+    out, err = process.communicate(timeout=60)
+    assert "Traceback" not in out + err
+    assert process.returncode == 4, out + err
+    assert err.splitlines() == [err.strip()] and err.startswith(f"asup: {url}: log_unreachable: "), err
+    assert err.strip().endswith("once it is back: rerun this command with --resume"), err
+    nats_server.start()
+    again = _asup("sync-batch", str(batch), *CLASS, "--log", url, "--resume", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    for n in range(2):
+        assert _b3(tmp_path / "dst" / f"a{n}.bin") == _b3(tmp_path / "src" / f"a{n}.bin")
+    _verify(_snapshot(url, tmp_path / "snapshot.jsonl"))
+
+
+def test_log_in_asup_toml_may_be_a_url(nats_server: NatsServer, tmp_path: Path) -> None:
+    url = f"{nats_server.url}/TOML"
+    (tmp_path / "asup.toml").write_text(f'log = "{url}"\n')
+    source = _source(tmp_path / "src" / "a.bin")
+    done = _asup("sync", str(source), str(tmp_path / "dst" / "a.bin"), *CLASS, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["log"] == url
+    assert not (tmp_path / "artifacts").exists()  # nothing of the default file log
+    assert _status(_snapshot(url, tmp_path / "snapshot.jsonl"))[0]["state"] == "completed"
