@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tail_bench.py
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/sidecar_bench.py
+	$(BIN)/python bench/jetstream_bench.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,6 +11,7 @@ V1 = Path("asupersync/v1")
 
 class ArtifactPaths(msgspec.Struct, frozen=True):
     root: Path
+    remote_logs: tuple[str, ...] = ()  # nats:// logs the checklist and the pack cover besides the root's files
 
     def rel(self, path: Path) -> str:
         """`path` relative to the root, '/'-separated (what packs and events record)."""

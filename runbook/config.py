@@ -4,6 +4,8 @@
     log = "artifacts/logs/transfers.jsonl"    # --log of sync, sync-batch, resume and scenario run
                                               # (a file, or a stream: "nats://HOST:PORT/STREAM")
     lever = true                              # --lever/--no-lever wherever it exists
+    logs = ["nats://HOST:PORT/STREAM"]        # --log of checklist, evidence build/signoff and readiness:
+                                              # streams the checklist and the pack cover besides the root's files
 
 Precedence: a flag on the command line, then an ASUP_* environment variable (ASUP_ROOT),
 then this file, then the built-in default. Unknown keys are refused with the file named.
@@ -19,7 +21,7 @@ from typing import Any
 from events import strict_json
 from events.errors import AsupError, ErrorCode
 
-KEYS = {"root": "root", "log": "log_path", "lever": "lever"}  # key -> the parameter it sets
+KEYS = {"root": "root", "log": "log_path", "lever": "lever", "logs": "remote_logs"}  # key -> the parameter it sets
 
 
 def load(cwd: Path | None = None) -> dict[str, Any]:

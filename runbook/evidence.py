@@ -10,7 +10,7 @@ import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -25,7 +25,9 @@ from events.clock import Clock, SystemClock, format_ts
 from events.digest import digest_bytes, digest_file
 from events.errors import AsupError, ErrorCode, os_error
 from events.fs import OS, FileSystem
+from events.jetstream.url import is_url
 from events.jsonl_log import SIDE_SUFFIXES, JsonlLog
+from events.log_ref import log_ref, readable
 from events.operations import DecodeProofRecorded, EvidenceSealed, ScrubFinished, SidecarWritten, SignoffRecorded
 from events.payloads import Event
 from events.scan import Scanner
@@ -33,10 +35,14 @@ from events.vocabulary import CheckStatus
 from projections import checklist
 from projections.artifact_paths import ArtifactPaths
 from projections.base import canonical_json
+from projections.checklist import LogFact
 from projections.escalation import Inputs, escalate, level_of
 from projections.fold import fold_log
 from projections.operations import Operations, OpsState
 from replay.replayable import check_log, is_asup_log
+
+if TYPE_CHECKING:
+    from events.jetstream.log import JetStreamLog
 
 OPS_LOG_ID = "asupersync-ops"
 
@@ -109,7 +115,34 @@ def log_heads(paths: ArtifactPaths) -> list[dict[str, Any]]:
         for _ in scanner:
             pass
         heads.append({"path": paths.rel(path), "last_seq": scanner.chain.last_seq, "last_h": scanner.chain.last_h})
+    for url in paths.remote_logs:
+        with _remote(url) as log:
+            seq, h = log.head()
+        heads.append({"path": url, "last_seq": seq, "last_h": h})
     return heads
+
+
+def _remote(url: str) -> JetStreamLog:
+    """A nats:// log opened for reading (nothing read at open)."""
+    from events.jetstream.log import JetStreamLog
+
+    return JetStreamLog.open(url, create=False, reader=True)
+
+
+def remote_facts(paths: ArtifactPaths) -> list[LogFact]:
+    """`check_log` of each remote log, over a verified snapshot, named by its URL."""
+    facts = []
+    for url in paths.remote_logs:
+        try:
+            with readable(log_ref(url)) as snapshot:
+                fact = check_log(snapshot)
+                fact = msgspec.structs.replace(fact, path=url, problem=fact.problem.replace(str(snapshot), url))
+        except AsupError as exc:
+            if exc.code is ErrorCode.LOG_UNREACHABLE:
+                raise  # an unreachable log is not a failed one: the operator must see it, not a red item
+            fact = LogFact(path=url, last_seq=0, last_h="", ok=False, streams=0, reproduced=0, problem=exc.one_line())
+        facts.append(fact)
+    return facts
 
 
 MAX_PACK = 64 << 20  # an inventory row is ~150 bytes: room for some 400,000 artifacts
@@ -134,6 +167,9 @@ class _PackView(msgspec.Struct, frozen=True):
 
 
 def _head_still_there(root: Path, head: _Head) -> bool:
+    if is_url(head.path):  # a stream keeps every record: the one at the sealed seq must still be the sealed one
+        with _remote(head.path) as log:
+            return head.last_seq == 0 or log.digest_at(head.last_seq) == head.last_h
     path = root / head.path
     if not path.exists():
         return False
@@ -163,7 +199,7 @@ def gather_facts(paths: ArtifactPaths) -> checklist.Facts:
             drift = [paths.rel(paths.pack)]
         else:
             drift = pack_drift(paths, pack)
-    logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log]
+    logs = [check_log(p) for p in find_logs(paths) if p != paths.ops_log] + remote_facts(paths)
     return checklist.Facts(
         pack_digest=pack_digest, pack_drift=drift, logs=logs, pack_path=paths.rel(paths.pack), sidecar=sidecar_fact(paths)
     )

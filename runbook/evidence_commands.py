@@ -10,7 +10,8 @@ import typer
 from projections import checklist as checklist_mod
 from projections.artifact_paths import ArtifactPaths
 from runbook import evidence
-from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, REMOTE_LOGS_OPT, ROOT_OPT
+from runbook.options import remote_logs as remote_logs_of
 from runbook.output import console, emit_json, line, reports_errors, styled
 from runbook.report_commands import print_checklist
 
@@ -29,14 +30,16 @@ JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 
 @evidence_app.command("build")
 @reports_errors
-def build(root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT) -> None:
+def build(
+    root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT, remote_logs: list[str] = REMOTE_LOGS_OPT
+) -> None:
     """Build a new final evidence pack (inventory with sizes and BLAKE3, log heads, gate
     results, checklist and escalation as of sealing) and seal it with an event. An earlier
     pack and its sidecar move to history/.
 
-    Example: asup evidence build --root artifacts
+    Example: asup evidence build --root artifacts --log nats://127.0.0.1:4222/TRANSFERS
     """
-    paths = ArtifactPaths(root)
+    paths = ArtifactPaths(root, remote_logs_of(remote_logs))
     pack, digest, seq = evidence.build_pack(paths)
     if as_json:
         emit_json({"pack": str(pack), "digest": digest, "seal_seq": seq})
@@ -46,13 +49,15 @@ def build(root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float =
 
 @evidence_app.command("signoff")
 @reports_errors
-def signoff(root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT) -> None:
+def signoff(
+    root: Path = ROOT_OPT, as_json: bool = JSON_OPT, lock_timeout: float = LOCK_TIMEOUT_OPT, remote_logs: list[str] = REMOTE_LOGS_OPT
+) -> None:
     """Record the sign-off: the checklist as it stands now, pass only when every item passes.
     Exit 1 unless the sign-off is pass.
 
     Example: asup evidence signoff --root artifacts
     """
-    paths = ArtifactPaths(root)
+    paths = ArtifactPaths(root, remote_logs_of(remote_logs))
     verdict, items = evidence.sign_off(paths)
     if as_json:
         emit_json({"verdict": verdict, "signoff": str(paths.signoff), **checklist_mod.render(items)})

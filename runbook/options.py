@@ -49,6 +49,26 @@ def default_log_ref(root: Path, given: str | None) -> LogRef:
     return log_ref(given) if given is not None else log_ref(default_log(root, None))
 
 
+REMOTE_LOGS_OPT = typer.Option(
+    [],
+    "--log",
+    help="A nats:// log the checklist and the evidence pack cover too, its head sealed (repeatable; asup.toml: logs = [...]). "
+    "The root's files are found by themselves.",
+)
+
+
+def remote_logs(given: Iterable[str]) -> tuple[str, ...]:
+    """The `--log` URLs of an evidence command, checked: a file there is a usage error (the
+    root's logs are found under it), a malformed URL too."""
+    urls = []
+    for text in given:
+        ref = log_ref(text)
+        if ref.url is None:
+            raise AsupError(ErrorCode.USAGE, "--log here takes a nats:// URL; files under --root are found by themselves", file=text)
+        urls.append(ref.text)
+    return tuple(urls)
+
+
 def check_known(flag: str, value: str | None, known: Iterable[str], noun: str) -> None:
     """A filter value that names nothing asup knows would match nothing, silently (and, when
     following, forever): a usage error listing what is known."""

@@ -23,7 +23,8 @@ from runbook import triage as triage_mod
 from runbook.evidence import current_checklist
 from runbook.gates import performance
 from runbook.gates.report import GateReport
-from runbook.options import LOCK_TIMEOUT_OPT, LOG_HELP, ROOT_OPT
+from runbook.options import LOCK_TIMEOUT_OPT, LOG_HELP, REMOTE_LOGS_OPT, ROOT_OPT
+from runbook.options import remote_logs as remote_logs_of
 from runbook.output import console, emit_json, fold_table, line, plural, reports_errors, styled
 from runbook.report_commands import print_checklist
 
@@ -156,6 +157,7 @@ def readiness(
     seed: int = typer.Option(7, "--seed", help="Seed of the e2e pack and the decode drill."),
     as_json: bool = JSON_OPT,
     lock_timeout: float = LOCK_TIMEOUT_OPT,
+    remote_logs: list[str] = REMOTE_LOGS_OPT,
 ) -> None:
     """The readiness drill: all gates, the e2e pack, evidence build, sidecar encode, scrub,
     decode drill, sign-off and escalation; prints the operator checklist and every artifact's
@@ -163,7 +165,7 @@ def readiness(
 
     Example: asup readiness --root artifacts
     """
-    paths = ArtifactPaths(root)
+    paths = ArtifactPaths(root, remote_logs_of(remote_logs))
     results = []
     out = console()
     plan = drill.steps(paths, seed=seed)

@@ -28,7 +28,8 @@ from projections.traces import Traces
 from projections.transfers import Transfers, TransferView
 from projections.violations import Violations
 from runbook.evidence import current_checklist, find_logs, gather_facts, ops_state
-from runbook.options import LOG_HELP, ROOT_OPT, check_known, log_arg
+from runbook.options import LOG_HELP, REMOTE_LOGS_OPT, ROOT_OPT, check_known, log_arg
+from runbook.options import remote_logs as remote_logs_of
 from runbook.output import STATE_COLORS, console, emit_json, fold_table, line, plural, reports_errors, styled, write_output
 
 LOG_ARG = typer.Argument(..., help=f"A transfer log. {LOG_HELP}", show_default=False)
@@ -234,13 +235,17 @@ def _logs_under(paths: ArtifactPaths) -> list[Path]:
 
 
 @reports_errors
-def checklist(root: Path = ROOT_OPT, as_json: bool = typer.Option(False, "--json", help="Machine-readable checklist.")) -> None:
+def checklist(
+    root: Path = ROOT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable checklist."),
+    remote_logs: list[str] = REMOTE_LOGS_OPT,
+) -> None:
     """The operator checklist, derived from the operations log and the artifacts (never hand-edited).
     Exit 0 only when every item passes.
 
     Example: asup checklist --root artifacts
     """
-    paths = ArtifactPaths(root)
+    paths = ArtifactPaths(root, remote_logs_of(remote_logs))
     items = current_checklist(paths)
     rendered = checklist_mod.render(items)
     if as_json:

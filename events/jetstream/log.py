@@ -244,6 +244,18 @@ class JetStreamLog(ChainHeads):
             self._verified(chain, last_of, seq, payload)
             yield payload
 
+    def head(self) -> tuple[int, str]:
+        """(last seq, its digest) as the stream holds them now (a reader's too: it reads the
+        last message only, checked by its digest); (0, "") for an empty stream."""
+        self._check_open()
+        last = self._last_seq()
+        return (last, self.digest_at(last)) if last else (0, "")
+
+    def digest_at(self, seq: int) -> str:
+        """The digest of the record stored at `seq` ("" when there is none)."""
+        line = self._line_at(seq)
+        return self._decoded(seq, line).h if line else ""
+
     def import_lines(self, lines: Iterable[bytes]) -> int:
         """Store a whole log's lines (header first, each verified here) as they are, so the
         stream holds the same bytes. Lines the stream already holds must be the same ones (an
