@@ -1,5 +1,6 @@
-"""`asup log …`: verify, repair, stats, cat and demo for a log (a JSONL file; verify, stats
-and cat also read a `nats://` URL, through a verified snapshot of the stream)."""
+"""`asup log …`: verify, repair, stats, cat, export, import and demo for a log (a JSONL file;
+verify, stats and cat also read a `nats://` URL, through a verified snapshot of the stream;
+export copies a stream or a file to a new file, import a file to a stream)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from runbook.output import console, emit_json, fold_table, line, reports_errors,
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Verify, repair, inspect and print an append-only JSONL log.\n\nExample: asup log verify artifacts/logs/transfers.jsonl",
+    help="Verify, repair, inspect, print, export and import an append-only log (a JSONL file or a nats:// stream)."
+    "\n\nExample: asup log verify artifacts/logs/transfers.jsonl",
     no_args_is_help=True,
 )
 
