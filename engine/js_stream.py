@@ -22,9 +22,18 @@ from typing import Any, TypeVar
 import msgspec
 from nats.aio.msg import Msg
 
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError
 from events.jetstream.bridge import bridge
-from events.jetstream.client import MESSAGE_NOT_FOUND, STALE, STREAM_NOT_FOUND, Connection, ServerSaid, Unreachable
+from events.jetstream.client import (
+    MESSAGE_NOT_FOUND,
+    STALE,
+    STREAM_NOT_FOUND,
+    Connection,
+    ServerSaid,
+    Unreachable,
+    as_asup_error,
+    unreachable,
+)
 from events.jetstream.url import LogUrl
 
 T = TypeVar("T")
@@ -64,19 +73,11 @@ class JsStream:
         """Run `coro` on the bridge's loop; its client errors as AsupErrors naming `what`."""
         try:
             return bridge().call(coro, rounds * self.url.timeout + 1)
-        except Unreachable as exc:
-            raise self.unreachable(str(exc)) from exc
-        except TimeoutError as exc:
-            raise self.unreachable("timed out") from exc
-        except ServerSaid as exc:
-            raise AsupError(ErrorCode.IO_FAILED, f"the server refused: {exc}", file=self.what) from exc
+        except (Unreachable, ServerSaid, TimeoutError) as exc:
+            raise as_asup_error(exc, self.what, self.url.timeout) from exc
 
     def unreachable(self, why: str) -> AsupError:
-        return AsupError(
-            ErrorCode.LOG_UNREACHABLE,
-            f"cannot reach the server: {why} (each request waits {self.url.timeout:g} s; set ?timeout=SECONDS)",
-            file=self.what,
-        )
+        return unreachable(self.what, why, self.url.timeout)
 
     # --- coroutines ------------------------------------------------------------------
 

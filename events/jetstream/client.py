@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from events.errors import AsupError, ErrorCode
 from events.jetstream.url import LogUrl
 
 WRONG_LAST_SEQUENCE = 10071  # a plain publish's Nats-Expected-Last-(Subject-)Sequence did not hold
@@ -185,6 +186,22 @@ def _answer(msg: Msg) -> dict[str, Any]:
     if error:
         raise ServerSaid(int(error.get("code", 0)), int(error.get("err_code", 0)), str(error.get("description", "")))
     return dict(answer)
+
+
+def unreachable(name: str, why: str, timeout: float) -> AsupError:
+    """The one line for a server that did not answer: exit 4, naming the URL and its timeout."""
+    return AsupError(
+        ErrorCode.LOG_UNREACHABLE,
+        f"cannot reach the server: {why} (each request waits {timeout:g} s; set ?timeout=SECONDS)",
+        file=name,
+    )
+
+
+def as_asup_error(exc: Unreachable | ServerSaid | TimeoutError, name: str, timeout: float) -> AsupError:
+    """A client failure as the AsupError every caller raises (`from exc`)."""
+    if isinstance(exc, ServerSaid):
+        return AsupError(ErrorCode.IO_FAILED, f"the server refused: {exc}", file=name)
+    return unreachable(name, str(exc) if isinstance(exc, Unreachable) else "timed out", timeout)
 
 
 def _why(exc: BaseException) -> str:

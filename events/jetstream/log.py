@@ -33,7 +33,7 @@ from events.chain import DEFAULT_ID_WINDOW, ChainHeads, ChainState, Position
 from events.clock import Clock, SystemClock, format_ts
 from events.errors import AsupError, ErrorCode
 from events.jetstream.bridge import bridge
-from events.jetstream.client import STALE, STREAM_NOT_FOUND, Connection, Message, ServerSaid, Unreachable
+from events.jetstream.client import STALE, STREAM_NOT_FOUND, Connection, Message, ServerSaid, Unreachable, as_asup_error, unreachable
 from events.jetstream.url import LogUrl, parse
 from events.payloads import Event, LogCreated
 from events.record import HEADER_STREAM, LOG_SCHEMA, MAX_LINE, LineFault, Record, genesis
@@ -536,27 +536,17 @@ class JetStreamLog(ChainHeads):
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             return self._bridge.call(coro, 2 * self.url.timeout + 1)
-        except Unreachable as exc:
-            raise self._unreachable(str(exc)) from exc
-        except TimeoutError as exc:
-            raise self._unreachable("timed out") from exc
-        except ServerSaid as exc:
-            raise AsupError(ErrorCode.IO_FAILED, f"the server refused: {exc}", file=self.name) from exc
+        except (Unreachable, ServerSaid, TimeoutError) as exc:
+            raise as_asup_error(exc, self.name, self.url.timeout) from exc
 
     async def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             return await self._bridge.wait(coro)
-        except Unreachable as exc:
-            raise self._unreachable(str(exc)) from exc
-        except ServerSaid as exc:
-            raise AsupError(ErrorCode.IO_FAILED, f"the server refused: {exc}", file=self.name) from exc
+        except (Unreachable, ServerSaid) as exc:
+            raise as_asup_error(exc, self.name, self.url.timeout) from exc
 
     def _unreachable(self, why: str) -> AsupError:
-        return AsupError(
-            ErrorCode.LOG_UNREACHABLE,
-            f"cannot reach the log's server: {why} (each request waits {self.url.timeout:g} s; set ?timeout=SECONDS)",
-            file=self.name,
-        )
+        return unreachable(self.name, why, self.url.timeout)
 
     def _check_open(self) -> None:
         if not self._connected:
