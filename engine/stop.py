@@ -12,6 +12,7 @@ has no `suspended` record).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import anyio
+
+from events.jetstream import bridge
 
 T = TypeVar("T")
 
@@ -63,6 +66,71 @@ def run_stoppable(func: Callable[..., Awaitable[T]], *args: object) -> T:
     KeyboardInterrupt as an unhandled task error while it shuts down: the CLI reports it as
     exit 130, and a traceback on the operator's terminal would be a defect."""
     return anyio.run(func, *args, backend_options={"loop_factory": _quiet_loop})
+
+
+class Interrupts:
+    """SIGINT and SIGTERM for a command that reads and then follows (`asup tail -f`).
+
+    Python's own handler raises KeyboardInterrupt wherever the signal lands. Landing in a
+    callback that swallows exceptions (a weakref's, an import lock's) the command never
+    ends; landing in a task, its task group prints a traceback; landing in code run by
+    `exec` (a dataclass being built during an import), CPython marks the interrupt
+    unhandled even once it is caught, and the process kills itself with SIGINT instead of
+    exiting 130. So inside `installed()` the handler raises nothing: it remembers the
+    signal, makes the bridge's waits end (`bridge.interrupt`), and, while following
+    (`follow`), wakes the event loop to cancel the follower. The command meets the signal at
+    places it chose: `check()` (called per record read), a bridge wait, the end of `follow`
+    and the way out of `installed()`, each raising KeyboardInterrupt: exit 130, as Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self.signal = 0
+        self._wake: Callable[[], object] | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
+        bridge.interrupt()
+        if self._wake is not None:
+            self._wake()
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came: a long read stops at its next record."""
+        if self.signal:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            bridge.clear_interrupt()  # a later command in this process (a test's) waits as usual
+        self.check()  # a signal that came after the last place that looked
+
+    def follow(self, func: Callable[..., Awaitable[None]], *args: object) -> None:
+        """`anyio.run(func, *args)` until it returns or a signal comes (one that came while
+        reading included)."""
+
+        async def main() -> None:
+            with anyio.CancelScope() as scope:
+                loop = asyncio.get_running_loop()
+                self._wake = lambda: _soon(loop, scope.cancel)
+                if not self.signal:
+                    await func(*args)
+
+        try:
+            run_stoppable(main)
+        finally:
+            self._wake = None
+        self.check()
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """`callback` on `loop` soon, unless the loop has closed meanwhile (the follow is over)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def _quiet_loop() -> asyncio.AbstractEventLoop:

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
 import orjson
 import typer
 from rich.text import Text
 
+from engine.stop import Interrupts
 from events.catalog import REGISTRY
 from events.errors import AsupError, ErrorCode
 from events.jetstream.url import LogUrl
@@ -117,22 +117,44 @@ def tail(
     ref = log_arg(log)
     if ref.url is not None and (by_name or poll):
         raise AsupError(ErrorCode.USAGE, "-F and --poll follow a file: follow a nats:// log with -f", file=ref.text)
-    tailer, existing = _existing(ref, last, since, wanted, by_name)
-    for record in existing:
-        show(record)
-    if not (follow_ or by_name):
-        return
+    _print_then_follow(ref, show, wanted, last=last, since=since, follow_=follow_ or by_name, by_name=by_name, poll=poll)
 
-    async def run(live: AsyncIterator[Record]) -> None:
-        async for record in live:
-            if wanted(record):
-                show(record)
 
-    if ref.url is None:
-        anyio.run(run, follow(ref.path, inotify=not poll, start=tailer))
-        return
-    with _open_reader(ref.url) as stream:  # the records after the ones printed, through an ordered consumer
-        anyio.run(run, stream.follow(tailer.chain.last_seq + 1))
+def _print_then_follow(
+    ref: LogRef,
+    show: Callable[[Record], None],
+    wanted: Callable[[Record], bool],
+    *,
+    last: int | None,
+    since: int | None,
+    follow_: bool,
+    by_name: bool,
+    poll: bool,
+) -> None:
+    """The records where printing starts, then (with -f or -F) each new one; a signal at
+    any moment ends it with KeyboardInterrupt, raised where asup looks (`Interrupts`)."""
+    with Interrupts().installed() as interrupts:
+
+        def wanted_now(record: Record) -> bool:
+            interrupts.check()  # a long read (--since 0 of a big log) stops at its next record
+            return wanted(record)
+
+        tailer, existing = _existing(ref, last, since, wanted_now, by_name)
+        for record in existing:
+            show(record)
+        if not follow_:
+            return
+
+        async def run(live: AsyncIterator[Record]) -> None:
+            async for record in live:
+                if wanted(record):
+                    show(record)
+
+        if ref.url is None:
+            interrupts.follow(run, follow(ref.path, inotify=not poll, start=tailer))
+            return
+        with _open_reader(ref.url) as stream:  # the records after the ones printed, through an ordered consumer
+            interrupts.follow(run, stream.follow(tailer.chain.last_seq + 1))
 
 
 def _existing(

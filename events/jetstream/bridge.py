@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+SLICE = 0.05  # seconds: how long a wait goes without looking for an interrupt
 _lock = threading.Lock()
 _bridge: Bridge | None = None
+_interrupted = threading.Event()
 
 
 class Bridge:
@@ -33,11 +36,16 @@ class Bridge:
             coro.close()
             raise RuntimeError("Bridge.call from the bridge's own loop would deadlock; await the coroutine")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        deadline = time.monotonic() + timeout
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"no answer within {timeout:g} s") from None
+            while True:  # in slices, so an interrupt asked for meanwhile (`interrupt`) ends the wait
+                if _interrupted.is_set():
+                    raise KeyboardInterrupt
+                try:
+                    return future.result(min(SLICE, max(0.0, deadline - time.monotonic())))
+                except concurrent.futures.TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"no answer within {timeout:g} s") from None
         except BaseException:
             future.cancel()  # Ctrl-C in the caller: nothing keeps running on its behalf
             raise
@@ -46,6 +54,18 @@ class Bridge:
         """Await `coro`, run on the bridge's loop, from another asyncio loop (cancelling the
         wait cancels it there)."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+
+def interrupt() -> None:
+    """Make every `Bridge.call` waiting now or later end with KeyboardInterrupt: a signal
+    handler's way to stop a command at a known place (a KeyboardInterrupt it raised itself
+    would land wherever the main thread is, often a callback that swallows it)."""
+    _interrupted.set()
+
+
+def clear_interrupt() -> None:
+    """Waits wait again (the command that asked for `interrupt` has ended)."""
+    _interrupted.clear()
 
 
 def bridge() -> Bridge:

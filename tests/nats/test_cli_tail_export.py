@@ -154,6 +154,27 @@ def test_ctrl_c_and_sigterm_end_a_url_follower_as_they_end_a_file_follower(tmp_p
         assert codes[0] == codes[1] == 130, (sig, codes)
 
 
+def test_a_signal_at_any_moment_ends_a_follower_in_one_quiet_exit(tmp_path: Path, stream_url: str) -> None:
+    """A signal landing while the follower connects, imports or subscribes (Python's own
+    handler raised it wherever it landed: swallowed in a weakref callback the command never
+    ended, raised in a task it printed an exception-group traceback) ends it with 130 and
+    nothing on stderr, for a stream and for a file."""
+    make_log(tmp_path / "a.jsonl", 5)
+    assert run_asup("log", "import", "a.jsonl", stream_url, cwd=tmp_path).returncode == 0
+    outcomes: Counter[str] = Counter()
+    for round_ in range(12):
+        for log in (stream_url, "a.jsonl"):
+            follower = Follower(log, cwd=tmp_path)
+            assert len(follower.read(6)) == 6
+            time.sleep((0.0, 0.002, 0.01, 0.03)[round_ % 4])  # inside the reader's open, its imports, its subscribe
+            follower.proc.send_signal((signal.SIGINT, signal.SIGTERM)[round_ % 2])
+            _, err = follower.proc.communicate(timeout=20)
+            assert follower.proc.returncode == 130, (log, round_, err)
+            assert err == b"", err
+            outcomes["stream" if log == stream_url else "file"] += 1
+    report("tail -f signalled at once, while opening, importing or subscribing: ended quietly with 130", outcomes)
+
+
 def test_an_unreachable_url_is_exit_4_in_one_line_naming_it(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{free_port()}/nobody?timeout=1"
     make_log(tmp_path / "a.jsonl", 2)
