@@ -1,6 +1,7 @@
 """Benchmark of the JetStream log next to the JSONL log, in the same run: appends in
 batches of 100 and 1,000 (100 streams, the log bench's seeded ~320 B events), and tail
 latency (append returned -> a follower in another process has the record) with p50/p99,
+four writer processes sharing one log (their total rate and contention retries),
 on a single node of each server (Debian's 2.9: per-message publishes; 2.15: atomic
 batches) and on an R3 stream of a 3-node loopback cluster. Servers are started here on free
 loopback ports with temp stores and stopped after.
@@ -73,6 +74,46 @@ open(out, "w").write(json.dumps({"acks": acks, "sent": sent}))
 """
 
 
+SHARED_WRITER = """
+import sys, time, json
+sys.path[:0] = sys.argv[6:]
+from log_bench import make_workload
+from events.clock import StepClock
+from events.jetstream.log import JetStreamLog
+url, events, batch, seed, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+work = make_workload(100, seed=seed).batches(events, batch)
+with JetStreamLog.open(url, clock=StepClock()) as log:
+    while time.time() < go:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    for items in work:
+        log.append_batch(items)
+    print(json.dumps({"seconds": time.perf_counter() - started, "contention": log.contention_retries, "transient": log.transient_retries}))
+"""
+WRITERS = 4
+
+
+def shared_appends(url: str, events: int, batch: int) -> dict[str, Any]:
+    """WRITERS processes appending `events` in all to one log at once (each its own 100
+    streams, so every race is over the stream's last sequence): total events/s over the
+    slowest writer's time, and the retries they counted."""
+    with JetStreamLog.open(url):
+        pass  # the stream exists before the writers race to append
+    go = time.time() + 2.0  # every writer has imported and connected by then
+    paths = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+    argv = [url, str(events // WRITERS), str(batch)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SHARED_WRITER, *argv, str(k + 1), str(go), *paths], stdout=subprocess.PIPE, text=True)
+        for k in range(WRITERS)
+    ]
+    outs = [json.loads(proc.communicate(timeout=600)[0]) for proc in procs]
+    return {
+        "eps": (events // WRITERS) * WRITERS / max(out["seconds"] for out in outs),
+        "contention_retries": sum(out["contention"] for out in outs),
+        "transient_retries": sum(out["transient"] for out in outs),
+    }
+
+
 def appends(store: LogStore, events: int, batch: int) -> float:
     """Events per second appending `events` in batches of `batch`."""
     work = make_workload(100, seed=7).batches(events, batch)
@@ -118,6 +159,7 @@ def measure_js(name: str, url: str, work: Path, events: int, tail_events: int) -
             result[f"append_b{batch}_eps"] = appends(log, events, batch)
             result["atomic"] = log.atomic
             result[f"contention_retries_b{batch}"] = log.contention_retries
+    result["shared_b100"] = shared_appends(f"{url}/SHARED", events, 100)
     result["tail"] = js_tail(work, f"{url}/TAIL", tail_events)
     print(f"  {name}: done", file=sys.stderr)
     return result
@@ -181,6 +223,14 @@ def main() -> None:
             )
             + (f"; atomic batches: {row['atomic']}" if "atomic" in row else "")
         )
+    print(f"\n== {WRITERS} writer processes on one log, {args.events} events in all, batches of 100 ==")
+    for row in report["rows"]:
+        if "shared_b100" in row:
+            shared = row["shared_b100"]
+            print(
+                f"{row['target']:>34}: {shared['eps']:>9,.0f} ev/s together = {shared['eps'] / row['append_b100_eps']:.0%} of one writer's "
+                f"(target >= 50%); contention retries {shared['contention_retries']:,}, transient {shared['transient_retries']:,}"
+            )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import nats.errors
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -27,6 +28,9 @@ BATCH_WRONG_LAST_SEQUENCE = 10164  # the same, for an atomic batch (rejected who
 STREAM_NOT_FOUND = 10059
 MESSAGE_NOT_FOUND = 10037
 STALE = frozenset({WRONG_LAST_SEQUENCE, BATCH_WRONG_LAST_SEQUENCE})
+# "JetStream system temporarily unavailable": a cluster electing a leader says it; ask again
+TEMPORARILY_UNAVAILABLE = 10008
+NO_RESPONDERS = "503"  # the status NATS answers a request with when nothing subscribes to its subject
 
 FEED_MAX = 16384  # delivered messages held for a reader that has not taken them
 RECONNECT_WAIT = 0.2  # seconds between tries of a server
@@ -52,6 +56,7 @@ class Connection:
     def __init__(self, url: LogUrl) -> None:
         self.url = url
         self._nc: Client | None = None
+        self._acks: Acks | None = None
 
     async def connect(self) -> None:
         try:
@@ -92,6 +97,62 @@ class Connection:
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
         """Publish and wait for the stream's acknowledgement."""
         return _answer(await self._request(subject, data, headers))
+
+    async def publish_many(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> list[dict[str, Any] | Exception]:
+        """Publish every (subject, data, headers) at once and wait for all acknowledgements:
+        each answer or its `ServerSaid`, in order; `Unreachable` when some did not come
+        within the timeout."""
+        return [_answer_or_error(data) for data in await self._request_many(messages)]
+
+    async def get_many(self, seqs: list[int]) -> list[bytes | None]:
+        """The payloads stored at `seqs` (None where there is none), asked all at once."""
+        subject = f"$JS.API.STREAM.MSG.GET.{self.url.stream}"
+        answers = await self._request_many([(subject, b'{"seq":%d}' % seq, {}) for seq in seqs])
+        out: list[bytes | None] = []
+        for seq, data in zip(seqs, answers, strict=True):
+            answer = _answer_or_error(data)
+            if isinstance(answer, ServerSaid) and answer.err_code == MESSAGE_NOT_FOUND:
+                out.append(None)
+            elif isinstance(answer, Exception):
+                raise answer
+            elif int(answer["message"].get("seq", 0)) != seq:
+                raise ServerSaid(0, 0, f"asked for the message at {seq}, given {answer['message'].get('seq')}")
+            else:
+                out.append(base64.b64decode(answer["message"].get("data") or ""))
+        return out
+
+    async def _request_many(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> list[bytes]:
+        """Send every request at once and wait for every answer, in order. One reply
+        subscription serves them all (a request each, as `publish` makes, costs a future, a
+        timer and a task per message: several times slower)."""
+        acks = await self._replies()
+        waiting = acks.expect(len(messages))
+        try:
+            for n, (subject, data, headers) in enumerate(messages):
+                await self.nc.publish(subject, data, reply=f"{waiting.reply}.{n}", headers=headers or None)
+            await waiting.wait(self.url.timeout)
+        except (nats.errors.Error, OSError) as exc:
+            raise Unreachable(_why(exc)) from exc
+        finally:
+            acks.done(waiting)
+        out = []
+        for msg in waiting.answers:
+            assert msg is not None  # all arrived
+            if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+                raise Unreachable("no JetStream server answered (no responders)")
+            out.append(msg.data)
+        return out
+
+    async def _replies(self) -> Acks:
+        if self._acks is None:
+            acks, prefix = Acks(), self.nc.new_inbox()
+            try:
+                await self.nc.subscribe(f"{prefix}.>", cb=acks.take)
+            except (nats.errors.Error, OSError) as exc:
+                raise Unreachable(_why(exc)) from exc
+            acks.prefix = prefix
+            self._acks = acks
+        return self._acks
 
     async def send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         """Publish with no acknowledgement asked (the non-final messages of an atomic batch)."""
@@ -149,12 +210,17 @@ class Feed:
         self._items: deque[Message] = deque()
         self._arrived = asyncio.Event()
         self._taken = asyncio.Event()
+        self._last = 0  # the stream sequence of the last message delivered
 
     async def take(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq <= self._last:
+            return  # delivered again: an ordered consumer recreated after a leader change may start before its last delivery
+        self._last = seq
         while len(self._items) >= FEED_MAX:
             self._taken.clear()
             await self._taken.wait()
-        self._items.append((msg.metadata.sequence.stream, msg.data))
+        self._items.append((seq, msg.data))
         self._arrived.set()
 
     async def next(self, most: int, wait: float | None) -> list[Message]:
@@ -177,12 +243,73 @@ class Feed:
                 await self.sub.unsubscribe()
 
 
-def _answer(msg: Msg) -> dict[str, Any]:
+class Waiting:
+    """The acknowledgements of one `publish_many`, by their index in it."""
+
+    def __init__(self, reply: str, count: int) -> None:
+        self.reply = reply
+        self.answers: list[Msg | None] = [None] * count
+        self.left = count
+        self.arrived = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.arrived.wait(), timeout)
+        except TimeoutError:
+            raise Unreachable(f"{self.left} of {len(self.answers)} requests were not answered within {timeout:g} s") from None
+
+
+class Acks:
+    """The reply subscription `publish_many` shares: `<prefix>.<batch>.<index>` per message."""
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self._batch = 0
+        self._waiting: dict[str, Waiting] = {}
+
+    def expect(self, count: int) -> Waiting:
+        self._batch += 1
+        waiting = Waiting(f"{self.prefix}.{self._batch}", count)
+        self._waiting[str(self._batch)] = waiting
+        if count == 0:
+            waiting.arrived.set()
+        return waiting
+
+    def done(self, waiting: Waiting) -> None:
+        self._waiting.pop(waiting.reply.rsplit(".", 1)[-1], None)
+
+    async def take(self, msg: Msg) -> None:
+        *_, batch, index = msg.subject.rsplit(".", 2)
+        waiting = self._waiting.get(batch)
+        if waiting is None or not index.isdigit() or int(index) >= len(waiting.answers):
+            return  # a late answer of a batch already given up on
+        n = int(index)
+        if waiting.answers[n] is None:
+            waiting.answers[n] = msg
+            waiting.left -= 1
+            if not waiting.left:
+                waiting.arrived.set()
+
+
+def _answer_or_error(data: bytes) -> dict[str, Any] | Exception:
     try:
-        answer = json.loads(msg.data) if msg.data else {}
+        return _parsed(data)
+    except ServerSaid as exc:
+        return exc
+
+
+def _answer(msg: Msg) -> dict[str, Any]:
+    return _parsed(msg.data)
+
+
+def _parsed(data: bytes) -> dict[str, Any]:
+    try:
+        answer = orjson.loads(data) if data else {}
     except ValueError as exc:
-        raise ServerSaid(0, 0, f"not a JetStream answer: {msg.data[:80]!r}") from exc
+        raise ServerSaid(0, 0, f"not a JetStream answer: {data[:80]!r}") from exc
     error = answer.get("error")
+    if error and int(error.get("err_code", 0)) == TEMPORARILY_UNAVAILABLE:
+        raise Unreachable(str(error.get("description", "JetStream temporarily unavailable")))
     if error:
         raise ServerSaid(int(error.get("code", 0)), int(error.get("err_code", 0)), str(error.get("description", "")))
     return dict(answer)

@@ -22,7 +22,6 @@ quorum of the stream's replicas (fsynced on the server's own schedule).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
@@ -43,6 +42,7 @@ from events.store import Pending, pending_for
 T = TypeVar("T")
 
 ATOMIC_MAX = 1000  # the server's default limit of messages in one atomic batch
+CATCH_UP_GETS = 2000  # a catch-up shorter than this gets each message; longer ones use a consumer
 CONTENTION_RETRIES = 200  # re-plans after losing a race to another writer, per append
 CHUNK = 1024  # messages handed across the bridge at a time
 ATOMIC_FROM = (2, 12, 0)
@@ -373,17 +373,17 @@ class JetStreamLog(ChainHeads):
             await self._publish_each(messages, last_of)
 
     async def _publish_each(self, messages: list[tuple[str, bytes, dict[str, str], str, int]], last_of: dict[str, int]) -> None:
-        sends: list[Coroutine[Any, Any, dict[str, Any]]] = []
+        sends = []
         for subject, line, headers, stream, seq in messages:
             headers["Nats-Expected-Last-Sequence"] = str(seq - 1)
             headers["Nats-Expected-Last-Subject-Sequence"] = str(last_of.get(stream, 0))
             last_of[stream] = seq
-            sends.append(self._conn.publish(subject, line, headers))
+            sends.append((subject, line, headers))
         # one connection keeps them in order; each expects the one before, so they land in
         # order or not at all
-        acks = await asyncio.gather(*sends, return_exceptions=True)
+        acks = await self._conn.publish_many(sends)
         for ack, (_, _, _, _, seq) in zip(acks, messages, strict=True):
-            if isinstance(ack, BaseException):
+            if isinstance(ack, Exception):
                 raise ack
             _check_ack(ack, seq)
 
@@ -431,10 +431,23 @@ class JetStreamLog(ChainHeads):
                 file=self.name,
             )
         seen: dict[int, str] = {}
-        for seq, payload in self._messages(self.url.subjects, chain.last_seq + 1, last):
+        for seq, payload in self._since(chain.last_seq + 1, last):
             record = self._verified(chain, self._last_of, seq, payload)
             seen[seq] = record.h
         return seen
+
+    def _since(self, start: int, last: int) -> Iterator[Message]:
+        """The messages from `start` to `last`: a short run (another writer's last batches)
+        asked for all at once, a long one through an ordered consumer (whose creation costs
+        more than a few hundred gets)."""
+        if last - start >= CATCH_UP_GETS:
+            yield from self._messages(self.url.subjects, start, last)
+            return
+        seqs = list(range(start, last + 1))
+        for seq, payload in zip(seqs, self._run(self._conn.get_many(seqs)), strict=True):
+            if payload is None:
+                raise self._corrupt(seq, f"no message at stream sequence {seq}, below the stream's last {last}")
+            yield seq, payload
 
     def _read(self, from_seq: int, last: int) -> Iterator[Record]:
         chain = ChainState()
@@ -485,6 +498,7 @@ class JetStreamLog(ChainHeads):
         if start > last:
             return
         sub = self._run(self._conn.follow(subject, start))
+        whole = subject == self.url.subjects
         try:
             while True:
                 chunk = self._run(sub.next(CHUNK, self.url.timeout))
@@ -495,6 +509,9 @@ class JetStreamLog(ChainHeads):
                         file=self.name,
                     )
                 for message in chunk:
+                    if whole and message[0] != start:  # the stream holds nothing else: every seq comes, in order
+                        raise self._unreachable(f"the consumer delivered seq {message[0]} where {start} was due")
+                    start = message[0] + 1
                     yield message
                     if message[0] >= last:
                         return

@@ -8,6 +8,7 @@ characters subjects reserve (`.`, `*`, `>`, whitespace) and of a leading `$`.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import msgspec
@@ -100,6 +101,7 @@ def _bad(text: str, why: str) -> AsupError:
     return AsupError(ErrorCode.USAGE, f"not a log URL: {why}", file=text)
 
 
+@functools.lru_cache(maxsize=65536)  # a writer names the same streams batch after batch
 def subject_token(stream: str) -> str:
     """`stream` as one subject token: letters, digits, `_` and `-` kept, every other byte of
     its UTF-8 as `=XX` (so the escape is reversible and `=` itself is escaped)."""

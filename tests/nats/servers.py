@@ -118,13 +118,14 @@ def free_port(taken: set[int]) -> int:
             return port
 
 
-def request(urls: Sequence[str], subject: str, timeout: float = 1.0) -> dict[str, Any] | None:
-    """The JSON reply to an empty request on `subject` via any of `urls`; None when no
-    server answered in time (not listening, no JetStream leader yet, a node down)."""
+def request(urls: Sequence[str], subject: str, timeout: float = 1.0, body: bytes = b"") -> dict[str, Any] | None:
+    """The JSON reply to a request (`body`, empty by default) on `subject` via any of
+    `urls`; None when no server answered in time (not listening, no JetStream leader yet, a
+    node down)."""
     result: list[dict[str, Any] | None] = [None]
 
     def run() -> None:
-        result[0] = asyncio.run(_request(urls, subject, timeout))
+        result[0] = asyncio.run(_request(urls, subject, timeout, body))
 
     thread = threading.Thread(target=run, name="nats-readiness")
     thread.start()
@@ -132,7 +133,7 @@ def request(urls: Sequence[str], subject: str, timeout: float = 1.0) -> dict[str
     return result[0]
 
 
-async def _request(urls: Sequence[str], subject: str, timeout: float) -> dict[str, Any] | None:
+async def _request(urls: Sequence[str], subject: str, timeout: float, body: bytes) -> dict[str, Any] | None:
     async def quiet(_exc: Exception) -> None:
         return None  # the caller polls: a refused connection is an answer, not an error
 
@@ -147,7 +148,7 @@ async def _request(urls: Sequence[str], subject: str, timeout: float) -> dict[st
     except (OSError, TimeoutError, nats.errors.Error):
         return None
     try:
-        reply = await client.request(subject, b"", timeout=timeout)
+        reply = await client.request(subject, body, timeout=timeout)
     except (TimeoutError, nats.errors.Error):
         return None
     finally:
@@ -374,9 +375,24 @@ class NatsCluster:
                 node.restart(timeout=timeout, wait_jetstream=False)
             for node in self.nodes:
                 node.wait_jetstream(deadline)
+            self._wait_placement(deadline)
         except NatsStartError:
             self.stop()
             raise
+
+    def _wait_placement(self, deadline: float) -> None:
+        """Until a stream replicated on every node can be made: a meta leader answers
+        before every peer has joined it, and a stream created then finds "no suitable peers
+        for placement"."""
+        config = {"name": "asup-ready", "subjects": ["asup-ready"], "num_replicas": len(self.nodes), "storage": "memory"}
+        while True:
+            reply = request(self.urls.split(","), "$JS.API.STREAM.CREATE.asup-ready", timeout=2.0, body=json.dumps(config).encode())
+            if reply is not None and "error" not in reply:
+                request(self.urls.split(","), "$JS.API.STREAM.DELETE.asup-ready", timeout=2.0)
+                return
+            if time.monotonic() > deadline:
+                raise NatsStartError(f"a stream of {len(self.nodes)} replicas could not be placed in time: {reply}")
+            time.sleep(POLL)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -127,6 +127,18 @@ class _FailsAfter(Connection):
     async def send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         await self.publish(subject, data, headers)
 
+    async def publish_many(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> list[dict[str, Any] | Exception]:
+        if self.left < 0:
+            raise Unreachable("connection lost (injected)")
+        sent = min(self.left, len(messages))
+        answers = await super().publish_many(messages[:sent])
+        self.left -= sent
+        if sent < len(messages):
+            await super().publish_many(messages[sent : sent + 1])  # stored, but its acknowledgement is "lost"
+            self.left = -1
+            raise Unreachable("connection lost (injected)")
+        return answers
+
 
 @pytest.mark.parametrize("fail_after", [0, 1, 3])
 def test_batch_cut_part_way_completes_without_duplicates(url: str, fail_after: int) -> None:

@@ -1,8 +1,12 @@
 """A writer process for the failover tests: appends `COUNT` events in batches of `BATCH`
 to the log at URL, each with an explicit id (`NAME-i`), retrying a batch that fails (the
-server down, a leader being elected) until it lands; prints each acknowledged id.
+server down, a leader being elected) until it lands; prints each acknowledged id, and on stderr each retry of a batch and, at the end, the
+last log's retry counters.
 
-    python -m tests.nats.writer_proc URL NAME COUNT BATCH
+    python -m tests.nats.writer_proc URL NAME COUNT BATCH [PACE]
+
+PACE (seconds, default 0) is a pause after each batch: a run long enough for a test's kills
+to land mid-run whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def _open(url: str) -> JetStreamLog:
             time.sleep(0.2)
 
 
-def main(url: str, name: str, count: int, batch: int) -> None:
+def main(url: str, name: str, count: int, batch: int, pace: float = 0.0) -> None:
     log = _open(url)
     for start in range(0, count, batch):
         items = [Pending(f"{name}-{i % 5}", transition(f"{name}-{i}"), id=f"{name}-{i}") for i in range(start, min(count, start + batch))]
@@ -43,8 +47,10 @@ def main(url: str, name: str, count: int, batch: int) -> None:
                 log.close()
                 log = _open(url)  # a fresh view: the id window says what of the batch already landed
         print("\n".join(item.id or "" for item in items), flush=True)
+        time.sleep(pace)
+    print(f"transient retries {log.transient_retries}, contention retries {log.contention_retries}", file=sys.stderr, flush=True)
     log.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 0.0)
