@@ -10,7 +10,8 @@ The bucket keeps one message per key (history 1) for at most its TTL (the stream
               expecting the revision it wrote last; the new message restarts the TTL
     lost      a renewal refused (another holder took the key after it expired) or not
               acknowledged within the TTL: `KvLease.lost` says why, `check()` raises
-    release   a delete marker (`KV-Operation: DEL`), expecting the revision held
+    release   a delete marker (`KV-Operation: DEL`), expecting the revision held; a server
+              that cannot be reached then only stops the renewals (the entry expires)
 
 A holder that dies stops renewing; its entry expires after the TTL and the next taker gets
 the lease. `KvLeases.probe(key)` lets `engine.liveness.check_kv` ask whether it is held.
@@ -26,9 +27,10 @@ from typing import Any
 from blake3 import blake3
 
 from engine.js_stream import EXPECT_SUBJECT_SEQ, JsStream, Stored, is_stale
+from engine.object_url import parse_target
 from events.errors import AsupError, ErrorCode
 from events.jetstream.client import STREAM_NOT_FOUND, ServerSaid, Unreachable
-from events.jetstream.url import LogUrl, parse
+from events.jetstream.url import LogUrl
 
 BUCKET = "asup-leases"
 DEFAULT_TTL = 15.0  # seconds a dead holder's lease outlives it
@@ -44,11 +46,8 @@ def lease_key(bucket: str, name: str) -> str:
 def target_probe(target_path: str) -> LeaseProbe:
     """The lease of an object-store target path, `nats://HOST:PORT/BUCKET#NAME`
     (`engine.object_store.ObjectStore.target_path`); a usage error when it is not one."""
-    url_text, hash_sign, name = target_path.partition("#")
-    if not hash_sign or not name:
-        raise AsupError(ErrorCode.USAGE, "not an object-store target: write nats://HOST:PORT/BUCKET#NAME", file=target_path)
-    url = parse(url_text)
-    return KvLeases(url).probe(lease_key(url.stream, name))
+    bucket, name = parse_target(target_path)
+    return KvLeases(bucket.url).probe(lease_key(bucket.bucket, name))
 
 
 def _config(bucket: str, ttl: float, replicas: int | None) -> dict[str, Any]:
@@ -205,7 +204,14 @@ class KvLease:
         self.released = True
         self._js.run(self._stop())
         if self.lost is None:
-            self._js.run(self._delete())
+            try:
+                self._js.run(self._delete())
+            except AsupError as exc:
+                if exc.code is not ErrorCode.LOG_UNREACHABLE:
+                    raise
+                # no longer renewed, the entry expires a TTL from now: a lost server keeps nobody out for longer,
+                # and the failure the transfer met first stays the one it reports
+                self.lost = f"not released: {exc.message}"
 
     async def _stop(self) -> None:
         task, self._task = self._task, None

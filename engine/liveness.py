@@ -194,7 +194,8 @@ def check_kv(probe: KvProbe) -> Verdict:
         return Verdict(Liveness.STALE, f"no live lease {probe.name}: its holder released it or stopped renewing it (it expired)")
     held = parse_holder(value)
     who = f"pid {held.pid} on {held.host} since {held.started}" if held is not None else "another transfer"
-    return Verdict(Liveness.HELD, f"the lease {probe.name} is held ({who})", held)
+    # a server cannot tell a live holder from one that died less than a TTL ago
+    return Verdict(Liveness.HELD, f"the lease {probe.name} is held ({who}; it lapses a TTL after its holder stops renewing it)", held)
 
 
 def _check_object_target(target_path: str) -> Verdict:

@@ -1,4 +1,5 @@
-"""A target store on a JetStream object-store bucket: `ObjectStore("nats://HOST:PORT/BUCKET")`.
+"""A target store on a JetStream object-store bucket: `ObjectStore("nats://HOST:PORT/BUCKET")`
+(the URL's rules, `lease_ttl` among its options, are `engine.object_url`'s).
 
 The bucket is the stream `OBJ_<BUCKET>` laid out as the NATS object store lays it out
 (created so when absent): an artifact published here is an object the NATS object store
@@ -20,26 +21,12 @@ from engine.directory_target import Generations
 from engine.js_stream import JsStream
 from engine.kv_leases import BUCKET, DEFAULT_TTL, KvLeases, LeaseProbe, lease_key
 from engine.layout import Layout, check_name
-from engine.object_target import ObjectHandle
+from engine.object_target import ObjectHandle, checkpoint_subject
+from engine.object_url import LEASE_TTL, parse_bucket
 from events import strict_json
 from events.errors import AsupError, ErrorCode
-from events.jetstream.url import LogUrl, parse
 
 _CHECKPOINT = re.compile(r"\$O\.([A-Za-z0-9_-]+)\.C\.asup-[0-9a-f]{32}-ckpt")
-
-
-def parse_bucket(text: str) -> LogUrl:
-    """`nats://HOST:PORT[,HOST:PORT]/BUCKET[?replicas=N&timeout=S]` by the log URL's rules;
-    the result's `stream` is the bucket's name."""
-    try:
-        return parse(text)
-    except AsupError as exc:
-        why = (
-            exc.message.replace("not a log URL", "not an object store URL")
-            .replace("stream name", "bucket name")
-            .replace("/STREAM", "/BUCKET")
-        )
-        raise AsupError(ErrorCode.USAGE, why, file=text) from None
 
 
 def _bucket_config(bucket: str, replicas: int | None) -> dict[str, Any]:
@@ -57,12 +44,14 @@ def _bucket_config(bucket: str, replicas: int | None) -> dict[str, Any]:
 class ObjectStore:
     """The artifacts of one object-store bucket (see the module docstring)."""
 
-    def __init__(self, url: str, *, lease_ttl: float = DEFAULT_TTL, lease_bucket: str = BUCKET) -> None:
-        self.url = parse_bucket(url)
-        self.bucket = self.url.stream
-        self.name = self.url.text
+    def __init__(self, url: str, *, lease_ttl: float | None = None, lease_bucket: str = BUCKET) -> None:
+        parsed = parse_bucket(url)
+        self.url = parsed.url
+        self.bucket = parsed.bucket
+        self.name = parsed.text
+        self._lease_ttl = lease_ttl if lease_ttl is not None else parsed.lease_ttl  # None: not asked for
         self._js = JsStream(self.url, f"OBJ_{self.bucket}", self.name)
-        self._leases = KvLeases(self.url, ttl=lease_ttl, bucket=lease_bucket)
+        self._leases = KvLeases(self.url, ttl=self._lease_ttl or DEFAULT_TTL, bucket=lease_bucket)
         self._generations = Generations()  # shared by every handle: a resumed session goes on counting
         self._ready = False
 
@@ -71,6 +60,19 @@ class ObjectStore:
             self._js.run(self._js.conn.connect())
             self._js.run(self._js.ensure(_bucket_config(self.bucket, self.url.replicas)))
             self._ready = True
+            if self._lease_ttl is not None:
+                self._check_lease_ttl(self._lease_ttl)
+
+    def _check_lease_ttl(self, asked: float) -> None:
+        """A lease bucket keeps the TTL it was made with: a `lease_ttl` it does not have would
+        be ignored silently, so it is refused before any lease is taken."""
+        self._leases.open()
+        if abs(self._leases.ttl - asked) > 1e-3:
+            why = (
+                f"{LEASE_TTL}={asked:g}, but the lease bucket {self._leases.bucket} keeps leases {self._leases.ttl:g} s "
+                f"(a bucket keeps the TTL it was made with): give {LEASE_TTL}={self._leases.ttl:g} or leave it out"
+            )
+            raise AsupError(ErrorCode.USAGE, why, file=self.name)
 
     def open(self, name: str, layout: Layout, kind: str) -> ObjectHandle:
         if kind not in ("file", "bundle"):
@@ -82,7 +84,18 @@ class ObjectStore:
     def target_path(self, name: str) -> str:
         """The text a transfer records as its target path: `nats://HOST:PORT/BUCKET#NAME`,
         what `engine.liveness.check` asks the artifact's KV lease about."""
-        return f"{self.url.text}#{check_name(name)}"
+        return f"{self.name}#{check_name(name)}"
+
+    def checkpoint_ref(self, name: str) -> str:
+        """The ref artifact `name`'s handle saves its checkpoint under (what a transfer
+        records as the checkpoint's name, and `load_checkpoint` takes)."""
+        return checkpoint_subject(self.bucket, check_name(name))
+
+    def saved_checkpoint(self, name: str) -> str | None:
+        """`checkpoint_ref(name)` when a checkpoint is saved there, else None."""
+        ref = self.checkpoint_ref(name)
+        self._open()
+        return ref if self._js.run(self._js.last(ref)) is not None else None
 
     def lease_probe(self, name: str) -> LeaseProbe:
         """What `engine.liveness.check_kv` asks about artifact `name`'s lease (held, or stale

@@ -84,6 +84,10 @@ def name_key(name: str) -> str:
     return blake3(name.encode()).hexdigest()[:32]
 
 
+def checkpoint_subject(bucket: str, name: str) -> str:
+    return f"$O.{bucket}.C.asup-{name_key(name)}-ckpt"
+
+
 def meta_subject(bucket: str, name: str) -> str:
     return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
 
@@ -103,7 +107,7 @@ class ObjectHandle:
         self._lease_key = lease_key(bucket, name)
         self._chunk_prefix = f"asup-{key}-"
         self._record = f"$O.{bucket}.C.asup-{key}-tmp"
-        self.checkpoint_subject = f"$O.{bucket}.C.asup-{key}-ckpt"
+        self.checkpoint_subject = checkpoint_subject(bucket, name)
         self._meta = meta_subject(bucket, name)
         self._where = f"{js.what}/{name}"
         self._writer = secrets.token_hex(8)
