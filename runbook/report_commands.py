@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import typer
+from rich.table import Table
 
 from engine import liveness
 from engine.liveness import Liveness
@@ -81,30 +82,33 @@ def status(
         and (transfer is None or t["transfer_id"] == transfer)
     ]
     views, causes = states["transfers"].transfers, states["causes"].causes
+    why_stale: dict[str, str] = {}
     for t in rows:
-        t["liveness"] = _liveness(views[t["transfer_id"]], until)
+        verdict = _liveness(views[t["transfer_id"]], until)
+        t["liveness"] = verdict.liveness.value if verdict is not None else None
+        if verdict is not None and verdict.liveness is Liveness.STALE:
+            why_stale[t["transfer_id"]] = verdict.detail
         t["cause"] = causes.get(t["transfer_id"]) if t["state"] == State.FAILED_CLOSED else None
     rendered["transfers"]["transfers"] = [t for t in rows if not stale or t["liveness"] == Liveness.STALE]
     problem = result.problem.error(ref.text).one_line() if result.problem else None
     if as_json:
         emit_json({"log": ref.text, "last_seq": result.seq, "problem": problem, **rendered})
     else:
-        _print_status(rendered, ref.text, result.seq, problem)
+        _print_status(rendered, ref.text, result.seq, problem, why_stale)
     if problem:
         raise typer.Exit(1)
 
 
-def _liveness(view: TransferView, until: int | None) -> str | None:
-    """held | stale | unknown for an unfinished transfer, None for a terminal one. Asked of
-    the lease now, so not of a past state (`--until`): a transfer unfinished then may be
-    done since."""
-    verdict = liveness.of_transfer(view)
-    if verdict is None or until is not None:
+def _liveness(view: TransferView, until: int | None) -> liveness.Verdict | None:
+    """held, stale or unknown (and why) for an unfinished transfer, None for a terminal
+    one. Asked of the lease now, so not of a past state (`--until`): a transfer unfinished
+    then may be done since."""
+    if until is not None:
         return None
-    return verdict.liveness.value
+    return liveness.of_transfer(view)
 
 
-def _print_status(rendered: dict[str, Any], log: str, seq: int, problem: str | None) -> None:
+def _print_status(rendered: dict[str, Any], log: str, seq: int, problem: str | None, why_stale: dict[str, str]) -> None:
     out = console()
     headers = ("transfer", "target", "class", "mode", "state", "reason", "attempt", "bytes", "started", "ms")
     table = fold_table(*headers, title=f"{log} (through seq {seq})")
@@ -125,6 +129,8 @@ def _print_status(rendered: dict[str, Any], log: str, seq: int, problem: str | N
             f"{t['duration_ms']:.1f}",
         )
     out.print(table)
+    if why_stale:
+        out.print(_stale_table(why_stale, log))
     failed = [t for t in rendered["transfers"]["transfers"] if t["cause"]]
     if failed:
         causes = fold_table("transfer", "cause", title="why they failed closed")
@@ -145,6 +151,16 @@ def _print_status(rendered: dict[str, Any], log: str, seq: int, problem: str | N
         out.print(metrics)
     if problem:
         out.print(line(styled("log problem:", "red"), f" {problem}"))
+
+
+def _stale_table(why_stale: dict[str, str], log: str) -> Table:
+    """The stale transfers' leases: what each says (whose it was, why nobody holds it now),
+    the transfer and the command that continues it. The lease comes first, so a row of the
+    transfers table stays the only line that starts with a transfer id."""
+    table = fold_table("lease", "transfer", "continue with", title="stale: nobody holds these leases")
+    for transfer, why in why_stale.items():
+        table.add_row(why, transfer, liveness.resume_command(transfer, log))
+    return table
 
 
 @reports_errors

@@ -122,6 +122,8 @@ def test_a_killed_sync_is_stale_in_status_escalate_and_triage(work: Path) -> Non
     assert list(_rows(work, "--stale")) == [TRANSFER]
     plain = run_asup("status", LOG, cwd=work).stdout
     assert "syncing (stale)" in _row_line(plain, TRANSFER)
+    why = next(line for line in plain.splitlines() if line.startswith("nobody holds the lease: its holder, pid "))
+    assert f"pid {process.pid} on {socket.gethostname()}" in why and why.split()[-6:] == [TRANSFER, *resume.split()], plain
     assert "syncing (stale)" in _row_line(run_asup("status", LOG, "--stale", cwd=work).stdout, TRANSFER)
 
     judged = run_asup("escalate", LOG, cwd=work)
