@@ -111,6 +111,7 @@ class SyncAdapter:
         self._handle: TargetHandle | None = None
         self.checkpoint_ref: str | None = None  # the checkpoint a later process resumes from, once there is one
         self.cause = ""
+        self.store_error: BaseException | None = None  # what a store raised, once a store_failed records it
 
     # --- the transfer ---------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class SyncAdapter:
             try:
                 await self._run(intent, resume_from)
             except StoreFault as fault:  # after the intent: recorded, so no transfer stays `syncing` for ever
+                self.store_error = fault.__cause__
                 await self._observe(msgspec.structs.replace(fault.observed, at_ns=self._now()))
         finally:
             self._handle.close()

@@ -60,13 +60,14 @@ def build_intent(
     artifact_id: str | None = None,
     replay_command: str = "",
     matrix: CapabilityMatrix | None = None,
-    paths: tuple[Path, Path] | None = None,
+    paths: tuple[Path, Path | str] | None = None,
 ) -> Intent:
     """The intent; the expected checksum, when not given, is computed and recorded now.
     Malformed input (a class the contract does not define, a checksum that is not
     `blake3:<64 hex>`, numbers beyond 64 bits) is a usage error before anything is recorded:
     a typo is not an incident. `paths` (source, target as the operator named them) are
-    recorded absolute."""
+    recorded absolute; a target given as text is no path (an object-store artifact,
+    `nats://HOST:PORT/BUCKET#NAME`) and is recorded as it is."""
     matrix = matrix or default_matrix()
     check_artifact_class(artifact_class, matrix)
     if expected_checksum is not None:
@@ -105,7 +106,7 @@ def build_intent(
         replay_command=replay_command,
         env_fingerprint=env_fingerprint(),
         source_path=str(paths[0].absolute()) if paths else "",
-        target_path=str(paths[1].absolute()) if paths else "",
+        target_path=(str(paths[1].absolute()) if isinstance(paths[1], Path) else paths[1]) if paths else "",
     )
 
 

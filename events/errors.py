@@ -35,7 +35,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ),
     ExitCode.USAGE: "usage or unreadable input",
     ExitCode.BUSY: "the log is held by another writer",
-    ExitCode.UNAVAILABLE: "the log's server (a nats:// URL) could not be reached in time",
+    ExitCode.UNAVAILABLE: "a nats:// server (the log's, or an object-store target's) could not be reached in time",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
     ExitCode.PIPE_CLOSED: "the reader of the output went away (a closed pipe): ended quietly, as a Unix tool ends on SIGPIPE",
 }
@@ -60,7 +60,7 @@ class ErrorCode(StrEnum):
     WRITER_CLOSED = "writer_closed"
     GATE_FAILED = "gate_failed"  # a gate could not measure: a run it drives did not complete
     USAGE = "usage"
-    LOG_UNREACHABLE = "log_unreachable"  # a nats:// log's server did not answer in time
+    LOG_UNREACHABLE = "log_unreachable"  # a nats:// log's (or object store's) server did not answer in time
 
 
 EXIT_CODES: dict[ErrorCode, ExitCode] = {

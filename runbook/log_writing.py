@@ -1,6 +1,6 @@
 """What the writing commands (sync, sync-batch, resume, scenario run) share about the log
 they append to, a JSONL file or a `nats://` stream: opening it, and the message a failure
-of its server mid-transfer ends with."""
+of its server (or of an object-store target's) mid-transfer ends with."""
 
 from __future__ import annotations
 
@@ -36,3 +36,17 @@ def lost_server(error: AsupError, ref: LogRef, resume_with: str) -> AsupError:
         return error
     message = f"{error.message}; the transfer stopped (what the server acknowledged is stored); once it is back: {resume_with}"
     return AsupError(error.code, message, file=error.file, line=error.line, field=error.field, seq=error.seq, errno=error.errno)
+
+
+def lost_target_server(error: BaseException | None, ref: LogRef, resume_with: str) -> AsupError | None:
+    """A transfer whose object-store target stopped answering (the failure recorded, as
+    `io_failed`, in the log `ref` names): one line saying how to continue, exit 4 as for a
+    lost log. None for any other store failure (the transfer's report says it)."""
+    if not isinstance(error, AsupError) or error.code is not ErrorCode.LOG_UNREACHABLE:
+        return None
+    # the lease could not be released either: a resume is refused until it lapses
+    message = (
+        f"{error.message}; the transfer failed closed (io_failed, recorded in {ref.text}); "
+        f"once the server is back and the transfer's lease has lapsed (a TTL after its last renewal): {resume_with}"
+    )
+    return AsupError(error.code, message, file=error.file)

@@ -1,13 +1,16 @@
 """`asup resume TRANSFER_ID`: continue a transfer from its log alone.
 
 The log holds everything a resume needs: the last intent (with the absolute source and
-target paths the CLI resolved) and the last checkpoint written since the last fresh
-session (the file beside the target's temp file). The transfer then runs through the same
-code as `asup sync --resume` (`sync_commands.run_transfer`).
+target paths the CLI resolved, or the target's `nats://HOST:PORT/BUCKET#NAME`, from which
+the object store is opened again) and the last checkpoint written since the last fresh
+session (the file beside the target's temp file, or the artifact's checkpoint subject).
+The transfer then runs through the same code as `asup sync --resume`
+(`sync_commands.run_transfer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from runbook.log_writing import LOG_HELP
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, reports_errors
 from runbook.sync_commands import RESUMABLE, run_transfer
+from runbook.targets import Target, target_of
 
 
 class ResumePoint(msgspec.Struct):
@@ -96,14 +100,15 @@ def resume(
     assert point.intent is not None
     intent = point.intent
     source_path, target_path = _paths(intent, log)
-    running = liveness.check(str(target_path))
+    running = liveness.check(target_path)
     if running.liveness is liveness.Liveness.HELD:  # its next append would meet ours in the stream
         message = f"transfer {transfer_id} is running ({running.detail}): nothing to resume, nothing recorded"
         raise AsupError(ErrorCode.CONFLICT_DETECTED, message, file=log)
-    target = DirectoryStore(target_path.parent)
-    checkpoint = _checkpoint(target, intent, point, log)
-    faultless = FaultyTarget(target, FaultPlan([]), intent.chunk_size)
-    run_transfer(intent, DirectoryStore(source_path.parent), faultless, ref, checkpoint, True, as_json)
+    target = target_of(target_path, what="the recorded target path", file=log)
+    with contextlib.closing(target):
+        checkpoint = _checkpoint(target, point, log)
+        faultless = FaultyTarget(target.store, FaultPlan([]), intent.chunk_size)
+        run_transfer(intent, DirectoryStore(source_path.parent), faultless, ref, checkpoint, True, as_json)
 
 
 def _find(ref: LogRef, transfer_id: str) -> tuple[TransferView, ResumePoint]:
@@ -118,7 +123,7 @@ def _find(ref: LogRef, transfer_id: str) -> tuple[TransferView, ResumePoint]:
     return view, point
 
 
-def _paths(intent: Intent, log: str) -> tuple[Path, Path]:
+def _paths(intent: Intent, log: str) -> tuple[Path, str]:
     missing = [name for name, value in (("source_path", intent.source_path), ("target_path", intent.target_path)) if not value]
     if missing:
         message = (
@@ -126,17 +131,19 @@ def _paths(intent: Intent, log: str) -> tuple[Path, Path]:
             "continue it with asup sync SRC DST --resume CHECKPOINT"
         )
         raise AsupError(ErrorCode.USAGE, message, file=log)
-    return Path(intent.source_path), Path(intent.target_path)
+    return Path(intent.source_path), intent.target_path
 
 
-def _checkpoint(target: DirectoryStore, intent: Intent, point: ResumePoint, log: str) -> str | None:
-    """The checkpoint file to resume from, None when the session has none (it runs from 0)."""
+def _checkpoint(target: Target, point: ResumePoint, log: str) -> str | None:
+    """The checkpoint to resume from (a file beside a directory target, a subject of a
+    bucket), None when the session has none (it runs from 0)."""
     if not point.checkpoint:
         return None
-    path = target.checkpoint_path(intent.target)
-    if path.name != point.checkpoint:  # the log names another file than the store keeps: not asup's
-        raise AsupError(ErrorCode.USAGE, f"the log's checkpoint {point.checkpoint!r} is not {path.name!r}", file=log)
-    return str(path)
+    ref = target.checkpoint_ref()
+    name = ref.rsplit("/", 1)[-1]  # what the transfer recorded of it
+    if name != point.checkpoint:  # the log names another checkpoint than the store keeps: not asup's
+        raise AsupError(ErrorCode.USAGE, f"the log's checkpoint {point.checkpoint!r} is not {name!r}", file=log)
+    return ref
 
 
 def _already_completed(transfer_id: str, log: str, as_json: bool) -> None:

@@ -28,9 +28,10 @@ from events.log_ref import LogRef
 from events.observations import Intent
 from events.vocabulary import Mode, ReasonCode
 from projections.runbook_map import SECTION
-from runbook.log_writing import LOG_HELP, lost_server, open_log
+from runbook.log_writing import LOG_HELP, lost_server, lost_target_server, open_log
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, line, reports_errors, styled
+from runbook.targets import TARGET_HELP, Target, target_of
 
 SECTIONS: dict[str, str] = {code.value: section for code, section in SECTION.items()}
 
@@ -48,7 +49,7 @@ def _pick(flag: Any, from_file: Any, default: Any, what: str) -> Any:
 
 def sync(
     src: Path | None = typer.Argument(None, help="Source artifact: a file or a bundle directory."),
-    dst: Path | None = typer.Argument(None, help="Target path (appears only once the transfer completes)."),
+    dst: str | None = typer.Argument(None, help=f"{TARGET_HELP}.", show_default=False),
     artifact_class: str | None = typer.Option(None, "--artifact-class", help="Capability matrix class, e.g. conformance_fixture_bundle."),
     mode: Mode | None = typer.Option(None, "--mode", help="strict (no retries) or hardened (bounded retries)."),
     seed: int | None = typer.Option(None, "--seed", help="Deterministic seed (backoff jitter, ids)."),
@@ -70,9 +71,10 @@ def sync(
     """Move one artifact from SRC to DST through the adapter, recording every event.
 
     Exit 0 when the transfer completes, 1 when it fails closed (the reason code and its
-    runbook section are printed), 2 for bad input, 130 when Ctrl-C or SIGTERM suspended it
-    at a chunk boundary (the `asup resume` command to continue is printed; a second signal
-    stops at once).
+    runbook section are printed), 2 for bad input, 4 when the log's or DST's nats://
+    server stopped answering (one line with the `asup resume` command), 130 when Ctrl-C or
+    SIGTERM suspended it at a chunk boundary (the `asup resume` command to continue is
+    printed; a second signal stops at once).
 
     Example: asup sync data/a.bin out/a.bin --artifact-class conformance_fixture_bundle --mode hardened --fault interruption@1
     """
@@ -100,7 +102,7 @@ def sync(
 
 def _sync(
     src: Path | None,
-    dst: Path | None,
+    dst: str | None,
     artifact_class: str | None,
     mode: Mode | None,
     seed: int | None,
@@ -121,14 +123,15 @@ def _sync(
     log_ref = default_log_ref(root, log_given)  # a malformed URL: a usage error before anything is read
     spec = _intent_file(intent_path)
     source_path = Path(_pick(src, spec.source, None, "SRC"))
-    target_path = Path(_pick(dst, spec.target, None, "DST"))
-    check_apart(source_path, target_path)
+    target = _target(dst, spec.target, intent_path)
+    if isinstance(target.recorded, Path):  # a bucket is never inside a source directory
+        check_apart(source_path, target.recorded)
     plan = load_plan(fault_file) if fault_file else parse_plan(fault or "")
     source = DirectoryStore(source_path.parent)
     intent = build_intent(
         source,
         source_path.name,
-        target_path.name,
+        target.name,
         artifact_class=_pick(artifact_class, spec.artifact_class, None, "--artifact-class"),
         mode=_pick(mode, spec.mode, None, "--mode"),
         seed=_pick(seed, spec.seed, 0, "--seed"),
@@ -138,15 +141,23 @@ def _sync(
         expected_checksum=expected_checksum or spec.expected_checksum,
         transfer_id=transfer_id
         or spec.transfer_id
-        or derive_transfer_id(spec.artifact_id or source_path.name, str(target_path), seed or spec.seed or 0),
+        or derive_transfer_id(spec.artifact_id or source_path.name, target.given, seed or spec.seed or 0),
         artifact_id=spec.artifact_id,
         replay_command=shlex.join(["asup", *sys.argv[1:]]),
-        paths=(source_path, target_path),
+        paths=(source_path, target.recorded),
     )
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)
-    target = FaultyTarget(DirectoryStore(target_path.parent), plan, intent.chunk_size)
-    run_transfer(intent, source, target, log_ref, resume, lever, as_json)
+    with contextlib.closing(target):
+        run_transfer(intent, source, FaultyTarget(target.store, plan, intent.chunk_size), log_ref, resume, lever, as_json)
+
+
+def _target(dst: str | None, from_file: str | None, intent_path: Path | None) -> Target:
+    """DST, else the intent file's `target`; a malformed URL is a usage error naming which."""
+    text: str = _pick(dst, from_file, None, "DST")
+    if dst is None:
+        return target_of(text, what="target", file=str(intent_path), field="$.target")
+    return target_of(text)
 
 
 def run_transfer(
@@ -181,6 +192,9 @@ def run_transfer(
         except AsupError as error:  # the log's server went away mid-transfer: say how to continue
             raise lost_server(error, log_ref, resume_with) from None
         last = log.last_position()[0]
+    lost = lost_target_server(adapter_.store_error, log_ref, resume_with)
+    if lost is not None:
+        raise lost
     _report(result, intent, log_ref.text, (first, last), plan, as_json)
     if result.suspended:
         where = f"{result.committed_cursor}/{intent.size} bytes"

@@ -1,0 +1,60 @@
+"""DST as an operator names it, resolved for the writing commands (sync, resume): a path
+(an artifact of the directory store there) or an artifact of a JetStream object-store
+bucket, `nats://HOST:PORT/BUCKET[?OPTIONS]#NAME` (`engine.object_url`). A URL is checked
+here, before anything is read or recorded; nothing connects until the transfer opens the
+artifact."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from engine.object_store import ObjectStore
+from engine.object_url import parse_target
+from engine.stores import DirectoryStore
+from events.errors import AsupError, ErrorCode
+from events.jetstream.url import is_url
+
+TARGET_HELP = "Target: a path (appears only once the transfer completes), or an object-store artifact nats://HOST:PORT/BUCKET#NAME"
+
+
+class Target:
+    """One artifact to write: its store, its name there, and the target path the intent
+    records (`recorded`: a Path, which the intent makes absolute, or the URL text)."""
+
+    def __init__(self, given: str, name: str, recorded: Path | str, store: DirectoryStore | ObjectStore) -> None:
+        self.given = given  # as the operator wrote it (a path normalised): a derived transfer id hashes this
+        self.name = name
+        self.recorded = recorded
+        self.store = store
+
+    def checkpoint_ref(self) -> str:
+        """What the store's `load_checkpoint` reads for this artifact (its last part is
+        what a transfer records as the checkpoint's name)."""
+        if isinstance(self.store, ObjectStore):
+            return self.store.checkpoint_ref(self.name)
+        return str(self.store.checkpoint_path(self.name))
+
+    def close(self) -> None:
+        """The store's connection, if it made one. Closing one whose server went away has
+        nothing to report: what the transfer met is said already."""
+        if isinstance(self.store, ObjectStore):
+            with contextlib.suppress(AsupError):
+                self.store.close()
+
+
+def target_of(text: str, *, what: str = "DST", file: str | None = None, line: int | None = None, field: str | None = None) -> Target:
+    """The target `text` names (`what`: the argument or field it came from, named by a
+    malformed URL's usage error; `file`, `line`, `field`: where it was read, when not
+    from the command line)."""
+    if not is_url(text):
+        path = Path(text)
+        return Target(str(path), path.name, path, DirectoryStore(path.parent))
+    try:
+        bucket, name = parse_target(text)
+    except AsupError as exc:
+        if file is None:
+            raise AsupError(ErrorCode.USAGE, f"{what}: {exc.message}", file=text) from None
+        raise AsupError(ErrorCode.USAGE, f"{what} {text!r}: {exc.message}", file=file, line=line, field=field) from None
+    store = ObjectStore(bucket.text)
+    return Target(text, name, store.target_path(name), store)
