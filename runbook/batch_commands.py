@@ -3,8 +3,8 @@ concurrency limit, a progress bar on a terminal)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import typer
@@ -15,6 +15,7 @@ from engine.adapter import TransferResult
 from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
 from engine.liveness import resume_command
+from engine.object_store import ObjectStore
 from engine.runner import Job, run_jobs
 from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
@@ -28,22 +29,33 @@ from runbook.log_writing import LOG_HELP, lost_server, open_log
 from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, fold_table, plural, reports_errors
 from runbook.sync_commands import RESUMABLE, SECTIONS
+from runbook.targets import Target, shared_stores, target_of
 
 
-def _jobs(path: Path, artifact_class: str | None, mode: Mode | None) -> list[Job]:
+class Planned(NamedTuple):
+    """A batch line: the job the runner runs and the target it writes."""
+
+    job: Job
+    target: Target
+
+
+def _jobs(path: Path, artifact_class: str | None, mode: Mode | None, stores: dict[str, ObjectStore] | None = None) -> list[Planned]:
+    """Every line's job and target (`stores`: one object store per bucket URL, shared by the lines naming it)."""
     lines = strict_json.read(path, what="batch", code=ErrorCode.USAGE, max_bytes=strict_json.MAX_JSONL).splitlines()
     jobs = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         spec = decode_intent(line, str(path), number)
-        jobs.append(_job(spec, artifact_class, mode, str(path), number))
+        jobs.append(_job(spec, artifact_class, mode, str(path), number, stores))
     if not jobs:
         raise AsupError(ErrorCode.USAGE, "the batch holds no intent", file=str(path))
     return jobs
 
 
-def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: str, line: int) -> Job:
+def _job(
+    spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: str, line: int, stores: dict[str, ObjectStore] | None
+) -> Planned:
     missing = [n for n, v in (("source", spec.source), ("target", spec.target)) if v is None]
     klass, chosen_mode = spec.artifact_class or artifact_class, spec.mode or mode
     if klass is None:
@@ -53,13 +65,15 @@ def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: 
     if missing or spec.source is None or spec.target is None or klass is None or chosen_mode is None:
         raise AsupError(ErrorCode.USAGE, f"intent lacks {', '.join(missing)}", file=file, line=line, field=f"$.{missing[0]}")
     load_profile(spec.adapter or "full")  # a bad profile file is refused before anything is recorded
-    source_path, target_path = Path(spec.source), Path(spec.target)
-    check_apart(source_path, target_path)
+    source_path = Path(spec.source)
+    target = target_of(spec.target, what="target", file=file, line=line, field="$.target", shared=stores)
+    if isinstance(target.recorded, Path):  # a bucket is never inside a source directory
+        check_apart(source_path, target.recorded)
     source = DirectoryStore(source_path.parent)
     intent = build_intent(
         source,
         source_path.name,
-        target_path.name,
+        target.name,
         artifact_class=klass,
         mode=chosen_mode,
         seed=spec.seed or 0,
@@ -70,11 +84,11 @@ def _job(spec: IntentFile, artifact_class: str | None, mode: Mode | None, file: 
         transfer_id=spec.transfer_id,
         artifact_id=spec.artifact_id,
         replay_command=f"asup sync-batch {file}  # line {line}",
-        paths=(source_path, target_path),
+        paths=(source_path, target.recorded),
     )
     if spec.requested is not None:
         intent = msgspec.structs.replace(intent, requested=spec.requested)
-    return Job(intent, source, DirectoryStore(target_path.parent))
+    return Planned(Job(intent, source, target.store), target)
 
 
 @reports_errors
@@ -103,27 +117,26 @@ def sync_batch(
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
     ref = default_log_ref(root, log_path)  # a malformed URL: a usage error before the batch is read
-    jobs = _jobs(batch, artifact_class, mode)
-    skipped: list[str] = []
-    if resume:
-        jobs, skipped = _resumed(jobs, ref)
-    out = console()
-    stop = StopRequest()
-    with (
-        open_log(ref) as log,
-        Progress(
-            TextColumn("transfers"), BarColumn(), MofNCompleteColumn(), console=out, transient=True, disable=not out.is_terminal
-        ) as bar,
-    ):
-        task = bar.add_task("transfers", total=len(jobs))
-        try:
-            with stop_on_signals(stop):
-                results = run_stoppable(
-                    lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task), stop=stop)
-                )
-        except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
-            first = _first_error(group)
-            raise (lost_server(first, ref, "rerun this command with --resume") if isinstance(first, AsupError) else first) from None
+    with shared_stores() as stores:  # open while the transfers run, closed however they end
+        planned = _jobs(batch, artifact_class, mode, stores)
+        jobs, skipped = _resumed(planned, ref) if resume else ([p.job for p in planned], [])
+        out = console()
+        stop = StopRequest()
+        with (
+            open_log(ref) as log,
+            Progress(
+                TextColumn("transfers"), BarColumn(), MofNCompleteColumn(), console=out, transient=True, disable=not out.is_terminal
+            ) as bar,
+        ):
+            task = bar.add_task("transfers", total=len(jobs))
+            try:
+                with stop_on_signals(stop):
+                    results = run_stoppable(
+                        lambda: run_jobs(jobs, log, limit=concurrency, lever=lever, on_result=lambda _r: bar.advance(task), stop=stop)
+                    )
+            except BaseExceptionGroup as group:  # a transfer's error (a refused name, a failed disk) is one line, not a traceback
+                first = _first_error(group)
+                raise (lost_server(first, ref, "rerun this command with --resume") if isinstance(first, AsupError) else first) from None
     failed = [r for r in results if r.reason_code is not None]
     refused = [r for r in results if r.refused]
     ran = {r.transfer_id for r in results}
@@ -156,9 +169,10 @@ def _interrupted(stop: StopRequest, results: list[TransferResult], not_started: 
     raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
-def _resumed(jobs: list[Job], ref: LogRef) -> tuple[list[Job], list[str]]:
+def _resumed(planned: list[Planned], ref: LogRef) -> tuple[list[Job], list[str]]:
     """The jobs still to run, each continuing from its checkpoint where the log left it
     unfinished (or failed on its storage), and the transfer ids the log shows completed."""
+    jobs = [p.job for p in planned]
     if ref.url is None and not ref.path.is_file():
         return jobs, []
     try:
@@ -169,16 +183,16 @@ def _resumed(jobs: list[Job], ref: LogRef) -> tuple[list[Job], list[str]]:
             return jobs, []
         raise
     todo, skipped = [], []
-    for job in jobs:
+    for job, target in planned:
         view = views.get(job.intent.transfer_id)
         if view is not None and view.state is State.COMPLETED:
             skipped.append(job.intent.transfer_id)
             continue
         unfinished = view is not None and (view.state is not State.FAILED_CLOSED or view.reason_code in RESUMABLE)
-        checkpoint = job.target.checkpoint_path(job.intent.target) if isinstance(job.target, DirectoryStore) else None
-        if unfinished and checkpoint is not None and os.path.lexists(checkpoint):
-            ckpt.decode(job.target.load_checkpoint(str(checkpoint)), str(checkpoint))  # a bad one: refused before anything runs
-            job = msgspec.structs.replace(job, resume_from=str(checkpoint))
+        checkpoint = target.saved_checkpoint() if unfinished else None
+        if checkpoint is not None:
+            ckpt.decode(job.target.load_checkpoint(checkpoint), checkpoint)  # a bad one: refused before anything runs
+            job = msgspec.structs.replace(job, resume_from=checkpoint)
         todo.append(job)
     return todo, skipped
 

@@ -1,12 +1,14 @@
-"""DST as an operator names it, resolved for the writing commands (sync, resume): a path
-(an artifact of the directory store there) or an artifact of a JetStream object-store
-bucket, `nats://HOST:PORT/BUCKET[?OPTIONS]#NAME` (`engine.object_url`). A URL is checked
-here, before anything is read or recorded; nothing connects until the transfer opens the
-artifact."""
+"""DST as an operator names it, resolved for the writing commands (sync, sync-batch,
+resume): a path (an artifact of the directory store there) or an artifact of a JetStream
+object-store bucket, `nats://HOST:PORT/BUCKET[?OPTIONS]#NAME` (`engine.object_url`). A URL
+is checked here, before anything is read or recorded; nothing connects until the
+transfer opens the artifact."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.object_store import ObjectStore
@@ -35,6 +37,13 @@ class Target:
             return self.store.checkpoint_ref(self.name)
         return str(self.store.checkpoint_path(self.name))
 
+    def saved_checkpoint(self) -> str | None:
+        """`checkpoint_ref()` when a checkpoint is saved there, else None."""
+        if isinstance(self.store, ObjectStore):
+            return self.store.saved_checkpoint(self.name)
+        ref = self.checkpoint_ref()
+        return ref if os.path.lexists(ref) else None
+
     def close(self) -> None:
         """The store's connection, if it made one. Closing one whose server went away has
         nothing to report: what the transfer met is said already."""
@@ -43,10 +52,19 @@ class Target:
                 self.store.close()
 
 
-def target_of(text: str, *, what: str = "DST", file: str | None = None, line: int | None = None, field: str | None = None) -> Target:
+def target_of(
+    text: str,
+    *,
+    what: str = "DST",
+    file: str | None = None,
+    line: int | None = None,
+    field: str | None = None,
+    shared: dict[str, ObjectStore] | None = None,
+) -> Target:
     """The target `text` names (`what`: the argument or field it came from, named by a
     malformed URL's usage error; `file`, `line`, `field`: where it was read, when not
-    from the command line)."""
+    from the command line). `shared` keeps one store per bucket URL, so the lines of a
+    batch share its connections."""
     if not is_url(text):
         path = Path(text)
         return Target(str(path), path.name, path, DirectoryStore(path.parent))
@@ -56,5 +74,22 @@ def target_of(text: str, *, what: str = "DST", file: str | None = None, line: in
         if file is None:
             raise AsupError(ErrorCode.USAGE, f"{what}: {exc.message}", file=text) from None
         raise AsupError(ErrorCode.USAGE, f"{what} {text!r}: {exc.message}", file=file, line=line, field=field) from None
-    store = ObjectStore(bucket.text)
+    store = shared.get(bucket.text) if shared is not None else None
+    if store is None:
+        store = ObjectStore(bucket.text)  # connects only when the transfer opens the artifact
+        if shared is not None:
+            shared[bucket.text] = store
     return Target(text, name, store.target_path(name), store)
+
+
+@contextlib.contextmanager
+def shared_stores() -> Iterator[dict[str, ObjectStore]]:
+    """The object stores `target_of(..., shared=)` opens, one per bucket URL, all closed
+    afterwards (a lost server's closing has nothing to add)."""
+    stores: dict[str, ObjectStore] = {}
+    try:
+        yield stores
+    finally:
+        for store in stores.values():
+            with contextlib.suppress(AsupError):
+                store.close()

@@ -1,4 +1,4 @@
-"""`asup sync` and `resume` to a JetStream object-store target
+"""`asup sync`, `resume` and `sync-batch` to a JetStream object-store target
 (`nats://HOST:PORT/BUCKET#NAME`), through real processes and a real server (2.9 and 2.15):
 the published object reads back (with nats-py's object store client) as the source's bytes,
 the intent records the URL, `asup status` calls the transfer's KV lease held while the sync
@@ -258,14 +258,18 @@ BAD_URLS = [
 
 @pytest.mark.parametrize(("bad", "why"), BAD_URLS, ids=[b for b, _ in BAD_URLS])
 def test_a_malformed_target_url_is_a_usage_error_naming_where_it_was_given(tmp_path: Path, bad: str, why: str) -> None:
-    """As DST and as an intent file's `target`: exit 2, one line, nothing recorded."""
+    """As DST, as an intent file's `target` and as a batch line's: exit 2, one line, nothing recorded."""
     source = _source(tmp_path / "a.bin")
     log = tmp_path / "log.jsonl"
     intent = tmp_path / "intent.json"
     intent.write_text(json.dumps({"target": bad}))
+    batch = tmp_path / "b.jsonl"
+    intents = [{"source": str(source), "target": str(tmp_path / "ok.bin")}, {"source": str(source), "target": bad}]
+    batch.write_text("".join(json.dumps(line) + "\n" for line in intents))
     runs = {
         f"asup: {bad}: usage: DST: {why}": ["sync", str(source), bad],
         f"asup: {intent}: usage: target {bad!r}: {why}": ["sync", str(source), "--intent", str(intent)],
+        f"asup: {batch}:2: usage: target {bad!r}: {why}": ["sync-batch", str(batch)],
     }
     for expected, argv in runs.items():
         done = _asup(*argv, *CLASS, "--log", str(log))
@@ -288,3 +292,40 @@ def test_a_lease_ttl_the_lease_bucket_does_not_keep_is_refused_before_anything_i
     assert _count(log, "intent_recorded", "t-2") == 0
     plain = _asup("sync", str(source), f"{nats_server.url}/TTL#c.bin", *CLASS, "--log", str(log), "--transfer-id", "t-3")
     assert plain.returncode == 0, plain.stdout + plain.stderr  # no lease_ttl: the bucket's own
+
+
+def test_sync_batch_lines_may_name_buckets_and_resume_continues_from_their_checkpoints(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Two lines to one bucket (one store, shared), one to a file; SIGINT suspends them,
+    `--resume` continues each from its checkpoint (the bucket's or the file's)."""
+    log = tmp_path / "log.jsonl"
+    targets = [f"{nats_server.url}/BATCH#a0.bin", f"{nats_server.url}/BATCH#a1.bin", str(tmp_path / "dst" / "a2.bin")]
+    lines, sources = [], []
+    for n, target in enumerate(targets):
+        sources.append(_source(tmp_path / "src" / f"a{n}.bin", chunks=32, seed=n))  # a batch takes no --fault: 512 small chunks to stop in
+        lines.append(json.dumps({"source": str(sources[-1]), "target": target, "transfer_id": f"t-b{n}", "chunk_size": 4096}))
+    batch = tmp_path / "b.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen(
+        asup_argv("sync-batch", str(batch), *CLASS, "--log", str(log), "--concurrency", "3"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not all(_count(log, "checkpoint_written", f"t-b{n}") >= 2 for n in range(3)):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch did not checkpoint all three"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    rows = _rows(log)
+    assert {rows[f"t-b{n}"]["target_path"] for n in range(2)} == set(targets[:2])
+    again = _asup("sync-batch", str(batch), *CLASS, "--log", str(log), "--resume", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["failed"] == 0
+    for n in range(2):
+        assert _object(nats_server.url, "BATCH", f"a{n}.bin") == sources[n].read_bytes()
+    assert Path(targets[2]).read_bytes() == sources[2].read_bytes()
+    assert all(_count(log, "checkpoint_read", f"t-b{n}") == 1 for n in range(3)), "a line ran again from 0"
+    skipped = _asup("sync-batch", str(batch), *CLASS, "--log", str(log), "--resume", "--json")
+    assert sorted(json.loads(skipped.stdout)["skipped"]) == ["t-b0", "t-b1", "t-b2"]
