@@ -8,8 +8,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 from pathlib import Path
 
+from engine.object_url import parse_target
+from events.errors import AsupError
+from events.jetstream.url import is_url
 from events.observations import Intent, StoreFailed
 
 
@@ -18,6 +22,20 @@ def directory_of(failed: StoreFailed, intent: Intent | None) -> Path:
     has one (the failure's own path is as the CLI was given it, relative to its cwd)."""
     recorded = intent.source_path if failed.where == "source" and intent else intent.target_path if intent else ""
     return Path(recorded or failed.path or ".").parent
+
+
+def bucket_now(target: str) -> tuple[bool, str]:
+    """(a server of the bucket takes a connection now, what was found) for an object-store
+    target: a TCP connect, no request (the triage reads, it asks the store nothing)."""
+    try:
+        bucket, _ = parse_target(target)
+    except AsupError as exc:
+        return False, f"{target}: {exc.message}"
+    for server in bucket.url.servers:
+        host, _, port = server.removeprefix("nats://").rpartition(":")
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=1.0):
+            return True, f"{target}: the object store's server {host}:{port} takes a connection now"
+    return False, f"{target}: none of the object store's servers takes a connection now"
 
 
 def takes_a_write(directory: Path) -> str | None:
@@ -40,6 +58,8 @@ def free_bytes(directory: Path) -> int:
 
 def storage_now(failed: StoreFailed, intent: Intent | None, committed: int) -> tuple[bool, str]:
     """(healthy now, what was found) for the storage `failed` names."""
+    if failed.where == "target" and intent is not None and is_url(intent.target_path):
+        return bucket_now(intent.target_path)
     directory = directory_of(failed, intent)
     if not directory.is_dir():
         return False, f"{directory} is not a directory now"
