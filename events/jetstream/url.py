@@ -48,13 +48,16 @@ class LogUrl(msgspec.Struct, frozen=True):
 
 
 def is_url(text: str) -> bool:
-    return text.startswith(SCHEME)
+    """Whether `text` is meant as a URL: anything starting `nats:` (any case), so a typo
+    such as `nats:/HOST:PORT/S` is refused by `parse` instead of being taken for a path
+    and written to (a file named so is still reachable as `./nats:...`)."""
+    return text[: len("nats:")].lower() == "nats:"
 
 
 def parse(text: str) -> LogUrl:
     """The log URL `text` names; a usage error naming the wrong part otherwise."""
-    if not is_url(text):
-        raise _bad(text, f"a log URL starts with {SCHEME}")
+    if not text.startswith(SCHEME):
+        raise _bad(text, f"a URL starts with {SCHEME} (two slashes, lower case): write {SCHEME}HOST:PORT/NAME")
     rest = text[len(SCHEME) :]
     hosts, slash, tail = rest.partition("/")
     stream, _, query = tail.partition("?")

@@ -253,6 +253,9 @@ BAD_URLS = [
     ("nats://127.0.0.1:4222/B?lease_ttl=soon#a", "not an object store URL: lease_ttl='soon': a number of seconds from 1 to 3600"),
     ("nats://127.0.0.1:4222/B?ttl=2#a", "not an object store URL: unknown option 'ttl': the options are replicas, timeout and lease_ttl"),
     ("nats://127.0.0.1:4222/B#../a", "not an object-store target: artifact path '../a' must be relative"),
+    # a typo of the scheme is refused, never taken for a local path and written to
+    ("nats:/127.0.0.1:4222/B#a", "not an object store URL: a URL starts with nats:// (two slashes, lower case)"),
+    ("NATS://127.0.0.1:4222/B#a", "not an object store URL: a URL starts with nats:// (two slashes, lower case)"),
 ]
 
 
@@ -277,6 +280,7 @@ def test_a_malformed_target_url_is_a_usage_error_naming_where_it_was_given(tmp_p
         lines = done.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
         assert not log.exists()
+    assert not (tmp_path / "nats:").exists()  # nothing was written where a typo points
 
 
 def test_a_lease_ttl_the_lease_bucket_does_not_keep_is_refused_before_anything_is_recorded(nats_server: NatsServer, tmp_path: Path) -> None:

@@ -219,7 +219,7 @@ def test_an_unknown_stream_is_no_such_log(nats_server: Any, tmp_path: Path) -> N
         JetStreamLog.open(url, create=False, reader=True).close()
 
 
-BAD_URLS = ("nats://x/", "nats://h:1/a.b", "nats://127.0.0.1:0/s", "nats://h:1/s?replicas=nine")
+BAD_URLS = ("nats://x/", "nats://h:1/a.b", "nats://127.0.0.1:0/s", "nats://h:1/s?replicas=nine", "nats:/h:1/s", "NATS://h:1/s")
 
 
 def test_a_malformed_url_is_one_usage_line(tmp_path: Path) -> None:
