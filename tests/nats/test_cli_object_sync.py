@@ -9,7 +9,6 @@ unreachable one and a malformed URL are each one line (exit 4, 4 and 2), never a
 from __future__ import annotations
 
 import json
-import random
 import shlex
 import signal
 import subprocess
@@ -23,8 +22,9 @@ import pytest
 
 from engine.liveness import Liveness, check
 from events.jetstream.bridge import bridge
-from tests.cli import asup_argv
+from tests.cli import asup_argv, asup_untraced, seeded_file
 from tests.nats.servers import NatsServer, free_port
+from tests.nats.test_object_store import read_object
 from tests.reliability.crashloop import report
 
 pytestmark = pytest.mark.nats
@@ -36,16 +36,9 @@ CLASS = ["--artifact-class", "conformance_fixture_bundle", "--mode", "hardened"]
 STALE_BOUND = 20.0  # seconds from the SIGKILL until status calls the lease stale (the server expires entries on its own clock)
 
 
-def _asup(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(asup_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=180, check=False)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    return done
-
 
 def _source(path: Path, chunks: int = 4, seed: int = 1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(random.Random(seed).randbytes(chunks * CHUNK))
-    return path
+    return seeded_file(path, chunks * CHUNK, seed)
 
 
 def _records(log: Path) -> list[dict[str, Any]]:
@@ -67,23 +60,13 @@ def _wait_for(log: Path, what: str, process: subprocess.Popen[str], count: int) 
 
 
 def _rows(log: Path | str) -> dict[str, dict[str, Any]]:
-    status = _asup("status", str(log), "--json")
+    status = asup_untraced("status", str(log), "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     return {row["transfer_id"]: row for row in json.loads(status.stdout)["transfers"]["transfers"]}
 
 
 def _object(server: str, bucket: str, name: str) -> bytes:
-    """The object as nats-py's object store client reads it (it checks the SHA-256 digest)."""
-
-    async def get() -> bytes:
-        nc = await nats.connect(server)
-        try:
-            result = await (await nc.jetstream().object_store(bucket)).get(name)
-            return bytes(result.data or b"")
-        finally:
-            await nc.close()
-
-    return bridge().call(get(), 30)
+    return read_object(f"{server}/{bucket}", name)
 
 
 def _objects(server: str, bucket: str) -> list[str]:
@@ -119,7 +102,7 @@ def test_sync_to_a_bucket_publishes_the_source_and_records_the_url(nats_server: 
     target = f"{nats_server.url}/ART#dir/a.bin"
     log = tmp_path / "log.jsonl"
     source = _source(tmp_path / "src" / "a.bin", chunks=5)
-    done = _asup("sync", str(source), target, *CLASS, "--log", str(log), "--json")
+    done = asup_untraced("sync", str(source), target, *CLASS, "--log", str(log), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     transfer = json.loads(done.stdout)["transfer_id"]
     assert _object(nats_server.url, "ART", "dir/a.bin") == source.read_bytes()
@@ -131,13 +114,13 @@ def test_sync_to_a_bucket_publishes_the_source_and_records_the_url(nats_server: 
     bundle = tmp_path / "src" / "b"
     for name, chunks in (("x.bin", 2), ("sub/y.bin", 1)):
         _source(bundle / name, chunks=chunks, seed=chunks)
-    done = _asup("sync", str(bundle), f"{nats_server.url}/ART#b.out", *CLASS, "--log", str(log))
+    done = asup_untraced("sync", str(bundle), f"{nats_server.url}/ART#b.out", *CLASS, "--log", str(log))
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("x.bin", "sub/y.bin"):
         assert _object(nats_server.url, "ART", f"b.out/{name}") == (bundle / name).read_bytes()
     assert _objects(nats_server.url, "ART") == ["b.out", "b.out/sub/y.bin", "b.out/x.bin", "dir/a.bin"]  # no checkpoint, no chunk record
 
-    again = _asup("sync", str(source), target, *CLASS, "--log", str(log), "--transfer-id", "t-again")
+    again = asup_untraced("sync", str(source), target, *CLASS, "--log", str(log), "--transfer-id", "t-again")
     assert again.returncode == 0 and again.stdout.startswith("completed t-again"), again.stdout + again.stderr
     assert _count(log, "chunk_written", "t-again") == 0
 
@@ -164,14 +147,14 @@ def test_status_calls_the_lease_held_then_stale_after_a_kill_and_resume_complete
     stale_after = time.monotonic() - killed
     assert liveness == "stale", f"still {liveness} {stale_after:.1f} s after the kill"
 
-    plain = _asup("status", str(log))
+    plain = asup_untraced("status", str(log))
     row_line = next(line for line in plain.stdout.splitlines() if line.startswith("t-kill "))
     assert "syncing (stale)" in row_line and target in row_line
     resume = shlex.join(["asup", "resume", "t-kill", "--log", str(log)])
     lease_line = next(line for line in plain.stdout.splitlines() if line.startswith("no live lease asup-leases/obj.KILL."))
     assert lease_line.endswith(resume) and "stopped renewing it" in lease_line, plain.stdout
 
-    resumed = _asup(*shlex.split(resume)[1:])
+    resumed = asup_untraced(*shlex.split(resume)[1:])
     assert resumed.returncode == 0 and resumed.stdout.startswith("completed t-kill"), resumed.stdout + resumed.stderr
     assert _object(nats_server.url, "KILL", "a.bin") == source.read_bytes()
     assert _count(log, "checkpoint_read", "t-kill") == 1  # continued from the bucket's checkpoint, not from 0
@@ -187,7 +170,7 @@ def test_sigint_suspends_and_the_printed_resume_completes_on_a_url_log(nats_serv
     source = _source(tmp_path / "src" / "a.bin", chunks=CHUNKS)
     process = _slow_sync(source, target, log, "t-sig")
     deadline = time.monotonic() + 60
-    while len(_asup("log", "cat", log, "--type", "checkpoint_written").stdout.splitlines()) < 3:
+    while len(asup_untraced("log", "cat", log, "--type", "checkpoint_written").stdout.splitlines()) < 3:
         assert process.poll() is None and time.monotonic() < deadline, "no checkpoints while the sync ran"
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
@@ -197,7 +180,7 @@ def test_sigint_suspends_and_the_printed_resume_completes_on_a_url_log(nats_serv
     assert resume == shlex.join(["asup", "resume", "t-sig", "--log", log])
     row = _rows(log)["t-sig"]
     assert (row["state"], row["suspended"], row["liveness"]) == ("syncing", True, None)
-    resumed = _asup(*shlex.split(resume)[1:])
+    resumed = asup_untraced(*shlex.split(resume)[1:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _object(nats_server.url, "SIG", "a.bin") == source.read_bytes()
     assert _rows(log)["t-sig"]["state"] == "completed"
@@ -224,12 +207,12 @@ def test_a_server_lost_mid_transfer_is_one_line_exit_4_and_the_resume_completes(
     row = _rows(log)["t-gone"]
     assert (row["state"], row["reason_code"]) == ("failed_closed", "io_failed")
     nats_server.start()
-    early = _asup(*shlex.split(resume)[1:])  # within the TTL the lease its holder could not release still lives
+    early = asup_untraced(*shlex.split(resume)[1:])  # within the TTL the lease its holder could not release still lives
     if early.returncode != 0:
         assert early.returncode == 1 and "it lapses a TTL after its holder stops renewing it" in early.stderr, early.stderr
         assert _count(log, "intent_recorded", "t-gone") == 1  # refused, nothing recorded
         _lapsed(f"{bucket}#a.bin", STALE_BOUND)
-    resumed = early if early.returncode == 0 else _asup(*shlex.split(resume)[1:])
+    resumed = early if early.returncode == 0 else asup_untraced(*shlex.split(resume)[1:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _object(nats_server.url, "GONE", "a.bin") == source.read_bytes()
     refused = int(early.returncode != 0)
@@ -240,7 +223,7 @@ def test_a_server_lost_mid_transfer_is_one_line_exit_4_and_the_resume_completes(
 def test_an_unreachable_bucket_is_exit_4_in_one_line_and_records_no_transfer(tmp_path: Path) -> None:
     bucket = f"nats://127.0.0.1:{free_port(set())}/NOBODY?timeout=1"  # a closed loopback port
     log = tmp_path / "log.jsonl"
-    done = _asup("sync", str(_source(tmp_path / "a.bin")), f"{bucket}#a.bin", *CLASS, "--log", str(log))
+    done = asup_untraced("sync", str(_source(tmp_path / "a.bin")), f"{bucket}#a.bin", *CLASS, "--log", str(log))
     assert done.returncode == 4, done.stdout + done.stderr
     assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith(f"asup: {bucket}: log_unreachable: "), done.stderr
     assert [r["type"] for r in _records(log)] in ([], ["log_created"])  # the log may be made; nothing of the transfer
@@ -275,7 +258,7 @@ def test_a_malformed_target_url_is_a_usage_error_naming_where_it_was_given(tmp_p
         f"asup: {batch}:2: usage: target {bad!r}: {why}": ["sync-batch", str(batch)],
     }
     for expected, argv in runs.items():
-        done = _asup(*argv, *CLASS, "--log", str(log))
+        done = asup_untraced(*argv, *CLASS, "--log", str(log))
         assert done.returncode == 2, done.stdout + done.stderr
         lines = done.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
@@ -286,15 +269,16 @@ def test_a_malformed_target_url_is_a_usage_error_naming_where_it_was_given(tmp_p
 def test_a_lease_ttl_the_lease_bucket_does_not_keep_is_refused_before_anything_is_recorded(nats_server: NatsServer, tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     source = _source(tmp_path / "a.bin")
-    first = _asup("sync", str(source), f"{nats_server.url}/TTL?lease_ttl={TTL}#a.bin", *CLASS, "--log", str(log), "--transfer-id", "t-1")
+    target = f"{nats_server.url}/TTL?lease_ttl={TTL}#a.bin"
+    first = asup_untraced("sync", str(source), target, *CLASS, "--log", str(log), "--transfer-id", "t-1")
     assert first.returncode == 0, first.stdout + first.stderr
     bucket = f"{nats_server.url}/TTL?lease_ttl=5"
-    other = _asup("sync", str(source), f"{bucket}#b.bin", *CLASS, "--log", str(log), "--transfer-id", "t-2")
+    other = asup_untraced("sync", str(source), f"{bucket}#b.bin", *CLASS, "--log", str(log), "--transfer-id", "t-2")
     assert other.returncode == 2, other.stdout + other.stderr
     expected = f"asup: {bucket}: usage: lease_ttl=5, but the lease bucket asup-leases keeps leases {TTL} s"
     assert other.stderr.splitlines() == [other.stderr.strip()] and other.stderr.startswith(expected), other.stderr
     assert _count(log, "intent_recorded", "t-2") == 0
-    plain = _asup("sync", str(source), f"{nats_server.url}/TTL#c.bin", *CLASS, "--log", str(log), "--transfer-id", "t-3")
+    plain = asup_untraced("sync", str(source), f"{nats_server.url}/TTL#c.bin", *CLASS, "--log", str(log), "--transfer-id", "t-3")
     assert plain.returncode == 0, plain.stdout + plain.stderr  # no lease_ttl: the bucket's own
 
 
@@ -324,12 +308,12 @@ def test_sync_batch_lines_may_name_buckets_and_resume_continues_from_their_check
     assert process.returncode == 130, out + err
     rows = _rows(log)
     assert {rows[f"t-b{n}"]["target_path"] for n in range(2)} == set(targets[:2])
-    again = _asup("sync-batch", str(batch), *CLASS, "--log", str(log), "--resume", "--json")
+    again = asup_untraced("sync-batch", str(batch), *CLASS, "--log", str(log), "--resume", "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["failed"] == 0
     for n in range(2):
         assert _object(nats_server.url, "BATCH", f"a{n}.bin") == sources[n].read_bytes()
     assert Path(targets[2]).read_bytes() == sources[2].read_bytes()
     assert all(_count(log, "checkpoint_read", f"t-b{n}") == 1 for n in range(3)), "a line ran again from 0"
-    skipped = _asup("sync-batch", str(batch), *CLASS, "--log", str(log), "--resume", "--json")
+    skipped = asup_untraced("sync-batch", str(batch), *CLASS, "--log", str(log), "--resume", "--json")
     assert sorted(json.loads(skipped.stdout)["skipped"]) == ["t-b0", "t-b1", "t-b2"]

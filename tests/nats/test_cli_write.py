@@ -7,7 +7,6 @@ traceback) for a bad URL, an unreachable server or one that goes away mid-transf
 from __future__ import annotations
 
 import json
-import random
 import shlex
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from events.errors import AsupError, ErrorCode
 from events.jetstream.log import JetStreamLog
 from events.jetstream.url import parse
 from events.log_ref import write_snapshot
-from tests.cli import asup_argv
+from tests.cli import asup_argv, asup_untraced, seeded_file
 from tests.nats.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.nats
@@ -33,16 +32,9 @@ CLASS = ["--artifact-class", "conformance_fixture_bundle", "--mode", "hardened"]
 UNREACHABLE_BOUND = 10.0  # seconds for a process (interpreter start included) to give up on a closed port at ?timeout=1
 
 
-def _asup(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(asup_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=180, check=False)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    return done
-
 
 def _source(path: Path, chunks: int = 4, seed: int = 1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(random.Random(seed).randbytes(chunks * CHUNK))
-    return path
+    return seeded_file(path, chunks * CHUNK, seed)
 
 
 def _b3(path: Path) -> str:
@@ -85,12 +77,12 @@ def _shape(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 def _verify(path: Path) -> None:
-    verify = _asup("log", "verify", str(path))
+    verify = asup_untraced("log", "verify", str(path))
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def _status(path: Path) -> list[dict[str, Any]]:
-    status = _asup("status", str(path), "--json")
+    status = asup_untraced("status", str(path), "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     keep = ("transfer_id", "state", "reason_code", "committed_cursor", "attempt", "events", "suspended")
     rows: list[dict[str, Any]] = json.loads(status.stdout)["transfers"]["transfers"]
@@ -110,7 +102,7 @@ def test_sync_to_a_url_records_and_prints_what_a_sync_to_a_file_does(nats_server
     results = {}
     for name, log in (("url", url), ("file", str(file_log))):
         source = _source(tmp_path / name / "src" / "a.bin")
-        done = _asup("sync", str(source), str(tmp_path / name / "dst" / "a.bin"), *CLASS, "--log", log, "--transfer-id", "t-same")
+        done = asup_untraced("sync", str(source), str(tmp_path / name / "dst" / "a.bin"), *CLASS, "--log", log, "--transfer-id", "t-same")
         assert done.returncode == 0, done.stdout + done.stderr
         results[name] = done.stdout.replace(shlex.quote(log), "LOG").replace(log, "LOG"), done.stderr
     assert results["url"] == results["file"]
@@ -120,7 +112,7 @@ def test_sync_to_a_url_records_and_prints_what_a_sync_to_a_file_does(nats_server
     assert _shape(_records(snapshot)) == _shape(_records(file_log))
     assert _status(snapshot) == _status(file_log)
     assert _status(snapshot)[0]["state"] == "completed"
-    as_json = _asup("sync", str(tmp_path / "url" / "src" / "a.bin"), str(tmp_path / "j.bin"), *CLASS, "--log", url, "--json")
+    as_json = asup_untraced("sync", str(tmp_path / "url" / "src" / "a.bin"), str(tmp_path / "j.bin"), *CLASS, "--log", url, "--json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["log"] == url
 
 
@@ -132,7 +124,7 @@ def test_sync_batch_of_four_at_concurrency_two_on_a_url(nats_server: NatsServer,
         lines.append(json.dumps({"source": str(source), "target": str(tmp_path / "dst" / f"a{n}.bin"), "transfer_id": f"t-b{n}"}))
     batch = tmp_path / "b.jsonl"
     batch.write_text("\n".join(lines) + "\n")
-    done = _asup("sync-batch", str(batch), *CLASS, "--log", url, "--concurrency", "2", "--json")
+    done = asup_untraced("sync-batch", str(batch), *CLASS, "--log", url, "--concurrency", "2", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert (result["log"], result["transfers"], result["failed"]) == (url, 4, 0)
@@ -141,7 +133,7 @@ def test_sync_batch_of_four_at_concurrency_two_on_a_url(nats_server: NatsServer,
     assert sorted((row["transfer_id"], row["state"]) for row in _status(snapshot)) == [(f"t-b{n}", "completed") for n in range(4)]
     for n in range(4):
         assert _b3(tmp_path / "dst" / f"a{n}.bin") == _b3(tmp_path / "src" / f"a{n}.bin")
-    again = _asup("sync-batch", str(batch), *CLASS, "--log", url, "--resume", "--json")  # the stream's fold: all four done
+    again = asup_untraced("sync-batch", str(batch), *CLASS, "--log", url, "--resume", "--json")  # the stream's fold: all four done
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(json.loads(again.stdout)["skipped"]) == [f"t-b{n}" for n in range(4)]
 
@@ -162,7 +154,7 @@ def test_sigint_mid_transfer_suspends_and_the_printed_resume_on_the_url_complete
     assert resume == shlex.join(["asup", "resume", "t-sig", "--log", url]) == f"asup resume t-sig --log '{url}'"
     assert not target.exists()
     assert _status(_snapshot(url, tmp_path / "mid.jsonl"))[0]["suspended"] is True
-    resumed = _asup(*shlex.split(resume)[1:])
+    resumed = asup_untraced(*shlex.split(resume)[1:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.startswith("completed t-sig")
     assert _b3(target) == _b3(source)
@@ -174,14 +166,14 @@ def test_sigint_mid_transfer_suspends_and_the_printed_resume_on_the_url_complete
 def test_scenario_run_on_a_url_stores_the_file_runs_bytes_and_a_second_run_is_refused(nats_server: NatsServer, tmp_path: Path) -> None:
     url = f"{nats_server.url}/SCEN"
     file_log = tmp_path / "scenarios.jsonl"
-    on_file = _asup("scenario", "run", "all", "--log", str(file_log), "--workdir", str(tmp_path / "w1"))
-    on_url = _asup("scenario", "run", "all", "--log", url, "--workdir", str(tmp_path / "w2"))
+    on_file = asup_untraced("scenario", "run", "all", "--log", str(file_log), "--workdir", str(tmp_path / "w1"))
+    on_url = asup_untraced("scenario", "run", "all", "--log", url, "--workdir", str(tmp_path / "w2"))
     assert on_file.returncode == 0, on_file.stdout + on_file.stderr
     assert on_url.returncode == 0, on_url.stdout + on_url.stderr
     assert on_url.stdout.replace(url, "LOG") == on_file.stdout.replace(str(file_log), "LOG")
     assert _snapshot(url, tmp_path / "snapshot.jsonl").read_bytes() == file_log.read_bytes()
     held = len(file_log.read_bytes().splitlines())
-    again = _asup("scenario", "run", "all", "--log", url)
+    again = asup_untraced("scenario", "run", "all", "--log", url)
     assert again.returncode == 2, again.stdout + again.stderr
     expected = f"stream SCEN already holds {held} records: name a new stream; a file would be kept aside as LOG.<n>, a stream cannot be"
     assert again.stderr.splitlines() == [f"asup: {url}: usage: {expected}"]
@@ -223,7 +215,7 @@ def test_a_server_that_goes_away_mid_transfer_is_one_line_saying_how_to_resume(n
     assert lines[0].endswith(f"once it is back: {resume}"), err
     assert not target.exists()
     nats_server.start()
-    resumed = _asup(*shlex.split(resume)[1:])
+    resumed = asup_untraced(*shlex.split(resume)[1:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _b3(target) == _b3(source)
     _verify(_snapshot(url, tmp_path / "snapshot.jsonl"))
@@ -242,7 +234,7 @@ def test_an_unreachable_server_is_exit_4_in_one_line_within_its_timeout(tmp_path
         "scenario": ["scenario", "run", "all"],
     }[command]
     started = time.monotonic()
-    done = _asup(*argv, "--log", url, cwd=tmp_path)
+    done = asup_untraced(*argv, "--log", url, cwd=tmp_path)
     elapsed = time.monotonic() - started
     assert done.returncode == 4, done.stdout + done.stderr
     assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith(f"asup: {url}: log_unreachable: "), done.stderr
@@ -260,7 +252,7 @@ def test_a_bad_url_is_a_usage_error_in_one_line(tmp_path: Path, command: str, ba
         "resume": ["resume", "t-x"],
         "scenario": ["scenario", "run", "all"],
     }[command]
-    done = _asup(*argv, "--log", bad, cwd=tmp_path)
+    done = asup_untraced(*argv, "--log", bad, cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"asup: {bad}: usage: not a log URL"), done.stderr
@@ -285,7 +277,7 @@ def test_a_batch_whose_server_goes_away_is_one_line_and_its_rerun_with_resume_co
     assert err.splitlines() == [err.strip()] and err.startswith(f"asup: {url}: log_unreachable: "), err
     assert err.strip().endswith("once it is back: rerun this command with --resume"), err
     nats_server.start()
-    again = _asup("sync-batch", str(batch), *CLASS, "--log", url, "--resume", "--json")
+    again = asup_untraced("sync-batch", str(batch), *CLASS, "--log", url, "--resume", "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     for n in range(2):
         assert _b3(tmp_path / "dst" / f"a{n}.bin") == _b3(tmp_path / "src" / f"a{n}.bin")
@@ -296,7 +288,7 @@ def test_log_in_asup_toml_may_be_a_url(nats_server: NatsServer, tmp_path: Path) 
     url = f"{nats_server.url}/TOML"
     (tmp_path / "asup.toml").write_text(f'log = "{url}"\n')
     source = _source(tmp_path / "src" / "a.bin")
-    done = _asup("sync", str(source), str(tmp_path / "dst" / "a.bin"), *CLASS, "--json", cwd=tmp_path)
+    done = asup_untraced("sync", str(source), str(tmp_path / "dst" / "a.bin"), *CLASS, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["log"] == url
     assert not (tmp_path / "artifacts").exists()  # nothing of the default file log
