@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test soak lint bench wheel-check clean
+.PHONY: run test soak lint bench bench-large wheel-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/sidecar_bench.py
 	$(BIN)/python bench/jetstream_bench.py
+
+# the scaling table up to 10^7 events (~6 GB of log, streamed; the script checks free disk first)
+bench-large: $(STAMP)
+	$(BIN)/python bench/scaling_bench.py --large
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
