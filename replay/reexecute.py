@@ -10,7 +10,6 @@ divergence: the log itself breaks the contract). Replay touches no store and no 
 
 from __future__ import annotations
 
-from collections import deque
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -82,20 +81,28 @@ def load_streams(path: Path, until: int | None = None) -> tuple[dict[str, list[R
 class StreamReplay:
     """One transfer replayed as its records stream past: the recorded observations drive
     today's decisions; each recorded transition is compared with the next one produced.
-    Memory is what one session needs, not the whole stream."""
+    Memory is what one session needs, not the whole stream; a replay keeps one of these per
+    stream it has seen (a stream may start a new session later), so it holds the few small
+    things a finished stream still needs: no record envelopes, no empty deques."""
+
+    __slots__ = (
+        "divergence", "impossible", "last", "leading", "produced", "redriver", "rules", "state", "stream", "tail_produced",
+        "transitions",
+    )
 
     def __init__(self, stream: str, dispatcher: Dispatcher) -> None:
         self.stream = stream
         self.redriver = Redriver(dispatcher)
-        self.produced: deque[Transition] = deque()
-        self.leading: deque[Record] = deque(maxlen=3)
+        self.produced: list[Transition] = []  # decided, not yet met in the log: a handful at most
+        # a divergence's context: the last three (seq, transition); JSON bytes once the session is over
+        self.leading: tuple[tuple[int, Transition | bytes], ...] = ()
         self.transitions = 0
         self.divergence: Divergence | None = None
         self.impossible = ""
         self.state: State | None = None
-        self.last: Transition | None = None
+        self.last: tuple[State, ReasonCode | None] | None = None  # the last transition's to_state and reason
         self.rules: Rules = dispatcher.rules  # the structural check's: the contract's, whichever dispatcher replays
-        self.tail_produced: list[Transition] = []  # what the last record fed, an observation, decided
+        self.tail_produced: list[Transition] = _NONE  # what the last record fed, an observation, decided
 
     def feed(self, record: Record, trace: bytearray | None) -> None:
         data = record.data
@@ -105,8 +112,8 @@ class StreamReplay:
             if trace is not None:
                 trace += canonical_json(trace_row(record))
             return
-        self.tail_produced = []
-        actual = self.produced.popleft() if self.produced else None
+        self.tail_produced = _NONE
+        actual = self.produced.pop(0) if self.produced else None
         if self.divergence is None and actual != data:
             self._diverged(record, actual)
         if not self.impossible:
@@ -116,17 +123,18 @@ class StreamReplay:
             row["data"] = msgspec.to_builtins(actual)
             trace += canonical_json(row)
         self.transitions += 1
-        self.last = data
-        self.leading.append(record)
+        self.last = (data.to_state, data.reason_code)
+        self.leading = (*self.leading[-2:], (record.seq, data))
         if self.rules.is_terminal(data.to_state):
             self.redriver.close()
             self.redriver.progress = Progress()  # the session is over: keep no intent in memory
+            self.leading = tuple((seq, _ENCODE(t)) for seq, t in self.leading)  # a third of the decoded structs' size
 
     def finish(self, trace: bytearray | None, *, cut: bool = False) -> TransferReplay:
         """`cut`: the log was read only up to a point (--until, a torn tail): transitions the
         stream's last observation decided may simply lie past it, and are not a divergence."""
         self.redriver.close()
-        if cut and self.tail_produced and list(self.produced) == self.tail_produced:
+        if cut and self.tail_produced and self.produced == self.tail_produced:
             self.produced.clear()
         if self.produced and self.divergence is None:
             self._diverged(None, self.produced[0])
@@ -141,8 +149,8 @@ class StreamReplay:
             transfer_id=self.stream,
             outcome=ReplayOutcome.IMPOSSIBLE if self.impossible else outcome,
             transitions=self.transitions,
-            terminal_state=last.to_state if last and self.rules.is_terminal(last.to_state) else None,
-            reason_code=last.reason_code if last else None,
+            terminal_state=last[0] if last and self.rules.is_terminal(last[0]) else None,
+            reason_code=last[1] if last else None,
             divergence=self.divergence,
             impossible=self.impossible,
         )
@@ -151,7 +159,7 @@ class StreamReplay:
         want = msgspec.to_builtins(expected.data) if expected is not None else None
         got = msgspec.to_builtins(actual) if actual is not None else None
         fields = sorted(k for k in set(want or {}) | set(got or {}) if (want or {}).get(k) != (got or {}).get(k))
-        leading = [{"seq": r.seq, **msgspec.to_builtins(r.data)} for r in self.leading]
+        leading = [{"seq": seq, **_builtins(data)} for seq, data in self.leading]
         self.divergence = Divergence(expected.seq if expected else 0, self.transitions, want, got, fields, leading)
 
     def _structural(self, record: Record, data: Transition) -> str:
@@ -165,6 +173,16 @@ class StreamReplay:
             return f"seq {record.seq}: {state} -{data.trigger}-> {data.to_state} ({data.reason_code}) is not in the transition table"
         self.state = data.to_state
         return ""
+
+
+_NONE: list[Transition] = []  # shared, never mutated: most records decide nothing
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _builtins(data: Transition | bytes) -> dict[str, Any]:
+    built = msgspec.json.decode(data) if isinstance(data, bytes) else msgspec.to_builtins(data)
+    assert isinstance(built, dict)
+    return built
 
 
 def replay_log(
