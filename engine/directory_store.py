@@ -27,13 +27,24 @@ from events.observations import BundleFile
 
 
 def file_digest(path: Path) -> tuple[str, int]:
+    digest, size, _ = chunk_digests(path, 0)
+    return digest, size
+
+
+def chunk_digests(path: Path, chunk_size: int) -> tuple[str, int, list[str]]:
+    """(digest, size, the digest of each `chunk_size` piece) of the file at `path`, in one
+    read of it: the precheck's pass also gives the digests the chunk commits record, so the
+    bytes are not read and hashed again for them (chunk_size 0: no piece digests)."""
     hasher = blake3(max_threads=blake3.AUTO)  # large files hash on every core
-    size = 0
+    block_size = chunk_size or HASH_BLOCK
+    size, pieces = 0, []
     with open_regular(path) as fh:
-        while block := fh.read(HASH_BLOCK):
+        while block := fh.read(block_size):
             hasher.update(block)
             size += len(block)
-    return "blake3:" + hasher.hexdigest(), size
+            if chunk_size:
+                pieces.append("blake3:" + blake3(block, max_threads=blake3.AUTO).hexdigest())
+    return "blake3:" + hasher.hexdigest(), size, pieces
 
 
 class DirectoryStore:
@@ -72,16 +83,25 @@ class DirectoryStore:
 
     # --- source side -------------------------------------------------------------------
 
-    def manifest(self, name: str) -> tuple[str, list[BundleFile]]:
+    def manifest(self, name: str, *, hashed: bool = True) -> tuple[str, list[BundleFile]]:
         path = self.path(name)
         if path.is_symlink() or not path.exists():
             raise AsupError(ErrorCode.USAGE, "source artifact is missing or a symlink", file=str(path))
         if path.is_file():
+            if not hashed:  # the caller was given the checksum: the precheck hashes it
+                return "file", [BundleFile("", path.stat().st_size, "")]
             digest, size = file_digest(path)
             return "file", [BundleFile("", size, digest)]
         if not path.is_dir():
             raise AsupError(ErrorCode.USAGE, "source artifact is neither a file nor a directory", file=str(path))
         return "bundle", self._bundle_files(path)
+
+    def hash_chunks(self, name: str, chunk_size: int) -> tuple[str, int, list[str]]:
+        """A file artifact's (digest, size, chunk digests) in one pass (`chunk_digests`)."""
+        path = self.path(name)
+        if path.is_symlink() or not path.is_file():
+            raise AsupError(ErrorCode.USAGE, "source artifact is missing, a symlink or not a file", file=str(path))
+        return chunk_digests(path, chunk_size)
 
     def _bundle_files(self, root: Path) -> list[BundleFile]:
         files = []

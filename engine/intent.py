@@ -77,7 +77,8 @@ def build_intent(
     check_chunk_size(chunk_size, matrix)
     if not strict_json.INT64_MIN <= seed <= strict_json.INT64_MAX:
         raise AsupError(ErrorCode.USAGE, f"seed {seed} is beyond 64 bits: the log could not be read back")
-    kind, files = source.manifest(source_name)
+    # given the checksum, a file is not hashed here: the precheck hashes it before the first chunk
+    kind, files = source.manifest(source_name, hashed=expected_checksum is None)
     digest = files[0].digest if kind == "file" else bundle_digest(files)
     artifact_id = artifact_id or source_name
     attempts = default_max_attempts(mode) if max_attempts is None else max_attempts

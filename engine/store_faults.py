@@ -83,9 +83,13 @@ class Guarded:
     def __init__(self, inner: SourceStore) -> None:
         self.inner = inner
 
-    def manifest(self, name: str) -> tuple[str, list[BundleFile]]:
+    def manifest(self, name: str, *, hashed: bool = True) -> tuple[str, list[BundleFile]]:
         with _guard("source", "manifest"):
-            return self.inner.manifest(name)
+            return self.inner.manifest(name, hashed=hashed)
+
+    def hash_chunks(self, name: str, chunk_size: int) -> tuple[str, int, list[str]]:
+        with _guard("source", "manifest"):
+            return self.inner.hash_chunks(name, chunk_size)
 
     def read(self, name: str, layout: Layout, offset: int, length: int) -> bytes:
         with _guard("source", "read"):

@@ -32,8 +32,13 @@ __all__ = [
 
 
 class SourceStore(Protocol):
-    def manifest(self, name: str) -> tuple[str, list[BundleFile]]:
-        """(kind, files): kind 'file' (one entry, path '') or 'bundle'."""
+    def manifest(self, name: str, *, hashed: bool = True) -> tuple[str, list[BundleFile]]:
+        """(kind, files): kind 'file' (one entry, path '') or 'bundle'. Not `hashed`: a
+        file's entry has its size only (digest ""), for a caller given the checksum."""
+        ...
+
+    def hash_chunks(self, name: str, chunk_size: int) -> tuple[str, int, list[str]]:
+        """A file artifact's (digest, size, digest of each chunk), in one read of it."""
         ...
 
     def read(self, name: str, layout: Layout, offset: int, length: int) -> bytes: ...
