@@ -157,7 +157,7 @@ def check_path(manifest: Path) -> None:
 
 
 def digest(data: bytes) -> str:
-    return "blake3:" + blake3(data).hexdigest()
+    return "blake3:" + blake3(data, max_threads=blake3.AUTO).hexdigest()  # a pack of 64 MiB hashes on every core
 
 
 def driver(binding: Binding) -> ECDriver:
@@ -194,9 +194,10 @@ def encode_bytes(data: bytes, pack_name: str, manifest_name: str, *, k: int, m: 
         pieces = driver(binding).encode(data)
     except Exception as exc:  # pyeclib's own hierarchy, translated at the boundary
         raise AsupError(ErrorCode.USAGE, f"pyeclib cannot encode: {exc}") from exc
-    files = [frag.pack_file(binding, i, bytes(piece)) for i, piece in enumerate(pieces)]
+    packed = [frag.pack_file_digest(binding, i, piece) for i, piece in enumerate(pieces)]
+    files = [file for file, _ in packed]
     stem = manifest_name.removesuffix(".json")
-    entries = [FragmentEntry(i, f"{stem}.{i:02d}", digest(f)) for i, f in enumerate(files)]
+    entries = [FragmentEntry(i, f"{stem}.{i:02d}", file_digest) for i, (_, file_digest) in enumerate(packed)]
     manifest = Manifest(FORMAT, codec, k, m, size, pack_name, binding.pack_digest, len(data), entries)
     return Encoded(manifest, files)
 
