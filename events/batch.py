@@ -14,7 +14,8 @@ from blake3 import blake3
 
 from events.chain import ChainState, Position
 from events.errors import AsupError, ErrorCode
-from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN, stream_tag
+from events.payloads import Event
+from events.record import LINE_HEADS, LINE_TRAILER, MAX_LINE, SCHEMA_VERSION, TRAILER_LEN, genesis, stream_tag
 from events.schema import payload_of
 from events.store import Pending
 
@@ -35,19 +36,47 @@ class Batch:
         chain.remember_all(self.new, base)
 
 
+def _derived_head(head: bytes) -> bytes:
+    """`head` for a line whose id is derived: the version baked in, the id a prefix and its
+    version, `prev` quoted in place (derived ids and digests need no escapes)."""
+    for old, new in ((b'"v":%d', b'"v":%d' % SCHEMA_VERSION), (b'"id":%b', b'"id":"%b%d"'), (b'"prev":%b', b'"prev":"%b"')):
+        assert head.count(old) == 1, (head, old)
+        head = head.replace(old, new)
+    return head
+
+
+DERIVED_HEADS = {payload: _derived_head(head) for payload, head in LINE_HEADS.items()}
+
+
+StreamKey = tuple[bytes, bytes, str]  # a stream's id prefix `e-<tag>-` (bytes and str) and its name's JSON
+
+
+def stream_key(chain: ChainState, stream: str) -> StreamKey:
+    """The stream's id prefix and JSON, kept in the chain: its tag is a hash, and at many
+    streams each event of a batch may be on a stream of its own."""
+    key = chain.keys.get(stream)
+    if key is None:
+        assert chain.log_id is not None
+        prefix = f"e-{stream_tag(chain.log_id, stream)}-"
+        key = chain.keys[stream] = (prefix.encode(), _ENCODER.encode(stream), prefix)
+    return key
+
+
 def plan(chain: ChainState, items: Sequence[Pending], ts: str, line_at: LineAt) -> Batch:
     """Encode `items` after the chain's heads; raises `conflict_detected` on a stale expectation.
 
     The hot path of every append: each payload is encoded once, the timestamp once per
     batch, one hasher is reset rather than made per event, and a derived id costs a format
-    (its stream's tag is hashed once per batch). An item expecting a version the stream has
-    passed is a retry only if the event stored at that version is the same event (read back
-    with `line_at`); a different one is a stale writer's, and conflicts.
+    (its stream's tag is hashed once per chain, `stream_key`: at 1,000 streams in batches
+    of 1,000 each event may be a stream's only one in its batch). An item expecting a
+    version the stream has passed is a retry only if the event stored at that version is
+    the same event (read back with `line_at`); a different one is a stale writer's, and conflicts.
     """
     log_id = chain.log_id
     assert log_id is not None, "a log has a header before any append"
     batch = Batch()
-    data, positions, new = batch.data, batch.positions, batch.new
+    data, new = batch.data, batch.new
+    add_position, add_new = batch.positions.append, new.append
     heads: dict[str, tuple[int, str]] = {}
     ids: dict[tuple[str, str], tuple[Position, bytes]] = {}  # this batch's ids that a later item may repeat
     seq = chain.last_seq
@@ -55,23 +84,25 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str, line_at: LineAt) 
     ts_json = encode(ts)
     hasher = blake3()  # one per call: a shared one would not be thread-safe
     reset, update, hexdigest = hasher.reset, hasher.update, hasher.hexdigest
-    keys: dict[str, tuple[str, bytes]] = {}  # stream -> (its id prefix, its JSON): once per stream
+    head_of, key_of, derived_heads, trailer = chain.streams.get, chain.keys.get, DERIVED_HEADS, LINE_TRAILER
+    longest = MAX_LINE - TRAILER_LEN - 1
     for item in items:
-        stream = item.stream
+        stream, event, explicit, expected = item.stream, item.event, item.id, item.expected_version
         got = heads.get(stream)
-        sv_now, prev = got if got is not None else (chain.version(stream), chain.prev_of(stream))
-        key = keys.get(stream)
-        if key is None:
-            key = keys[stream] = (f"e-{stream_tag(log_id, stream)}-", encode(stream))  # derive_event_id(...) but the version
-        expected = item.expected_version
-        payload = encode(item.event)
+        if got is None:
+            stored = head_of(stream)
+            sv_now, prev = (stored.sv, stored.h) if stored is not None else (0, genesis(log_id, stream))
+        else:
+            sv_now, prev = got
+        key = key_of(stream) or stream_key(chain, stream)
+        payload = encode(event)
         # A derived id at the stream's next version cannot be stored yet: only an explicit id or
         # an expectation behind the stream (a retry, or a stale writer) needs the lookup.
-        if item.id or (expected is not None and expected != sv_now):
-            event_id = item.id or f"{key[0]}{(sv_now if expected is None else expected) + 1}"
-            seen = _seen(chain, batch, ids, stream, event_id, payload if not item.id else None, line_at)
+        if explicit or (expected is not None and expected != sv_now):
+            event_id = explicit or f"{key[2]}{(sv_now if expected is None else expected) + 1}"
+            seen = _seen(chain, batch, ids, stream, event_id, None if explicit else payload, line_at)
             if seen is not None:
-                positions.append(seen)
+                add_position(seen)
                 continue
             if expected is not None and expected != sv_now:
                 raise AsupError(
@@ -80,29 +111,41 @@ def plan(chain: ChainState, items: Sequence[Pending], ts: str, line_at: LineAt) 
                 )
         seq += 1
         sv = sv_now + 1
-        event_id = item.id or f"{key[0]}{sv}"
-        head = LINE_HEADS.get(type(item.event))
-        if head is None:
-            raise AsupError(ErrorCode.BAD_INPUT, f"{type(item.event).__name__} is not a registered event type")
-        # derived ids and digests need no escapes: quoting is their JSON encoding; a caller's id may need them
-        id_json = encode(event_id) if item.id else b'"%b"' % event_id.encode()
-        prefix = head % (SCHEMA_VERSION, seq, key[1], sv, id_json, ts_json, payload, b'"%b"' % prev.encode())
-        if len(prefix) + TRAILER_LEN + 1 > MAX_LINE:
-            raise AsupError(ErrorCode.BAD_INPUT, f"event {type(item.event).__name__} encodes to more than {MAX_LINE} bytes")
+        if explicit:
+            prefix = _explicit_prefix(event, seq, key[1], sv, encode(explicit), ts_json, payload, prev)
+            event_id = explicit
+        else:
+            head = derived_heads.get(type(event))
+            if head is None:
+                raise AsupError(ErrorCode.BAD_INPUT, f"{type(event).__name__} is not a registered event type")
+            prefix = head % (seq, key[1], sv, key[0], sv, ts_json, payload, prev.encode())
+            event_id = f"{key[2]}{sv}"
+        if len(prefix) > longest:
+            raise AsupError(ErrorCode.BAD_INPUT, f"event {type(event).__name__} encodes to more than {MAX_LINE} bytes")
         reset()
         update(prefix)
         digest = hexdigest()
         offset = len(data)
         data += prefix
-        data += LINE_TRAILER % digest.encode()
+        data += trailer % digest.encode()
         h = "blake3:" + digest
         position = Position(seq, stream, sv)
         heads[stream] = (sv, h)
-        if item.id or expected is not None:
+        if explicit or expected is not None:
             ids[(stream, event_id)] = (position, payload)
-        positions.append(position)
-        new.append((stream, sv, h, event_id, seq, offset))
+        add_position(position)
+        add_new((stream, sv, h, event_id, seq, offset))
     return batch
+
+
+def _explicit_prefix(
+    event: Event, seq: int, stream_json: bytes, sv: int, id_json: bytes, ts_json: bytes, payload: bytes, prev: str
+) -> bytes:
+    """The line before its trailer for an event with a caller's id (which may need escapes)."""
+    head = LINE_HEADS.get(type(event))
+    if head is None:
+        raise AsupError(ErrorCode.BAD_INPUT, f"{type(event).__name__} is not a registered event type")
+    return head % (SCHEMA_VERSION, seq, stream_json, sv, id_json, ts_json, payload, b'"%b"' % prev.encode())
 
 
 def _seen(

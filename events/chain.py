@@ -48,6 +48,7 @@ class ChainHeads:
 
 
 RecentKey = tuple[str, str]  # (stream, event id)
+NewRecord = tuple[str, int, str, str, int, int]  # stream, sv, h, id, seq, offset of its line
 DEFAULT_ID_WINDOW = 8192  # recent ids a store remembers for idempotent retries, in total
 
 
@@ -55,16 +56,26 @@ class ChainState:
     """The heads of a log as read so far, plus one window of the `id_window` most recent
     ids of the whole log (bounded in total, however many streams there are): (stream, id)
     -> (seq, sv, byte offset of its line); the offset lets a retry be checked against the
-    stored event."""
+    stored event.
+
+    The window is kept lazily: committed batches wait in `_unindexed` and enter the id map
+    only when something asks it (a retry's lookup, a saved index), because an append whose
+    ids are derived never does, and indexing every id costs more than encoding it at many
+    streams. Only the newest `2 * id_window` waiting ids are kept: an older id is out of the
+    window by then, and so is any id whose eviction it could cause (see `_drop_unindexed`),
+    so the map comes out exactly as indexing each id at once would leave it."""
 
     def __init__(self, id_window: int = 0) -> None:
         self.log_id: str | None = None
         self.last_seq = 0
         self.last_h = ""
         self.streams: dict[str, StreamHead] = {}
-        self.recent: dict[RecentKey, tuple[int, int, int]] = {}
+        self._recent: dict[RecentKey, tuple[int, int, int]] = {}
         self._order: deque[RecentKey] = deque()  # insertion order: dropping the oldest is O(1)
+        self._unindexed: deque[tuple[int, list[NewRecord]]] = deque()  # (base, records) not yet in _recent
+        self._waiting = 0  # records in _unindexed
         self.id_window = id_window
+        self.keys: dict[str, tuple[bytes, bytes, str]] = {}  # stream -> (its id prefix, its JSON, the prefix as text): events.batch
 
     def version(self, stream: str) -> int:
         head = self.streams.get(stream)
@@ -146,33 +157,68 @@ class ChainState:
         self.last_h = record.h
         self.remember(record.stream, record.sv, record.h, record.id, record.seq, offset)
 
-    def remember_all(self, new: list[tuple[str, int, str, str, int, int]], base: int = 0) -> None:
+    def remember_all(self, new: list[NewRecord], base: int = 0) -> None:
         """`remember` for a committed batch of (stream, sv, h, id, seq, offset), lookups
-        hoisted; the offsets are relative to `base`, where the batch's bytes begin."""
-        streams, recent, order, size = self.streams, self.recent, self._order, self.id_window
-        for stream, sv, h, event_id, seq, offset in new:
+        hoisted; the offsets are relative to `base`, where the batch's bytes begin. `new`
+        is kept (for the id window): the caller must not change it afterwards."""
+        streams = self.streams
+        for stream, sv, h, _id, _seq, _offset in new:
             head = streams.get(stream)
             if head is None:
                 streams[stream] = StreamHead(sv, h)
             else:
                 head.sv = sv
                 head.h = h
-            if size:
+        if not new:
+            return
+        self.last_seq = new[-1][4]
+        self.last_h = new[-1][2]
+        if self.id_window:
+            self._unindexed.append((base, new))
+            self._waiting += len(new)
+            self._drop_unindexed()
+
+    def _drop_unindexed(self) -> None:
+        """Forget waiting batches that the newer ones push out of reach. A batch can go once
+        `2 * id_window` newer ids wait: its ids would leave the window before the newest
+        `id_window` arrive, and an id can evict (by key) only an entry less than `id_window`
+        ids newer than itself, which is out of the window too. The map and order are then
+        reset: everything in them is older still."""
+        waiting, reach = self._unindexed, 2 * self.id_window
+        dropped = False
+        while waiting and self._waiting - len(waiting[0][1]) >= reach:
+            self._waiting -= len(waiting.popleft()[1])
+            dropped = True
+        if dropped:
+            self._recent.clear()
+            self._order.clear()
+
+    @property
+    def recent(self) -> dict[RecentKey, tuple[int, int, int]]:
+        """The id window: (stream, id) -> (seq, sv, offset of its line)."""
+        if self._unindexed:
+            self._index()
+        return self._recent
+
+    def _index(self) -> None:
+        recent, order, size = self._recent, self._order, self.id_window
+        for base, new in self._unindexed:
+            for stream, sv, _h, event_id, seq, offset in new:
                 key = (stream, event_id)
                 recent[key] = (seq, sv, base + offset)
                 order.append(key)
                 if len(order) > size:
                     recent.pop(order.popleft(), None)  # the oldest leaves the window
-        if new:
-            self.last_seq = new[-1][4]
-            self.last_h = new[-1][2]
+        self._unindexed.clear()
+        self._waiting = 0
 
     def remember_recent(self, entries: list[tuple[str, str, int, int, int]]) -> None:
         """Refill the window from saved (stream, id, seq, sv, offset) entries, oldest first."""
         if not self.id_window:
             return
+        recent = self.recent
         for stream, event_id, seq, sv, offset in entries[-self.id_window :]:
-            self.recent[(stream, event_id)] = (seq, sv, offset)
+            recent[(stream, event_id)] = (seq, sv, offset)
             self._order.append((stream, event_id))
 
     def recent_entries(self) -> list[tuple[str, str, int, int, int]]:
