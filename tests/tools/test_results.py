@@ -147,3 +147,9 @@ def test_main_writes_the_page_and_strict_fails_without_floors(tmp_path: Path) ->
     assert results.main(["--from-json", str(saved), "--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8").startswith("# Benchmark results\n")
     assert results.main(["--from-json", str(saved), "--out", str(out), "--strict"]) == 1
+
+
+def test_a_note_shared_by_figures_is_written_once_and_a_single_ones_names_its_figure() -> None:
+    text = page([figure(name="a", floors=[]), figure(name="b", floors=[]), figure(name="c", floors=[], note="only c")])
+    assert text.count("- fsync per batch\n") == 1
+    assert "- c: only c\n" in text
