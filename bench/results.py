@@ -207,10 +207,17 @@ def machine_lines(machine: dict[str, Any], versions: dict[str, str], commit: str
 
 
 def render(
-    figures: Sequence[dict[str, Any]], skipped: Sequence[str], machine: dict[str, Any], versions: dict[str, str], commit: str
+    figures: Sequence[dict[str, Any]],
+    skipped: Sequence[str],
+    machine: dict[str, Any],
+    versions: dict[str, str],
+    commit: str,
+    quick: bool = False,
 ) -> str:
     """The whole page; the same inputs give the same bytes."""
     lines = ["# Benchmark results", "", "Written by `make bench` (bench/results.py); regenerate it, do not edit it.", ""]
+    if quick:
+        lines += ["**A --quick run: short smoke runs, not figures to quote.**", ""]
     lines += machine_lines(machine, versions, commit)
     lines += ["", "Each value is the median of the runs its script states, interleaved with its peers in the same run.",
               "A peer's cell is its value and, in brackets, asup's speed over the peer's (> 1: asup is faster).", ""]
@@ -271,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures, skipped, machine = saved["figures"], saved.get("skipped", []), saved.get("machine", {})
     else:
         figures, skipped, machine = collect(BENCH, SCRIPTS, args.quick)
-    page = render(figures, skipped, machine, library_versions(), commit_of(BENCH.parent))
+    page = render(figures, skipped, machine, library_versions(), commit_of(BENCH.parent), args.quick)
     args.out.write_text(page, encoding="utf-8")
     print(page)
     _progress(f"wrote {args.out}")

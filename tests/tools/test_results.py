@@ -53,6 +53,9 @@ def test_the_page_is_the_same_bytes_for_the_same_figures_and_carries_no_date() -
     assert "- Libraries: msgspec 0.22.0, eventsourcing 9.5.6" in first
     assert "- Commit: abc1234" in first
     assert "2026" not in first and "UTC" not in first
+    assert "--quick" not in first
+    quick = results.render(figs, [], MACHINE, VERSIONS, "abc1234", quick=True)
+    assert "**A --quick run: short smoke runs, not figures to quote.**" in quick
 
 
 def test_sections_follow_the_contract_order_whatever_order_the_scripts_gave() -> None:
