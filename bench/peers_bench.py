@@ -298,7 +298,9 @@ def _figure(
 
 
 def figures(cells: Sequence[Cell], args: argparse.Namespace) -> list[dict[str, Any]]:
-    sizes = f"asup, naive, raw: {args.events:,} events; eventsourcing: {args.es_events:,}"
+    sizes = f"{args.events:,} events each" if args.events == args.es_events else (
+        f"asup, naive, raw: {args.events:,} events; eventsourcing: {args.es_events:,}"
+    )
     out: list[dict[str, Any]] = []
     for c in cells:
         where = f"{c.streams:,} streams, batches of {c.batch:,}"

@@ -165,7 +165,8 @@ def _section_order(section: str) -> tuple[int, str]:
 def section_table(figures: Sequence[dict[str, Any]]) -> list[str]:
     """One row per figure: asup's value, each peer's value and asup/peer, its floors and verdicts."""
     peers = sorted({name for fig in figures for name in fig.get("peers", {})})
-    header = ["figure", "unit", "asup", *peers, "floor", "verdict"]
+    header = ["figure", "unit", "asup", *peers, "floor", "verdict", "note"]
+    numbers = note_numbers(figures)
     rows = []
     for fig in figures:
         row = [fig["name"], fig["unit"], _num(fig["value"])]
@@ -176,17 +177,18 @@ def section_table(figures: Sequence[dict[str, Any]]) -> list[str]:
         judged = [judge(fig, floor) for floor in fig.get("floors", [])]
         row.append("; ".join(text for text, _, _ in judged) or "-")
         row.append("; ".join(f"{verdict} ({measured})" for _, measured, verdict in judged) or "-")
+        row.append(f"[{numbers[fig['note']]}]" if fig.get("note") else "-")
         rows.append(row)
     return _table(header, rows)
 
 
-def note_lines(figures: Sequence[dict[str, Any]]) -> list[str]:
-    """Each distinct note once; the figure is named only when the note is that one figure's."""
-    owners: dict[str, list[str]] = {}
+def note_numbers(figures: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Each distinct note's number, in order of first use: a note shared by figures is written once."""
+    numbers: dict[str, int] = {}
     for fig in figures:
         if fig.get("note"):
-            owners.setdefault(fig["note"], []).append(fig["name"])
-    return [f"- {names[0]}: {note}" if len(names) == 1 else f"- {note}" for note, names in owners.items()]
+            numbers.setdefault(fig["note"], len(numbers) + 1)
+    return numbers
 
 
 def machine_lines(machine: dict[str, Any], versions: dict[str, str], commit: str) -> list[str]:
@@ -224,7 +226,7 @@ def render(
     for section in sorted({fig["section"] for fig in figures}, key=_section_order):
         chosen = [fig for fig in figures if fig["section"] == section]
         lines += [f"## {section}", "", *section_table(chosen), ""]
-        notes = note_lines(chosen)
+        notes = [f"{number}. {note}" for note, number in note_numbers(chosen).items()]
         lines += [*notes, ""] if notes else []
     rows = floor_rows(figures)
     failed = sum(row[4] == "FAIL" for row in rows)
