@@ -1,6 +1,6 @@
 """asup against its peers in the same run: append durably, then read back and fold.
 
-    python bench/peers_bench.py            # the full grid (~2-3 minutes on 2 cores)
+    python bench/peers_bench.py            # the full grid (~2 minutes on 2 cores)
     python bench/peers_bench.py --quick    # a few seconds: small N, same grid
     python bench/peers_bench.py --json     # the figures document on stdout (progress on stderr)
 
@@ -23,7 +23,7 @@ Participants, in this order in every repeat (interleaved, so load hits them alik
                         transaction); read = its notification log, decoded, + the fold
   eventsourcing popo    the same Application on its in-memory recorder (not durable)
 Each figure is the median of --repeats runs (default 3). N is 40,000 for every participant
-by default (the whole grid then takes ~2.5 minutes on 2 cores, eventsourcing most of it);
+by default (the whole grid then takes ~2 minutes on 2 cores, eventsourcing most of it);
 --es-events gives the eventsourcing peers another N (rates are per event).
 """
 
