@@ -32,8 +32,9 @@ class Projection(Protocol, Generic[S]):
 
 
 def canonical_json(document: Any) -> bytes:
-    """Sorted keys, no wall-clock, UTF-8: the same document is always the same bytes."""
-    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    """Sorted keys, no wall-clock, UTF-8: the same document is always the same bytes. Integer
+    keys (a latency sketch's bins, in a fold checkpoint's state digest) are written as strings."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
 def digest_json(document: Any) -> str:

@@ -180,8 +180,8 @@ def test_metrics_count_every_operation(all_scenarios_log: Path) -> None:
     assert (rendered["transfer_completed"]["count"], rendered["transfer_failed_closed"]["count"]) == (3, 13)
 
 
-def test_metrics_exact_percentiles_from_at_ns(tmp_path: Path) -> None:
-    """Chunk gaps of 1, 2, 3 and 4 ms give p50 2.5, p95 3.85, p99 3.97, max 4; the transfer's duration is its own sample."""
+def test_metrics_percentiles_from_at_ns_within_one_percent(tmp_path: Path) -> None:
+    """Chunk gaps of 1, 2, 3 and 4 ms give p50 2.5, p95 3.85, p99 3.97 within 1 %, max 4 exactly; the duration is its own sample."""
     entries: list[tuple[str, Any]] = [("t-1", IntentRecorded(intent=intent("t-1"), at_ns=0))]
     at = 0
     for number, gap_ms in enumerate([3, 1, 4, 2]):
@@ -191,7 +191,11 @@ def test_metrics_exact_percentiles_from_at_ns(tmp_path: Path) -> None:
     entries.append(("t-1", done))
     log = write_log(tmp_path / "timed.jsonl", entries)
     operations = Metrics().render(fold_one(log, Metrics()))["operations"]
-    assert operations["chunk_written"] == {"count": 4, "p50_ms": 2.5, "p95_ms": 3.85, "p99_ms": 3.97, "max_ms": 4.0}
+    chunks = operations["chunk_written"]
+    assert (chunks["count"], chunks["max_ms"]) == (4, 4.0)
+    for key, exact in (("p50_ms", 2.5), ("p95_ms", 3.85), ("p99_ms", 3.97)):
+        assert chunks[key] == pytest.approx(exact, rel=0.01), key
+        assert chunks[key] != exact  # a sketch's estimate, not the exact value: this test knows which it checks
     assert operations["transfer_completed"] == {"count": 1, "p50_ms": 10.0, "p95_ms": 10.0, "p99_ms": 10.0, "max_ms": 10.0}
 
 
