@@ -9,6 +9,7 @@ runs nats-py coroutines, so no second loop or ad-hoc `asyncio.run` ever holds a 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 SLICE = 0.05  # seconds: how long a wait goes without looking for an interrupt
+SHUTDOWN_WAIT = 1.0  # seconds the exit hook gives the loop's leftover tasks to end
 _lock = threading.Lock()
 _bridge: Bridge | None = None
 _interrupted = threading.Event()
@@ -50,10 +52,30 @@ class Bridge:
             future.cancel()  # Ctrl-C in the caller: nothing keeps running on its behalf
             raise
 
+    def shutdown(self) -> None:
+        """At exit: cancel what still runs on the loop (a subscription a signal cut short),
+        give it a moment, stop the loop. Without it, asyncio reports each such task as
+        'destroyed but pending' on stderr while the interpreter tears the loop down."""
+        self._loop.set_exception_handler(lambda _loop, _context: None)  # exiting: nothing left to report to
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result(SHUTDOWN_WAIT)
+        except BaseException:  # exiting: a loop that does not answer is left to the daemon thread's end
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(SHUTDOWN_WAIT)
+
     async def wait(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await `coro`, run on the bridge's loop, from another asyncio loop (cancelling the
         wait cancels it there)."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+
+async def _cancel_all() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT / 2)
 
 
 def interrupt() -> None:
@@ -73,4 +95,5 @@ def bridge() -> Bridge:
     with _lock:
         if _bridge is None:
             _bridge = Bridge()
+            atexit.register(_bridge.shutdown)
         return _bridge
