@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import machine
 import msgspec
@@ -489,7 +489,21 @@ FLOOR_PARALLEL_RATIO = 2.0  # `asup log verify` on every core, against the one-p
 AIM_RATIO = 2.0
 
 
-def _figure(section: str, name: str, asup: Stat, naive: Stat, floors: list[dict[str, Any]], note: str) -> dict[str, Any]:
+class Rates(Protocol):
+    @property
+    def rates(self) -> list[float]: ...
+    @property
+    def median(self) -> float: ...
+
+
+def peer(runs: Rates) -> dict[str, Any]:
+    return {"value": runs.median, "runs": runs.rates}
+
+
+def rate_figure(
+    section: str, name: str, asup: Rates, peers: dict[str, dict[str, Any]], floors: list[dict[str, Any]], note: str
+) -> dict[str, Any]:
+    """One events/s figure of the shared bench JSON (bench/results.py reads it)."""
     return {
         "section": section,
         "name": name,
@@ -497,10 +511,14 @@ def _figure(section: str, name: str, asup: Stat, naive: Stat, floors: list[dict[
         "higher_is_better": True,
         "value": asup.median,
         "runs": asup.rates,
-        "peers": {"naive": {"value": naive.median, "runs": naive.rates}},
+        "peers": peers,
         "floors": floors,
         "note": note,
     }
+
+
+def _figure(section: str, name: str, asup: Stat, naive: Stat, floors: list[dict[str, Any]], note: str) -> dict[str, Any]:
+    return rate_figure(section, name, asup, {"naive": peer(naive)}, floors, note)
 
 
 def figures(

@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine
-from log_bench import Timer, Workload, asup_append, code_state, make_workload, naive_append
+from log_bench import Timer, Workload, asup_append, code_state, make_workload, naive_append, peer, rate_figure
 
 from events.chain import ChainState
 from events.payloads import Transition
@@ -278,23 +278,7 @@ FLOOR_CELL = (1_000, 1_000)  # the issue's floors are set at 1,000 streams, batc
 
 
 def _peers(table: dict[str, Runs], names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return {name: {"value": table[name].median, "runs": table[name].rates} for name in names if name in table}
-
-
-def _figure(
-    section: str, name: str, asup: Runs, peers: dict[str, dict[str, Any]], floors: list[dict[str, Any]], note: str
-) -> dict[str, Any]:
-    return {
-        "section": section,
-        "name": name,
-        "unit": "events/s",
-        "higher_is_better": True,
-        "value": asup.median,
-        "runs": asup.rates,
-        "peers": peers,
-        "floors": floors,
-        "note": note,
-    }
+    return {name: peer(table[name]) for name in names if name in table}
 
 
 def figures(cells: Sequence[Cell], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -305,17 +289,17 @@ def figures(cells: Sequence[Cell], args: argparse.Namespace) -> list[dict[str, A
     for c in cells:
         where = f"{c.streams:,} streams, batches of {c.batch:,}"
         floored = (c.streams, c.batch) == FLOOR_CELL
-        out.append(_figure(
+        out.append(rate_figure(
             "append", f"{where}, durable", c.append[ASUP], _peers(c.append, PEERS), APPEND_FLOORS if floored else [],
             f"appends: fsync per batch (SQLite: a commit, WAL, synchronous=FULL); eventsourcing: app.events.put per batch; {sizes}",
         ))
-        out.append(_figure(
+        out.append(rate_figure(
             "read", f"{where}: verify + typed decode + fold, one process", c.read[ASUP], _peers(c.read, PEERS),
             READ_FLOORS if floored else [],
             "one-process reads: asup Scanner + fold; naive json.loads + fold; raw read + split; "
             "eventsourcing notification log + to_domain_event + fold",
         ))
-        out.append(_figure(
+        out.append(rate_figure(
             "read", f"{where}: asup log verify --jobs {JOBS}", c.read[PARALLEL], _peers(c.read, (NAIVE, RAW)),
             PARALLEL_FLOORS if floored else [],
             f"asup log verify --jobs {JOBS}: verify_log on {JOBS} processes (pool start-up included, no fold) against one-process peers",
