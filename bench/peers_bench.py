@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import types
@@ -44,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine
-from log_bench import Timer, Workload, asup_append, code_state, make_workload, naive_append, peer, rate_figure
+from log_bench import Stat, Timer, Workload, asup_append, code_state, make_workload, naive_append, peer, rate_figure
 
 from events.chain import ChainState
 from events.payloads import Transition
@@ -65,32 +64,16 @@ Fold = tuple[dict[str, int], dict[str, str]]  # count per trigger, last state pe
 
 
 @dataclass
-class Runs:
-    """Seconds per run of one participant in one cell; rates are per event."""
-
-    events: int
-    seconds: list[float] = field(default_factory=list)
-
-    @property
-    def rates(self) -> list[float]:
-        return [self.events / s for s in self.seconds]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.rates)
-
-
-@dataclass
 class Cell:
     """One streams x batch combination: append and read runs per participant."""
 
     streams: int
     batch: int
-    append: dict[str, Runs] = field(default_factory=dict)
-    read: dict[str, Runs] = field(default_factory=dict)
+    append: dict[str, Stat] = field(default_factory=dict)
+    read: dict[str, Stat] = field(default_factory=dict)
 
-    def add(self, table: dict[str, Runs], who: str, events: int, seconds: float) -> None:
-        table.setdefault(who, Runs(events)).seconds.append(seconds)
+    def add(self, table: dict[str, Stat], who: str, events: int, seconds: float) -> None:
+        table.setdefault(who, Stat(events)).seconds.append(seconds)
 
 
 # --- the participants: append ------------------------------------------------------------
@@ -277,7 +260,7 @@ PARALLEL_FLOORS = [{"peer": NAIVE, "min_ratio": 2.0}]
 FLOOR_CELL = (1_000, 1_000)  # the issue's floors are set at 1,000 streams, batches of 1,000
 
 
-def _peers(table: dict[str, Runs], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _peers(table: dict[str, Stat], names: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {name: peer(table[name]) for name in names if name in table}
 
 
