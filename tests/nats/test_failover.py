@@ -21,14 +21,15 @@ from tests.reliability.crashloop import report
 
 pytestmark = pytest.mark.nats
 REPO = Path(__file__).resolve().parents[2]
-COUNT = 3000  # events per writer in the cluster test
-PACE = 0.025  # s after each batch of 10: the 300 batches outlast the kills and restarts (~6 s)
+COUNT = 1_000_000  # the most events per writer in the cluster test: they stop when told
+PACE = 0.025  # s after each batch of 10
 
 
-def _writers(url: str, count: int, n: int, batch: int, pace: float = 0.0) -> list[subprocess.Popen[str]]:
+def _writers(url: str, count: int, n: int, batch: int, pace: float = 0.0, stop: Path | None = None) -> list[subprocess.Popen[str]]:
+    tail = [str(pace), str(stop)] if stop is not None else [str(pace)]
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.nats.writer_proc", url, f"w{k}", str(count), str(batch), str(pace)],
+            [sys.executable, "-m", "tests.nats.writer_proc", url, f"w{k}", str(count), str(batch), *tail],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -81,20 +82,33 @@ def test_r3_stream_survives_leader_and_follower_kills(nats_cluster: NatsCluster,
     url = _cluster_url(nats_cluster, "FAILOVER")
     with JetStreamLog.open(url) as log:
         log.append("setup", [transition("made")])
-    writers = _writers(url, COUNT, 3, 10, PACE)
-    time.sleep(1.5)  # the writers are appending
-    leader = nats_cluster.wait_for_leader("FAILOVER")
-    assert all(writer.poll() is None for writer in writers), "the writers finished before the kill: raise PACE"
-    nats_cluster.kill(leader)  # mid-batch: a batch in flight loses its leader
-    time.sleep(2.0)
-    nats_cluster.restart(leader)
-    follower = next(i for i in range(3) if i != nats_cluster.wait_for_leader("FAILOVER"))
-    assert all(writer.poll() is None for writer in writers), "the writers finished before the follower's kill: raise PACE"
-    nats_cluster.kill(follower)
-    time.sleep(1.0)
-    nats_cluster.restart(follower)
-    acked, retries = _acknowledged(writers)
-    assert len(acked) == 3 * COUNT
+    stop = tmp_path / "stop"
+    writers = _writers(url, COUNT, 3, 10, PACE, stop)
+    try:
+        time.sleep(1.5)  # the writers are appending
+        leader = nats_cluster.wait_for_leader("FAILOVER")
+        assert all(writer.poll() is None for writer in writers), "a writer ended before the leader's kill"
+        nats_cluster.kill(leader)  # mid-batch: a batch in flight loses its leader
+        time.sleep(2.0)
+        nats_cluster.restart(leader)
+        follower = next(i for i in range(3) if i != nats_cluster.wait_for_leader("FAILOVER"))
+        assert all(writer.poll() is None for writer in writers), "a writer ended before the follower's kill"
+        nats_cluster.kill(follower)
+        time.sleep(1.0)
+        nats_cluster.restart(follower)
+        time.sleep(1.0)  # the writers append through the restarted follower's catch-up
+        stop.touch()
+        acked, retries = _acknowledged(writers)
+    finally:
+        stop.touch()
+        for writer in writers:  # a failed assertion above must not leave them running past the test
+            if writer.poll() is None:
+                writer.kill()
+            writer.communicate()
+    # each writer's acknowledged ids are a prefix of its own: nothing skipped between batches
+    for k in range(3):
+        mine = sorted(int(i.split("-")[1]) for i in acked if i.startswith(f"w{k}-"))
+        assert mine == list(range(len(mine))) and len(mine) >= 100, f"w{k}: {len(mine)} acked"
     # a batch in flight when the leader died was retried by the log, by the writer, or (a
     # reconnect soon enough) simply acknowledged late: any of them, nothing lost or doubled
     report("R3 writers through a leader and a follower kill: batches retried by a writer", Counter(retried=retries.count("retry ")))

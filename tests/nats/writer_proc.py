@@ -3,16 +3,18 @@ to the log at URL, each with an explicit id (`NAME-i`), retrying a batch that fa
 server down, a leader being elected) until it lands; prints each acknowledged id, and on stderr each retry of a batch and, at the end, the
 last log's retry counters.
 
-    python -m tests.nats.writer_proc URL NAME COUNT BATCH [PACE]
+    python -m tests.nats.writer_proc URL NAME COUNT BATCH [PACE [STOP]]
 
-PACE (seconds, default 0) is a pause after each batch: a run long enough for a test's kills
-to land mid-run whatever the machine's speed.
+PACE (seconds, default 0) is a pause after each batch. STOP, a path: the writer ends after
+the batch during which that file appeared (COUNT stays the most it writes), so a test's
+kills land mid-run whatever the machine's speed.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from events.errors import AsupError, ErrorCode
 from events.jetstream.log import JetStreamLog
@@ -32,9 +34,11 @@ def _open(url: str) -> JetStreamLog:
             time.sleep(0.2)
 
 
-def main(url: str, name: str, count: int, batch: int, pace: float = 0.0) -> None:
+def main(url: str, name: str, count: int, batch: int, pace: float = 0.0, stop: Path | None = None) -> None:
     log = _open(url)
     for start in range(0, count, batch):
+        if stop is not None and stop.exists():
+            break
         items = [Pending(f"{name}-{i % 5}", transition(f"{name}-{i}"), id=f"{name}-{i}") for i in range(start, min(count, start + batch))]
         while True:
             try:
@@ -53,4 +57,5 @@ def main(url: str, name: str, count: int, batch: int, pace: float = 0.0) -> None
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 0.0)
+    args = sys.argv[1:]
+    main(args[0], args[1], int(args[2]), int(args[3]), float(args[4]) if len(args) > 4 else 0.0, Path(args[5]) if len(args) > 5 else None)
