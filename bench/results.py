@@ -33,7 +33,7 @@ SCRIPTS = (
     "sync_bench.py",
     "scaling_bench.py",
 )
-SECTIONS = ("append", "read", "replay", "sync", "sidecar", "tail", "memory", "scaling")
+SECTIONS = ("append", "read", "replay", "sync", "engine", "sidecar", "tail", "memory", "scaling")
 LIBRARIES = ("msgspec", "blake3", "orjson", "pyeclib", "transitions", "eventsourcing")
 TIME_UNITS = ("s", "ms")
 

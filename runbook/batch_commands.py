@@ -4,7 +4,7 @@ concurrency limit, a progress bar on a terminal)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import typer
@@ -15,7 +15,6 @@ from engine.adapter import TransferResult
 from engine.contracts import load_profile
 from engine.intent import DEFAULT_CHUNK, IntentFile, build_intent, check_apart, decode_intent
 from engine.liveness import resume_command
-from engine.object_store import ObjectStore
 from engine.runner import Job, run_jobs
 from engine.stop import StopRequest, run_stoppable, stop_on_signals
 from engine.stores import DirectoryStore
@@ -30,6 +29,9 @@ from runbook.options import LOCK_TIMEOUT_OPT, ROOT_OPT, default_log_ref
 from runbook.output import console, emit_json, fold_table, plural, reports_errors
 from runbook.sync_commands import RESUMABLE, SECTIONS
 from runbook.targets import Target, shared_stores, target_of
+
+if TYPE_CHECKING:
+    from engine.object_store import ObjectStore
 
 
 class Planned(NamedTuple):

@@ -10,12 +10,15 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.object_store import ObjectStore
 from engine.object_url import parse_target
 from engine.stores import DirectoryStore
 from events.errors import AsupError, ErrorCode
 from events.jetstream.url import is_url
+
+if TYPE_CHECKING:
+    from engine.object_store import ObjectStore  # nats-py is imported only for a bucket URL
 
 TARGET_HELP = "Target: a path (appears only once the transfer completes), or an object-store artifact nats://HOST:PORT/BUCKET#NAME"
 
@@ -33,13 +36,13 @@ class Target:
     def checkpoint_ref(self) -> str:
         """What the store's `load_checkpoint` reads for this artifact (its last part is
         what a transfer records as the checkpoint's name)."""
-        if isinstance(self.store, ObjectStore):
+        if not isinstance(self.store, DirectoryStore):
             return self.store.checkpoint_ref(self.name)
         return str(self.store.checkpoint_path(self.name))
 
     def saved_checkpoint(self) -> str | None:
         """`checkpoint_ref()` when a checkpoint is saved there, else None."""
-        if isinstance(self.store, ObjectStore):
+        if not isinstance(self.store, DirectoryStore):
             return self.store.saved_checkpoint(self.name)
         ref = self.checkpoint_ref()
         return ref if os.path.lexists(ref) else None
@@ -47,7 +50,7 @@ class Target:
     def close(self) -> None:
         """The store's connection, if it made one. Closing one whose server went away has
         nothing to report: what the transfer met is said already."""
-        if isinstance(self.store, ObjectStore):
+        if not isinstance(self.store, DirectoryStore):
             with contextlib.suppress(AsupError):
                 self.store.close()
 
@@ -76,6 +79,8 @@ def target_of(
         raise AsupError(ErrorCode.USAGE, f"{what} {text!r}: {exc.message}", file=file, line=line, field=field) from None
     store = shared.get(bucket.text) if shared is not None else None
     if store is None:
+        from engine.object_store import ObjectStore
+
         store = ObjectStore(bucket.text)  # connects only when the transfer opens the artifact
         if shared is not None:
             shared[bucket.text] = store
