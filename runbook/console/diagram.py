@@ -1,0 +1,90 @@
+"""The contract's state machine drawn as SVG, with one transfer's path on it.
+
+States sit on a fixed grid (the happy path left to right, `failed_closed` below it), so the
+same transfer always draws the same bytes. Every label is escaped; the SVG has no script.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from html import escape
+
+from engine.rules import default_rules
+from runbook.console.views import Diagram, DiagramEdge
+
+_COLUMNS = {"idle": 0, "capability_check": 1, "syncing": 2, "verifying_checksum": 3, "completed": 4, "failed_closed": 2}
+_ROW = {"failed_closed": 1}
+_W, _H, _BOX_W, _BOX_H = 170, 120, 140, 36
+
+
+def diagram(transitions: list[tuple[str, str, str]]) -> Diagram:
+    """`transitions`: this transfer's (from, trigger, to), in log order."""
+    rules = default_rules()
+    spec = rules.spec
+    states = [s.value for s in spec.states]
+    taken = Counter((a, t, b) for a, t, b in transitions)
+    edges = sorted(
+        {(r.from_state.value, r.to_state.value, r.event.value) for r in spec.transition_table},
+    )
+    out = [DiagramEdge(a, b, t, taken.get((a, t, b), 0)) for a, b, t in edges]
+    path = [transitions[0][0]] if transitions else []
+    path += [b for _a, _t, b in transitions]
+    current = path[-1] if path else rules.initial.value
+    terminal = sorted(s.value for s in rules.terminal)
+    return Diagram(states, terminal, out, path, current, _svg(states, out, set(path), current))
+
+
+def _xy(state: str, index: int) -> tuple[int, int]:
+    column = _COLUMNS.get(state, index)
+    return 10 + column * _W, 20 + _ROW.get(state, 0) * _H
+
+
+def _svg(states: list[str], edges: list[DiagramEdge], visited: set[str], current: str) -> str:
+    width = 10 + (max(_COLUMNS.values()) + 1) * _W
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {2 * _H + 20}" role="img" '
+        'aria-label="state machine with this transfer\'s path">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>',
+    ]
+    where = {s: _xy(s, i) for i, s in enumerate(states)}
+    pairs: dict[tuple[str, str], list[DiagramEdge]] = {}
+    for edge in edges:
+        pairs.setdefault((edge.source, edge.target), []).append(edge)
+    for (a, b), group in sorted(pairs.items()):
+        parts.append(_edge(where[a], where[b], group))
+    for state in states:
+        x, y = where[state]
+        cls = "state current" if state == current else "state visited" if state in visited else "state"
+        parts.append(
+            f'<g class="{cls}"><rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="8"/>'
+            f'<text x="{x + _BOX_W // 2}" y="{y + 23}" text-anchor="middle">{escape(state)}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _edge(a: tuple[int, int], b: tuple[int, int], group: list[DiagramEdge]) -> str:
+    count = sum(e.taken for e in group)
+    cls = "edge taken" if count else "edge"
+    title = escape(", ".join(f"{e.trigger}" + (f" x{e.taken}" if e.taken else "") for e in group))
+    label = escape(f"x{count}") if count else ""
+    if a == b:  # a self-loop (syncing -chunk_committed-> syncing) above the box
+        x, y = a[0] + _BOX_W // 2, a[1]
+        d = f"M{x - 18},{y} C{x - 30},{y - 22} {x + 30},{y - 22} {x + 18},{y}"
+        tx, ty = x, y - 20
+    else:
+        (x1, y1), (x2, y2) = _anchor(a, b), _anchor(b, a)
+        d = f"M{x1},{y1} L{x2},{y2}"
+        tx, ty = (x1 + x2) // 2, (y1 + y2) // 2 - 4
+    text = f'<text class="count" x="{tx}" y="{ty}" text-anchor="middle">{label}</text>' if label else ""
+    return f'<g class="{cls}"><title>{title}</title><path d="{d}" marker-end="url(#arrow)"/>{text}</g>'
+
+
+def _anchor(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """Where an edge from box `a` towards box `b` leaves `a`: its right, left, top or bottom side."""
+    ax, ay = a
+    bx, by = b
+    if ay == by:
+        return (ax + _BOX_W, ay + _BOX_H // 2) if bx > ax else (ax, ay + _BOX_H // 2)
+    return (ax + _BOX_W // 2, ay + _BOX_H) if by > ay else (ax + _BOX_W // 2, ay)

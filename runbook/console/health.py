@@ -1,0 +1,91 @@
+"""The checklist and escalation at a glance, from the model's folds and the artifacts root.
+
+The same rules as `asup checklist` and `asup escalate` (projections/checklist.py,
+projections/escalation.py), over the same inputs; every piece of evidence becomes a link to
+the event it cites (in a console log, or `ops` for the operations log) or the artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from engine import liveness
+from events.errors import AsupError
+from projections import checklist as checklist_mod
+from projections.artifact_paths import ArtifactPaths
+from projections.escalation import Inputs, Rule, escalate, level_of, sort_rules
+from projections.metrics import Metrics
+from runbook.console.views import ChecklistItem, Evidence, Health, RuleView
+from runbook.evidence import gather_facts, ops_state
+
+OPS = "ops"  # the operations log's name in links: /event/ops/SEQ
+_PATH_KEYS = ("path", "pack_path", "artifact", "manifest")
+
+Folded = tuple[int, str, dict[str, Any], str]  # (log index, log as given, fold states, problem)
+
+
+def health(logs: list[Folded], root: Path | None) -> Health:
+    rules: list[tuple[str, Rule]] = []
+    problems = []
+    for index, text, states, problem in logs:
+        if problem:
+            problems.append(problem)
+        rules += [(str(index), rule) for rule in escalate(_log_inputs(text, states, problem))]
+    items: list[checklist_mod.Item] = []
+    verdict = ""
+    if root is not None:
+        try:
+            items, more = _root_rules(ArtifactPaths(root))
+        except AsupError as exc:  # an unreadable root is shown, never a traceback or an all-clear
+            problems.append(exc.one_line())
+        else:
+            rules += [(OPS, rule) for rule in more]
+            verdict = checklist_mod.verdict(items).value
+    ordered = sort_rules([rule for _, rule in rules])
+    where = {id(rule): log for log, rule in rules}
+    level = level_of(ordered)
+    return Health(
+        root=str(root) if root is not None else "",
+        verdict=verdict,
+        checklist=[ChecklistItem(i.id, i.title, i.status.value, i.reason, [evidence(e, OPS) for e in i.evidence]) for i in items],
+        level=level.value if level is not None else "",
+        rules=[RuleView(r.level.value, r.rule, r.detail, [evidence(e, where[id(r)]) for e in r.evidence]) for r in ordered],
+        problems=problems,
+    )
+
+
+def _log_inputs(text: str, states: dict[str, Any], problem: str) -> Inputs:
+    violations = states["violations"]
+    return Inputs(
+        transfers=states["transfers"],
+        audit=states["audit"],
+        metrics=Metrics().render(states["metrics"]),
+        log_problems=[{"log": text, "message": problem}] if problem else [],
+        terminal_exits=violations.terminal_exits,
+        forbidden_accepts=violations.forbidden_accepts,
+        stale=liveness.stale_facts(states["transfers"].transfers.values(), text),
+    )
+
+
+def _root_rules(paths: ArtifactPaths) -> tuple[list[checklist_mod.Item], list[Rule]]:
+    ops = ops_state(paths)
+    facts = gather_facts(paths)
+    items = checklist_mod.derive(ops, facts)
+    # evidence drift needs evidence: with no sealed pack there is nothing to drift (as `asup escalate`)
+    judged = items if facts.pack_digest is not None else None
+    return items, escalate(Inputs(ops=ops, checklist=judged, pack_drift=facts.pack_drift))
+
+
+def evidence(fact: dict[str, Any], log: str) -> Evidence:
+    """One cited fact as a link: the event it names, else the artifact, else plain."""
+    seq = fact.get("seq", fact.get("evidence_seq", fact.get("last_seq")))
+    label = ", ".join(f"{k} {v}" for k, v in fact.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool))
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
+        return Evidence(label, f"/event/{log}/{seq}", fact)
+    for key in _PATH_KEYS:
+        value = fact.get(key)
+        if isinstance(value, str) and value:
+            return Evidence(label, f"/artifact?path={quote(value)}", fact)
+    return Evidence(label, "", fact)

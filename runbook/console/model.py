@@ -1,0 +1,414 @@
+"""The console's model: the transfer folds of every log, kept current record by record.
+
+Read-only by construction: it opens logs for reading only, saves no fold checkpoint, takes
+no lock, and replays in memory. It keeps the folds' states (a row per transfer, its cause,
+the audit, metrics and violations escalation needs) and no record objects: one
+transfer's records are read back from its log when its page is opened (`timeline`).
+
+The follower feeds it (`live.run_followers`): the cold start is one streaming pass over
+each log, in a worker thread under `lock`, so the pages answer while it runs ("loading N
+events"); then the same records `asup tail -f` sees, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import shlex
+import stat
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine import liveness
+from events.chain import ChainState
+from events.errors import AsupError, ErrorCode
+from events.follow import Tailer
+from events.jetstream.url import is_url
+from events.payloads import Transition
+from events.record import Record
+from events.scan import Scanner
+from events.vocabulary import ReasonCode, State
+from projections.artifact_paths import ArtifactPaths
+from projections.audit import Audit
+from projections.causes import Causes
+from projections.metrics import Metrics
+from projections.runbook_map import LEVEL, SECTION
+from projections.transfers import Transfers, TransferView
+from projections.violations import Violations
+from replay.reexecute import ReplayOutcome, replay_log
+from runbook.console import timeline
+from runbook.console.diagram import diagram
+from runbook.console.views import (
+    Command,
+    FieldDiff,
+    Health,
+    LiveRecord,
+    Page,
+    Query,
+    ReplayResult,
+    TimelineEntry,
+    TransferDetail,
+    TransferRow,
+)
+
+PROJECTIONS = (Transfers(), Causes(), Audit(), Metrics(), Violations())
+MAX_PAGE = 500
+OPS_LOG = -1  # `event`'s name for the root's operations log
+COLD_BATCH = 2_000  # records folded per hold of the lock during the cold start
+
+
+class LogState:
+    """One log's folds and where its follower stands."""
+
+    def __init__(self, index: int, text: str) -> None:
+        self.index = index
+        self.text = text
+        self.path = Path(text)
+        self.states: dict[str, Any] = {p.name: p.initial() for p in PROJECTIONS}
+        self.last_ts: dict[str, str] = {}  # each stream's latest ts: the next record's duration
+        self.events = 0
+        self.last_seq = 0
+        self.ready = False
+        self.problem = ""
+        self.tailer = Tailer(self.path)
+
+    @property
+    def transfers(self) -> dict[str, TransferView]:
+        views: dict[str, TransferView] = self.states["transfers"].transfers
+        return views
+
+    def fold(self, record: Record) -> None:
+        for projection in PROJECTIONS:
+            name = projection.name
+            self.states[name] = projection.apply(self.states[name], record)
+        self.events += 1
+        self.last_seq = record.seq
+
+
+def open_logs(texts: Sequence[str]) -> list[LogState]:
+    """Each log argument checked before anything is served: a file that exists."""
+    logs = []
+    for index, text in enumerate(texts):
+        if is_url(text):
+            raise AsupError(ErrorCode.USAGE, "the console reads log files: copy a nats:// log with `asup log export URL FILE`", file=text)
+        path = Path(text)
+        if not path.exists():
+            raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=text)
+        if not path.is_file():
+            raise AsupError(ErrorCode.USAGE, "not a log file", file=text)
+        logs.append(LogState(index, text))
+    return logs
+
+
+class LogModel:
+    """What every page reads; `apply` and `cold_start` are the only writers (of memory)."""
+
+    def __init__(self, logs: Sequence[str], root: Path | None = None, *, stale: Callable[[TransferView], bool] | None = None) -> None:
+        self.logs = open_logs(logs)
+        self.root = root
+        self.lock = threading.RLock()
+        self._stale = stale or _is_stale
+
+    # --- feeding -------------------------------------------------------------------------
+
+    def cold_start(self, log: int) -> None:
+        """One verified streaming pass over the log as it is now; the tailer then follows on
+        from where it ended. Damage ends the pass: what was read stays, the problem shows."""
+        state = self.logs[log]
+        chain = ChainState()
+        scanner = Scanner(state.path, chain)
+        batch: list[Record] = []
+        try:
+            for record in scanner:
+                batch.append(record)
+                if len(batch) >= COLD_BATCH:
+                    self._fold_quietly(state, batch)
+                    batch = []
+            self._fold_quietly(state, batch)
+        except AsupError as exc:
+            state.problem = exc.one_line()
+        if scanner.problem is not None and scanner.problem.kind != "torn_tail":
+            state.problem = scanner.problem.error(state.text).one_line()
+        state.tailer.chain, state.tailer.offset = chain, scanner.valid_size
+        state.ready = True
+
+    def _fold_quietly(self, state: LogState, records: list[Record]) -> None:
+        with self.lock:
+            for record in records:
+                state.fold(record)
+                state.last_ts[record.stream] = record.ts
+
+    def apply(self, log: int, records: Sequence[Record]) -> list[LiveRecord]:
+        """Fold new records; the live feed's item for each."""
+        state = self.logs[log]
+        out = []
+        with self.lock:
+            for record in records:
+                state.fold(record)
+                entry = timeline.entry(record, state.last_ts.get(record.stream, ""))
+                state.last_ts[record.stream] = record.ts
+                view = state.transfers.get(record.stream)
+                key = f"{log}:{record.stream}" if view is not None else ""
+                out.append(LiveRecord(log, record.seq, key, entry, self._row(state, view) if view is not None else None))
+        return out
+
+    def fail(self, log: int, problem: str) -> None:
+        with self.lock:
+            self.logs[log].problem = problem
+
+    @property
+    def ready(self) -> bool:
+        return all(state.ready for state in self.logs)
+
+    def progress(self) -> dict[str, Any]:
+        with self.lock:
+            return {"ready": self.ready, "events": sum(s.events for s in self.logs), "logs": len(self.logs)}
+
+    # --- reading -------------------------------------------------------------------------
+
+    def transfers(self, query: Query) -> Page:
+        size = max(1, min(query.size, MAX_PAGE))
+        with self.lock:
+            found = [(state, view) for state in self.logs for view in state.transfers.values() if self._matches(state, view, query)]
+            found.sort(key=_sort_key(query.sort), reverse=query.descending)
+            pages = max(1, -(-len(found) // size))
+            page = max(1, min(query.page, pages))
+            rows = [self._row(state, view) for state, view in found[(page - 1) * size : page * size]]
+            return Page(rows, len(found), page, pages, *self._counts(), sum(s.events for s in self.logs), [s.text for s in self.logs])
+
+    def _counts(self) -> tuple[dict[str, int], dict[str, int], list[str]]:
+        by_state: dict[str, int] = {}
+        by_reason: dict[str, int] = {}
+        classes: set[str] = set()
+        for state in self.logs:
+            for view in state.transfers.values():
+                by_state[view.state.value] = by_state.get(view.state.value, 0) + 1
+                if view.reason_code is not None:
+                    by_reason[view.reason_code.value] = by_reason.get(view.reason_code.value, 0) + 1
+                if view.artifact_class:
+                    classes.add(view.artifact_class)
+        return dict(sorted(by_state.items())), dict(sorted(by_reason.items())), sorted(classes)
+
+    def _matches(self, state: LogState, view: TransferView, query: Query) -> bool:
+        if query.state and view.state.value != query.state:
+            return False
+        if query.reason and (view.reason_code is None or view.reason_code.value != query.reason):
+            return False
+        if query.artifact_class and view.artifact_class != query.artifact_class:
+            return False
+        if not query.text:
+            return True
+        text = query.text.lower()
+        fields = (view.transfer_id, view.artifact_id, view.target, self._cause(state, view))
+        return any(text in field.lower() for field in fields)
+
+    def _cause(self, state: LogState, view: TransferView) -> str:
+        cause: str = state.states["causes"].causes.get(view.transfer_id, "")
+        return cause
+
+    def _row(self, state: LogState, view: TransferView) -> TransferRow:
+        return TransferRow(
+            key=f"{state.index}:{view.transfer_id}",
+            log=state.index,
+            transfer_id=view.transfer_id,
+            artifact_id=view.artifact_id,
+            artifact_class=view.artifact_class,
+            state=view.state.value,
+            reason_code=view.reason_code.value if view.reason_code else "",
+            cause=self._cause(state, view),
+            attempts=view.attempt,
+            bytes_committed=view.committed_cursor,
+            size=view.size,
+            duration_ms=view.duration_ms,
+            stale=self._stale(view),
+            suspended=view.suspended,
+            last_seq=view.last_seq,
+            started=view.started,
+        )
+
+    def _find(self, key: str) -> tuple[LogState, TransferView] | None:
+        index, _, transfer_id = key.partition(":")
+        if not index.isdigit() or int(index) >= len(self.logs):
+            return None
+        state = self.logs[int(index)]
+        view = state.transfers.get(transfer_id)
+        return None if view is None else (state, view)
+
+    def transfer(self, key: str) -> TransferDetail | None:
+        with self.lock:
+            found = self._find(key)
+            if found is None:
+                return None
+            state, view = found
+            row = self._row(state, view)
+            first, last = view.first_seq, view.last_seq
+        records = list(timeline.stream_records(state.path, view.transfer_id, first, last))
+        entries, previous = [], ""
+        for record in records:
+            entries.append(timeline.entry(record, previous))
+            previous = record.ts
+        moves = [(r.data.from_state.value, r.data.trigger.value, r.data.to_state.value) for r in records if isinstance(r.data, Transition)]
+        section, level, next_step = _next_step(state.text, view, row)
+        commands = _commands(state.text, view, row)
+        return TransferDetail(row, state.text, entries, diagram(moves), next_step, section, level, commands)
+
+    def event(self, log: int, seq: int) -> TimelineEntry | None:
+        """One record of a console log (`log` >= 0) or of the root's operations log (-1)."""
+        if log == OPS_LOG and self.root is not None:
+            path = ArtifactPaths(self.root).ops_log
+            if not path.is_file():
+                return None
+        elif 0 <= log < len(self.logs):
+            path = self.logs[log].path
+        else:
+            return None
+        if seq < 1:
+            return None
+        start = timeline.offset_of(path, seq, path.stat().st_size)
+        for record in timeline.window(path, start):
+            if record.seq == seq:
+                return timeline.entry(record)
+            if record.seq > seq:
+                break
+        return None
+
+    def records_between(self, log: int, after_seq: int, until_seq: int) -> list[LiveRecord]:
+        """What the live feed sent between two seqs, read again from the log (a reconnect
+        whose Last-Event-ID is older than the feed keeps in memory)."""
+        state = self.logs[log]
+        path = state.path
+        start = timeline.offset_of(path, after_seq + 1, path.stat().st_size)
+        out = []
+        previous: dict[str, str] = {}
+        for record in timeline.window(path, start):
+            if record.seq > until_seq:
+                break
+            if record.seq > after_seq:
+                entry = timeline.entry(record, previous.get(record.stream, ""))
+                with self.lock:
+                    view = state.transfers.get(record.stream)
+                    row = self._row(state, view) if view is not None else None
+                out.append(LiveRecord(log, record.seq, f"{log}:{record.stream}" if view is not None else "", entry, row))
+            previous[record.stream] = record.ts
+        return out
+
+    def replay(self, log: int, transfer_id: str = "") -> ReplayResult:
+        """`asup replay` in memory: reproduced, or the first divergence as a field diff."""
+        state = self.logs[log]
+        command = shlex.join(["asup", "replay", state.text, *(["--transfer", transfer_id] if transfer_id else [])])
+        report, _ = replay_log(state.path, transfer=transfer_id or None, want_trace=False)
+        reproduced = sum(1 for t in report.transfers if t.outcome is ReplayOutcome.REPRODUCED)
+        first = next((t for t in report.transfers if t.outcome is not ReplayOutcome.REPRODUCED), None)
+        common: dict[str, Any] = {"transfers": len(report.transfers), "reproduced": reproduced, "command": command}
+        common["problem"] = report.problem or ""
+        if first is None:
+            outcome = "problem" if report.problem else "reproduced"
+            return ReplayResult(log, transfer_id, outcome, **common)
+        divergence = first.divergence
+        diff: list[FieldDiff] = []
+        seq, leading = 0, []
+        if divergence is not None:
+            recorded, replayed = divergence.expected or {}, divergence.actual or {}
+            diff = [FieldDiff(name, recorded.get(name), replayed.get(name)) for name in divergence.fields]
+            seq, leading = divergence.seq, divergence.leading
+        if first.impossible:
+            diff.append(FieldDiff("impossible", first.impossible, None))
+        return ReplayResult(
+            log,
+            transfer_id,
+            first.outcome.value,
+            first_divergent_transfer=first.transfer_id,
+            first_divergent_seq=seq,
+            diff=diff,
+            leading=leading,
+            **common,
+        )
+
+    def health(self) -> Health:
+        from runbook.console.health import health  # the checklist reads the root: only when asked
+
+        with self.lock:  # the follower waits: the folds are read as they stand
+            return health([(s.index, s.text, s.states, s.problem) for s in self.logs], self.root)
+
+    def artifact(self, text: str) -> dict[str, Any] | None:
+        """An artifact path's metadata, for a path under the root only (None: refused).
+        Never opened: a FIFO or a device planted there is described, not read."""
+        if self.root is None or not text:
+            return None
+        root = self.root.resolve()
+        candidate = Path(text) if Path(text).is_absolute() else root / text
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError):
+            return None
+        if not resolved.is_relative_to(root):
+            return None
+        try:
+            st = candidate.lstat()
+        except OSError:
+            return {"path": str(resolved.relative_to(root)), "exists": False}
+        kind = (
+            "symlink"
+            if stat.S_ISLNK(st.st_mode)
+            else "file"
+            if stat.S_ISREG(st.st_mode)
+            else "directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "other"
+        )
+        return {"path": str(resolved.relative_to(root)), "exists": True, "kind": kind, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _is_stale(view: TransferView) -> bool:
+    verdict = liveness.of_transfer(view)
+    return verdict is not None and verdict.liveness is liveness.Liveness.STALE
+
+
+def _sort_key(sort: str) -> Callable[[tuple[LogState, TransferView]], Any]:
+    fields: dict[str, Callable[[LogState, TransferView], Any]] = {
+        "transfer": lambda s, v: (v.transfer_id, s.index),
+        "state": lambda s, v: (v.state.value, v.transfer_id, s.index),
+        "reason": lambda s, v: (v.reason_code.value if v.reason_code else "", v.transfer_id, s.index),
+        "attempts": lambda s, v: (v.attempt, v.transfer_id, s.index),
+        "bytes": lambda s, v: (v.committed_cursor, v.transfer_id, s.index),
+        "duration": lambda s, v: (v.duration_ms, v.transfer_id, s.index),
+        "started": lambda s, v: (v.started, v.transfer_id, s.index),
+    }
+    pick = fields.get(sort, _by_last_seq)
+    return lambda pair: pick(*pair)
+
+
+def _by_last_seq(state: LogState, view: TransferView) -> tuple[int, int, str]:
+    return (view.last_seq, state.index, view.transfer_id)
+
+
+def _next_step(log: str, view: TransferView, row: TransferRow) -> tuple[str, str, str]:
+    """(runbook section, escalation level, what to do now) for one transfer."""
+    if view.state is State.FAILED_CLOSED and view.reason_code is not None:
+        code = ReasonCode(view.reason_code)
+        section, level = SECTION[code], LEVEL[code].value
+        step = f"runbook section {section} ({level}): reproduce with `asup replay {shlex.quote(log)} --transfer {view.transfer_id}`"
+        if code is ReasonCode.IO_FAILED:
+            step += f", fix the storage, then `{liveness.resume_command(view.transfer_id, log)}`"
+        else:
+            step += f"; `asup triage {shlex.quote(log)}` runs the section's checks"
+        return section, level, step
+    if view.suspended or row.stale:
+        why = "suspended by a signal" if view.suspended else "stale: nobody holds its lease"
+        return "", "P2" if row.stale else "", f"{why}: continue it with `{liveness.resume_command(view.transfer_id, log)}`"
+    if view.state is State.COMPLETED:
+        return "", "", "completed and verified: nothing to do"
+    return "", "", "in progress: watch it here (the page updates live) or with `asup tail -f`"
+
+
+def _commands(log: str, view: TransferView, row: TransferRow) -> list[Command]:
+    tid = view.transfer_id
+    commands = [
+        Command("reproduce", shlex.join(["asup", "replay", log, "--transfer", tid])),
+        Command("trace", shlex.join(["asup", "trace", log, "--transfer", tid])),
+        Command("status", shlex.join(["asup", "status", log, "--transfer", tid])),
+        Command("follow", shlex.join(["asup", "tail", log, "-f", "--transfer", tid])),
+    ]
+    if view.suspended or row.stale or view.reason_code is ReasonCode.IO_FAILED:
+        commands.insert(1, Command("resume", liveness.resume_command(tid, log)))
+    return commands
