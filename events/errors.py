@@ -34,7 +34,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
         "a check failed (damage, a record only a newer asup reads, divergence, gate, stale expectation) or the OS refused a write"
     ),
     ExitCode.USAGE: "usage or unreadable input",
-    ExitCode.BUSY: "the log is held by another writer",
+    ExitCode.BUSY: "the log is held by another writer (or, for asup ui, the port is taken)",
     ExitCode.UNAVAILABLE: "a nats:// server (the log's, or an object-store target's) could not be reached in time",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
     ExitCode.PIPE_CLOSED: "the reader of the output went away (a closed pipe): ended quietly, as a Unix tool ends on SIGPIPE",
@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     GATE_FAILED = "gate_failed"  # a gate could not measure: a run it drives did not complete
     USAGE = "usage"
     LOG_UNREACHABLE = "log_unreachable"  # a nats:// log's (or object store's) server did not answer in time
+    PORT_IN_USE = "port_in_use"  # `asup ui`: something else listens on the address asked for
 
 
 EXIT_CODES: dict[ErrorCode, ExitCode] = {
@@ -78,6 +79,7 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.GATE_FAILED: ExitCode.CHECK_FAILED,
     ErrorCode.USAGE: ExitCode.USAGE,
     ErrorCode.LOG_UNREACHABLE: ExitCode.UNAVAILABLE,
+    ErrorCode.PORT_IN_USE: ExitCode.BUSY,
 }
 
 

@@ -28,6 +28,7 @@ from runbook import (
     scenario_commands,
     sync_commands,
     tail_commands,
+    ui_commands,
 )
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ app.add_typer(readiness_commands.e2e_app, name="e2e")
 app.command("readiness")(readiness_commands.readiness)
 app.command("triage")(readiness_commands.triage)
 app.command("tail")(tail_commands.tail)
+app.command("ui")(ui_commands.ui)
 app.command("clean")(clean_commands.clean)
 app.add_typer(evidence_commands.evidence_app, name="evidence")
 app.add_typer(evidence_commands.durability_app, name="durability")

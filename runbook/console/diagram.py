@@ -55,7 +55,7 @@ def _svg(states: list[str], edges: list[DiagramEdge], visited: set[str], current
         parts.append(_edge(where[a], where[b], group))
     for state in states:
         x, y = where[state]
-        cls = "state current" if state == current else "state visited" if state in visited else "state"
+        cls = f"state s-{state}" + (" current" if state == current else " visited" if state in visited else "")
         parts.append(
             f'<g class="{cls}"><rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="8"/>'
             f'<text x="{x + _BOX_W // 2}" y="{y + 23}" text-anchor="middle">{escape(state)}</text></g>'

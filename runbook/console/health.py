@@ -79,13 +79,17 @@ def _root_rules(paths: ArtifactPaths) -> tuple[list[checklist_mod.Item], list[Ru
 
 
 def evidence(fact: dict[str, Any], log: str) -> Evidence:
-    """One cited fact as a link: the event it names, else the artifact, else plain."""
-    seq = fact.get("seq", fact.get("evidence_seq", fact.get("last_seq")))
+    """One cited fact as a link: the transfer it names (in a console log), else the event,
+    else the artifact, else plain text."""
     label = ", ".join(f"{k} {v}" for k, v in fact.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool))
-    if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
-        return Evidence(label, f"/event/{log}/{seq}", fact)
+    transfer = fact.get("transfer_id")
+    if log != OPS and isinstance(transfer, str) and transfer:
+        return Evidence(label, f"/transfer/{quote(f'{log}:{transfer}', safe='')}", fact)
     for key in _PATH_KEYS:
         value = fact.get(key)
         if isinstance(value, str) and value:
-            return Evidence(label, f"/artifact?path={quote(value)}", fact)
+            return Evidence(label, f"/artifact?path={quote(value, safe='')}", fact)
+    seq = fact.get("seq", fact.get("evidence_seq"))
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
+        return Evidence(label, f"/event/{log}/{seq}", fact)
     return Evidence(label, "", fact)

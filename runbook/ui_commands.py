@@ -1,0 +1,93 @@
+"""`asup ui`: the read-only web console over transfer logs (runbook/console/)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from events.errors import AsupError, ErrorCode, ExitCode
+from runbook.output import console, reports_errors
+
+if TYPE_CHECKING:
+    from runbook.console.security import Settings
+
+EXTRA = "asup ui needs the console extra: pip install 'asupersync[ui]'"
+
+
+@reports_errors
+def ui(
+    logs: list[str] = typer.Argument(..., help="Transfer logs to show (files; several give one list)."),
+    root: Path | None = typer.Option(None, "--root", help="The artifacts root: the checklist and escalation read its operations log."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless --allow-remote)."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host; a start-up token is then required."),
+    allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another Host name browsers use (--allow-remote; repeatable)."),
+) -> None:
+    """Serve the operator console on http://127.0.0.1:8765/: transfers (filter, sort, page),
+    one transfer's timeline and path on the state diagram with its cause, next step and
+    commands, replay with the first divergence as a field diff, the checklist and
+    escalation with their evidence, and a live feed as records are appended. Read-only:
+    it never writes, locks or checkpoints anything.
+
+    Example: asup ui artifacts/logs/transfers.jsonl --root artifacts
+    """
+    settings = _settings(host, port, tuple(allowed_host), allow_remote)
+    try:
+        from runbook.console.serve import serve
+    except ImportError as exc:  # the extra is not installed: starlette, uvicorn or jinja2 missing
+        raise AsupError(ErrorCode.USAGE, f"{EXTRA} ({exc.name} is missing)") from None
+    if root is not None and not root.is_dir():
+        raise AsupError(ErrorCode.USAGE, "no such root directory", file=str(root))
+    with _bound(host, port) as sock:
+        from runbook.console.model import LogModel
+
+        model = LogModel(logs, root)
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/"
+        out = console(stderr=True)
+        out.print(f"asup console on {url} (Ctrl-C to stop)", markup=False, soft_wrap=True)
+        if settings.token:
+            out.print(
+                f"open {url}?token={settings.token} (the token is kept in a cookie, then dropped from the URL)",
+                markup=False,
+                soft_wrap=True,
+            )
+        stopped = serve(model, settings, sock)
+    if stopped:
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _settings(host: str, port: int, allowed: tuple[str, ...], remote: bool) -> Settings:
+    from runbook.console.security import Settings, is_loopback  # no third-party import: checked before the extra is
+
+    if not is_loopback(host) and not remote:
+        raise AsupError(ErrorCode.USAGE, f"--host {host} is not a loopback address: the console is local unless --allow-remote is given")
+    if allowed and not remote:
+        raise AsupError(ErrorCode.USAGE, "--allowed-host is for a remote console: give --allow-remote too")
+    return Settings.make(host, port, allowed, remote)
+
+
+@contextlib.contextmanager
+def _bound(host: str, port: int) -> Iterator[socket.socket]:
+    """The listening socket, bound before anything is read: a taken port is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AsupError(ErrorCode.PORT_IN_USE, f"port {port} is in use on {host} (another console?): choose one with --port") from None
+        raise AsupError(ErrorCode.USAGE, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        yield sock
+    finally:
+        sock.close()
