@@ -1,0 +1,181 @@
+"""The console's model over real logs: pages, one transfer, replay, health, read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from events.errors import AsupError
+from events.scan import read_records
+from events.vocabulary import ReasonCode, State
+from runbook.console.model import OPS_LOG, LogModel
+from runbook.console.views import Query
+from tests.console.helpers import SEED, tree
+
+
+def cold(log: Path, root: Path | None = None) -> LogModel:
+    model = LogModel([str(log)], root)
+    model.cold_start(0)
+    return model
+
+
+def test_the_page_counts_every_transfer_and_filters_by_state_reason_class_and_text(log: Path) -> None:
+    model = cold(log)
+    views = {r.stream for r in read_records(log) if r.stream != "$log"}
+    everything = model.transfers(Query(size=500))
+    assert everything.total == len(views) == len(everything.rows)
+    assert sum(everything.by_state.values()) == len(views)
+    assert everything.events == len(list(read_records(log)))
+    failed = model.transfers(Query(state=State.FAILED_CLOSED.value, size=500))
+    assert failed.total == everything.by_state[State.FAILED_CLOSED.value] > 0
+    assert {r.state for r in failed.rows} == {State.FAILED_CLOSED.value}
+    assert all(r.reason_code and r.cause for r in failed.rows), "a failed transfer shows its reason code and cause"
+    exhausted = model.transfers(Query(reason=ReasonCode.RETRY_EXHAUSTED.value))
+    assert exhausted.total == everything.by_reason[ReasonCode.RETRY_EXHAUSTED.value]
+    assert {r.reason_code for r in exhausted.rows} == {ReasonCode.RETRY_EXHAUSTED.value}
+    by_text = model.transfers(Query(text="DISK_FULL"))
+    assert [r.transfer_id for r in by_text.rows] == [f"disk_full-{SEED}"]
+    by_cause = model.transfers(Query(text="ENOSPC"))
+    assert f"disk_full-{SEED}" in {r.transfer_id for r in by_cause.rows}
+    klass = everything.classes[0]
+    assert {r.artifact_class for r in model.transfers(Query(artifact_class=klass, size=500)).rows} == {klass}
+    assert model.transfers(Query(artifact_class="no-such-class")).total == 0
+
+
+def test_pages_sort_both_ways_and_never_overlap(log: Path) -> None:
+    model = cold(log)
+    total = model.transfers(Query()).total
+    seen: list[str] = []
+    page = 1
+    while True:
+        got = model.transfers(Query(sort="transfer", descending=False, page=page, size=4))
+        seen += [r.transfer_id for r in got.rows]
+        if page >= got.pages:
+            break
+        page += 1
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == total
+    down = [r.transfer_id for r in model.transfers(Query(sort="transfer", descending=True, size=500)).rows]
+    assert down == sorted(seen, reverse=True)
+    by_seq = [r.last_seq for r in model.transfers(Query(size=500)).rows]
+    assert by_seq == sorted(by_seq, reverse=True)
+    assert model.transfers(Query(page=999, size=4)).page == got.pages  # past the end: the last page
+    assert len(model.transfers(Query(size=10_000)).rows) <= 500
+
+
+def test_the_same_log_gives_byte_identical_views(log: Path) -> None:
+    one, two = cold(log), cold(log)
+    for query in (Query(), Query(state="failed_closed", sort="reason")):
+        assert msgspec.json.encode(one.transfers(query)) == msgspec.json.encode(two.transfers(query))
+    key = f"0:retry_exhausted-{SEED}"
+    assert msgspec.json.encode(one.transfer(key)) == msgspec.json.encode(two.transfer(key))
+
+
+def test_a_failed_transfer_shows_its_cause_next_step_commands_timeline_and_path(log: Path) -> None:
+    model = cold(log)
+    detail = model.transfer(f"0:disk_full-{SEED}")
+    assert detail is not None
+    assert detail.row.reason_code == ReasonCode.IO_FAILED.value and "ENOSPC" in detail.row.cause
+    assert detail.section == "D" and detail.level == "P1"
+    assert "asup resume" in detail.next_step and "runbook section D" in detail.next_step
+    purposes = {c.purpose: c.command for c in detail.commands}
+    assert purposes["reproduce"] == f"asup replay {log} --transfer disk_full-{SEED}"
+    assert purposes["resume"] == f"asup resume disk_full-{SEED} --log {log}"
+    recorded = [r for r in read_records(log) if r.stream == f"disk_full-{SEED}"]
+    assert [e.seq for e in detail.timeline] == [r.seq for r in recorded]
+    assert [e.digest for e in detail.timeline] == [r.h for r in recorded]
+    assert detail.timeline[-1].group == "transition" and detail.timeline[-1].to_state == State.FAILED_CLOSED.value
+    assert detail.diagram.path[0] == State.IDLE.value and detail.diagram.current == State.FAILED_CLOSED.value
+    taken = {(e.source, e.trigger, e.target) for e in detail.diagram.edges if e.taken}
+    assert (State.SYNCING.value, "io_failed", State.FAILED_CLOSED.value) in taken
+    assert "<script" not in detail.diagram.svg and detail.diagram.svg.startswith("<svg")
+    assert model.transfer("0:no-such-transfer") is None and model.transfer("9:x") is None and model.transfer("junk") is None
+
+
+def test_every_record_is_found_again_by_seq(log: Path) -> None:
+    model = cold(log)
+    records = list(read_records(log))
+    for record in records:
+        entry = model.event(0, record.seq)
+        assert entry is not None and (entry.seq, entry.digest) == (record.seq, record.h)
+    assert model.event(0, len(records) + 1) is None and model.event(0, 0) is None and model.event(OPS_LOG, 1) is None
+
+
+def test_replay_reproduces_the_recorded_log(log: Path) -> None:
+    result = cold(log).replay(0)
+    assert result.outcome == "reproduced" and result.reproduced == result.transfers > 0
+    assert result.command == f"asup replay {log}"
+
+
+def test_replay_of_an_edited_decision_names_the_field_that_differs(diverging: tuple[Path, int]) -> None:
+    path, seq = diverging
+    model = cold(path)
+    result = model.replay(0)
+    assert result.outcome == "diverged"
+    assert result.first_divergent_transfer == f"retry_exhausted-{SEED}"
+    assert result.first_divergent_seq == seq  # the edited record
+    fields = {d.field: (d.recorded, d.replayed) for d in result.diff}
+    assert fields["attempt"] == (5, 1)
+    one = model.replay(0, f"retry_exhausted-{SEED}")
+    assert one.outcome == "diverged" and one.transfers == 1
+    assert one.command == f"asup replay {path} --transfer retry_exhausted-{SEED}"
+    assert model.replay(0, f"disk_full-{SEED}").outcome == "reproduced"
+
+
+def test_health_judges_the_logs_with_evidence_linked(log: Path, root: Path) -> None:
+    health = cold(log, root).health()
+    assert health.level == "P0"  # capability codes failed closed
+    failed = [r for r in health.rules if r.rule == "failed_closed_unsupported_capability"]
+    assert failed and failed[0].evidence[0].href == f"/transfer/0%3Aunsupported_capability-{SEED}"
+    assert health.root == str(root) and health.checklist, "a root gives the checklist"
+    assert health.verdict in ("fail", "pending")  # no gates or evidence under a scenario root
+    bare = cold(log).health()
+    assert bare.verdict == "" and bare.checklist == [] and bare.level == "P0"
+
+
+def test_artifact_metadata_only_under_the_root(log: Path, root: Path) -> None:
+    model = cold(log, root)
+    meta = model.artifact("scenarios/scenarios.jsonl")
+    assert meta is not None and meta["kind"] == "file" and meta["size"] == log.stat().st_size
+    assert model.artifact("/etc/passwd") is None and model.artifact("../../etc/passwd") is None
+    (root / "escape").symlink_to("/etc")
+    assert model.artifact("escape/passwd") is None
+    assert cold(log).artifact("scenarios/scenarios.jsonl") is None
+
+
+def test_the_model_writes_nothing(log: Path, root: Path, diverging: tuple[Path, int]) -> None:
+    """Cold start, every view, replay and health leave every file as it was: no checkpoint,
+    no head record, no lock file, no artifact."""
+    before, before_div = tree(root), tree(diverging[0].parent)
+    model = LogModel([str(log), str(diverging[0])], root)
+    model.cold_start(0)
+    model.cold_start(1)
+    for row in model.transfers(Query(size=500)).rows:
+        model.transfer(row.key)
+    model.replay(0)
+    model.replay(1)
+    model.health()
+    model.event(0, 3)
+    model.records_between(0, 0, 50)
+    assert tree(root) == before
+    assert tree(diverging[0].parent) == before_div
+
+
+def test_a_damaged_log_shows_what_was_read_and_the_problem(log: Path) -> None:
+    data = bytearray(log.read_bytes())
+    middle = data.index(b"\n", len(data) // 2) + 20
+    data[middle] = ord("#") if data[middle] != ord("#") else ord("$")
+    log.write_bytes(bytes(data))
+    model = cold(log)
+    page = model.transfers(Query(size=500))
+    assert 0 < page.events < len(data.splitlines())
+    assert model.logs[0].problem and "corrupt" in model.logs[0].problem
+    assert model.health().problems == [model.logs[0].problem]
+
+
+@pytest.mark.parametrize("given", ["nats://127.0.0.1:4222/LOG", "missing.jsonl"])
+def test_a_log_that_cannot_be_shown_is_refused_before_serving(given: str, tmp_path: Path) -> None:
+    with pytest.raises(AsupError) as caught:
+        LogModel([str(tmp_path / given) if "://" not in given else given])
+    assert caught.value.code in ("usage", "log_not_found")
