@@ -32,6 +32,15 @@ class Hub:
         self.model = model
         self.kept: dict[int, deque[LiveRecord]] = {}
         self.subscribers: dict[int, set[MemoryObjectSendStream[LiveRecord]]] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        """End every subscription (the server is stopping: an open feed must not hold it)."""
+        self.closed = True
+        for sends in self.subscribers.values():
+            for send in sends:
+                send.close()
+            sends.clear()
 
     def publish(self, items: list[LiveRecord]) -> None:
         for item in items:
@@ -51,6 +60,8 @@ class Hub:
     async def subscribe(self, log: int, after_seq: int, heartbeat: float | None = None) -> AsyncIterator[LiveRecord | None]:
         """Every record of `log` after `after_seq`, then each new one as it is folded; None
         after each `heartbeat` seconds without one (the caller's keep-alive)."""
+        if self.closed:
+            return
         send, receive = anyio.create_memory_object_stream[LiveRecord](QUEUE)
         self.subscribers.setdefault(log, set()).add(send)  # first: nothing published from here on is missed
         sent = after_seq

@@ -28,6 +28,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class _Server(uvicorn.Server):
     signalled = False
+    hub: Hub | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.hub is not None:
+            self.hub.close()  # the live feeds end first: a browser's open stream must not hold the shutdown
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -58,7 +64,9 @@ def make_server(model: LogModel, settings: Settings) -> _Server:
 
     app = build_app(model, hub, settings, followers)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=1)
-    return _Server(config)
+    server = _Server(config)
+    server.hub = hub
+    return server
 
 
 def serve(model: LogModel, settings: Settings, sock: socket.socket) -> bool:
