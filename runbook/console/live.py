@@ -12,6 +12,7 @@ page never holds a follower back.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -109,10 +110,19 @@ async def run_followers(model: LogModel, hub: Hub, stop: anyio.Event) -> None:
 async def _follow_one(model: LogModel, hub: Hub, index: int, stop: anyio.Event) -> None:
     state = model.logs[index]
     await anyio.to_thread.run_sync(model.cold_start, index)
-    if state.problem:
-        return  # damage: what was read stays shown, with the problem; nothing after it is trusted
+    async with anyio.create_task_group() as group:
+        group.start_soon(_catch_up, model, index)  # the escalation folds, behind the rows
+        if state.problem:
+            return  # damage: what was read stays shown, with the problem; nothing after it is trusted
+        try:
+            async for record in follow(state.path, start=state.tailer, stop=stop):
+                hub.publish(model.apply(index, [record]))
+        except AsupError as exc:
+            model.fail(index, exc.one_line())
+
+
+async def _catch_up(model: LogModel, index: int) -> None:
     try:
-        async for record in follow(state.path, start=state.tailer, stop=stop):
-            hub.publish(model.apply(index, [record]))
+        await anyio.to_thread.run_sync(model.catch_up, index, lambda: time.sleep(0.05), abandon_on_cancel=True)
     except AsupError as exc:
         model.fail(index, exc.one_line())

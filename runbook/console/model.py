@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from engine import liveness
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode
@@ -51,7 +53,11 @@ from runbook.console.views import (
     TransferRow,
 )
 
-PROJECTIONS = (Transfers(), Causes(), Audit(), Metrics(), Violations())
+# The pages need the rows (and causes) first; escalation's inputs are folded by a second
+# pass that catches up behind them, so a large log's list is usable in half the time.
+ROWS = (Transfers(), Causes())
+JUDGED = (Audit(), Metrics(), Violations())
+PROJECTIONS = ROWS + JUDGED
 MAX_PAGE = 500
 OPS_LOG = -1  # `event`'s name for the root's operations log
 COLD_BATCH = 2_000  # records folded per hold of the lock during the cold start
@@ -68,6 +74,8 @@ class LogState:
         self.last_ts: dict[str, str] = {}  # each stream's latest ts: the next record's duration
         self.events = 0
         self.last_seq = 0
+        self.judged_seq = 0  # the last record the JUDGED folds have seen
+        self.judged = False  # they have caught up with the rows: apply folds them as it goes
         self.ready = False
         self.problem = ""
         self.tailer = Tailer(self.path)
@@ -78,11 +86,20 @@ class LogState:
         return views
 
     def fold(self, record: Record) -> None:
-        for projection in PROJECTIONS:
-            name = projection.name
-            self.states[name] = projection.apply(self.states[name], record)
+        states = self.states
+        for projection in ROWS:
+            states[projection.name] = projection.apply(states[projection.name], record)
         self.events += 1
         self.last_seq = record.seq
+        if self.judged:
+            self.judge(record)
+
+    def judge(self, record: Record) -> None:
+        if record.seq > self.judged_seq:
+            states = self.states
+            for projection in JUDGED:
+                states[projection.name] = projection.apply(states[projection.name], record)
+            self.judged_seq = record.seq
 
 
 def open_logs(texts: Sequence[str]) -> list[LogState]:
@@ -131,6 +148,36 @@ class LogModel:
             state.problem = scanner.problem.error(state.text).one_line()
         state.tailer.chain, state.tailer.offset = chain, scanner.valid_size
         state.ready = True
+
+    def catch_up(self, log: int, pause: Callable[[], None] = lambda: None) -> None:
+        """The second pass: the escalation folds over the same records, until they reach
+        the rows (records the follower adds meanwhile are read here too, from the file)."""
+        state = self.logs[log]
+        chain = ChainState()
+        scanner = Scanner(state.path, chain)
+        batch: list[Record] = []
+        for record in scanner:
+            batch.append(record)
+            if len(batch) >= COLD_BATCH:
+                if self._judge(state, batch):
+                    return
+                batch = []
+        tailer = Tailer(state.path)
+        tailer.chain, tailer.offset = chain, scanner.valid_size
+        while not self._judge(state, batch):
+            pause()
+            batch = tailer.drain()
+
+    def _judge(self, state: LogState, records: list[Record]) -> bool:
+        """Fold `records` into the escalation inputs; True once they have caught up."""
+        with self.lock:
+            for record in records:
+                if record.seq > state.last_seq and not state.problem:
+                    break  # the follower has not folded it yet: it will, now that both are level
+                state.judge(record)
+            if state.judged_seq >= state.last_seq or state.problem:
+                state.judged = True
+            return state.judged
 
     def _fold_quietly(self, state: LogState, records: list[Record]) -> None:
         with self.lock:
@@ -328,7 +375,10 @@ class LogModel:
         from runbook.console.health import health  # the checklist reads the root: only when asked
 
         with self.lock:  # the follower waits: the folds are read as they stand
-            return health([(s.index, s.text, s.states, s.problem) for s in self.logs], self.root)
+            behind = [s for s in self.logs if not s.judged]
+            pending = ", ".join(f"{s.text}: {s.judged_seq:,} of {s.last_seq:,} records" for s in behind)
+            judged = health([(s.index, s.text, s.states, s.problem) for s in self.logs], self.root)
+        return msgspec.structs.replace(judged, pending=pending)
 
     def artifact(self, text: str) -> dict[str, Any] | None:
         """An artifact path's metadata, for a path under the root only (None: refused).

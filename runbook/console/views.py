@@ -158,6 +158,7 @@ class Health(msgspec.Struct, frozen=True):
     level: str  # P0, P1, P2 or "" none
     rules: list[RuleView]
     problems: list[str]  # logs that do not verify, one line each
+    pending: str = ""  # the escalation folds still catching up on a large log ("" judged in full)
 
 
 class LiveRecord(msgspec.Struct, frozen=True):

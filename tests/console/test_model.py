@@ -18,6 +18,7 @@ from tests.console.helpers import SEED, tree
 def cold(log: Path, root: Path | None = None) -> LogModel:
     model = LogModel([str(log)], root)
     model.cold_start(0)
+    model.catch_up(0)
     return model
 
 
@@ -149,8 +150,9 @@ def test_the_model_writes_nothing(log: Path, root: Path, diverging: tuple[Path, 
     no head record, no lock file, no artifact."""
     before, before_div = tree(root), tree(diverging[0].parent)
     model = LogModel([str(log), str(diverging[0])], root)
-    model.cold_start(0)
-    model.cold_start(1)
+    for index in (0, 1):
+        model.cold_start(index)
+        model.catch_up(index)
     for row in model.transfers(Query(size=500)).rows:
         model.transfer(row.key)
     model.replay(0)
@@ -172,6 +174,7 @@ def test_a_damaged_log_shows_what_was_read_and_the_problem(log: Path) -> None:
     assert 0 < page.events < len(data.splitlines())
     assert model.logs[0].problem and "corrupt" in model.logs[0].problem
     assert model.health().problems == [model.logs[0].problem]
+    assert model.health().pending == ""
 
 
 @pytest.mark.parametrize("given", ["nats://127.0.0.1:4222/LOG", "missing.jsonl"])
@@ -179,3 +182,22 @@ def test_a_log_that_cannot_be_shown_is_refused_before_serving(given: str, tmp_pa
     with pytest.raises(AsupError) as caught:
         LogModel([str(tmp_path / given) if "://" not in given else given])
     assert caught.value.code in ("usage", "log_not_found")
+
+
+def test_the_escalation_folds_catch_up_behind_the_rows_and_agree_with_one_pass(log: Path) -> None:
+    """Rows first; the second pass reaches them even while records keep arriving, and then
+    holds the same states as folding everything at once."""
+    from tests.console.test_live import append_elsewhere
+
+    model = LogModel([str(log)])
+    model.cold_start(0)
+    assert model.health().pending, "before the second pass the health page says it is incomplete"
+    append_elsewhere(log, 5)
+    model.apply(0, model.logs[0].tailer.drain())  # the follower is ahead of the second pass
+    model.catch_up(0)
+    assert model.health().pending == "" and model.logs[0].judged_seq == model.logs[0].last_seq
+    append_elsewhere(log, 5)
+    model.apply(0, model.logs[0].tailer.drain())  # now folded by both as they come
+    fresh = cold(log)
+    for name in ("audit", "metrics", "violations", "transfers", "causes"):
+        assert msgspec.json.encode(model.logs[0].states[name]) == msgspec.json.encode(fresh.logs[0].states[name]), name
