@@ -32,8 +32,9 @@ SCRIPTS = (
     "tail_bench.py",
     "sync_bench.py",
     "scaling_bench.py",
+    "console_bench.py",
 )
-SECTIONS = ("append", "read", "replay", "sync", "engine", "sidecar", "tail", "memory", "scaling")
+SECTIONS = ("append", "read", "replay", "sync", "engine", "sidecar", "tail", "memory", "scaling", "console")
 LIBRARIES = ("msgspec", "blake3", "orjson", "pyeclib", "transitions", "eventsourcing")
 TIME_UNITS = ("s", "ms")
 
