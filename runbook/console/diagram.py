@@ -36,13 +36,13 @@ def diagram(transitions: list[tuple[str, str, str]]) -> Diagram:
 
 def _xy(state: str, index: int) -> tuple[int, int]:
     column = _COLUMNS.get(state, index)
-    return 10 + column * _W, 20 + _ROW.get(state, 0) * _H
+    return 10 + column * _W, 40 + _ROW.get(state, 0) * _H  # room above for the self-loops and their counts
 
 
 def _svg(states: list[str], edges: list[DiagramEdge], visited: set[str], current: str) -> str:
     width = 10 + (max(_COLUMNS.values()) + 1) * _W
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {2 * _H + 20}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {60 + _H + _BOX_H}" role="img" '
         'aria-label="state machine with this transfer\'s path">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
         '<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>',
@@ -72,7 +72,7 @@ def _edge(a: tuple[int, int], b: tuple[int, int], group: list[DiagramEdge]) -> s
     if a == b:  # a self-loop (syncing -chunk_committed-> syncing) above the box
         x, y = a[0] + _BOX_W // 2, a[1]
         d = f"M{x - 18},{y} C{x - 30},{y - 22} {x + 30},{y - 22} {x + 18},{y}"
-        tx, ty = x, y - 20
+        tx, ty = x + 40, y - 14
     else:
         (x1, y1), (x2, y2) = _anchor(a, b), _anchor(b, a)
         d = f"M{x1},{y1} L{x2},{y2}"
