@@ -31,15 +31,12 @@ from events.record import Record
 from events.scan import Scanner
 from events.vocabulary import ReasonCode, State
 from projections.artifact_paths import ArtifactPaths
-from projections.audit import Audit
-from projections.causes import Causes
-from projections.metrics import Metrics
 from projections.runbook_map import LEVEL, SECTION
-from projections.transfers import Transfers, TransferView
-from projections.violations import Violations
+from projections.transfers import TransferView
 from replay.reexecute import ReplayOutcome, replay_log
-from runbook.console import timeline
+from runbook.console import split_fold, timeline
 from runbook.console.diagram import diagram
+from runbook.console.folds import JUDGED, PROJECTIONS, ROWS
 from runbook.console.views import (
     Command,
     FieldDiff,
@@ -53,11 +50,6 @@ from runbook.console.views import (
     TransferRow,
 )
 
-# The pages need the rows (and causes) first; escalation's inputs are folded by a second
-# pass that catches up behind them, so a large log's list is usable in half the time.
-ROWS = (Transfers(), Causes())
-JUDGED = (Audit(), Metrics(), Violations())
-PROJECTIONS = ROWS + JUDGED
 MAX_PAGE = 500
 OPS_LOG = -1  # `event`'s name for the root's operations log
 COLD_BATCH = 2_000  # records folded per hold of the lock during the cold start
@@ -79,6 +71,11 @@ class LogState:
         self.ready = False
         self.problem = ""
         self.tailer = Tailer(self.path)
+
+    def reset(self) -> None:
+        """Back to nothing folded (a split cold start that could not be stitched)."""
+        self.states = {p.name: p.initial() for p in PROJECTIONS}
+        self.last_ts, self.events, self.last_seq = {}, 0, 0
 
     @property
     def transfers(self) -> dict[str, TransferView]:
@@ -129,9 +126,12 @@ class LogModel:
     # --- feeding -------------------------------------------------------------------------
 
     def cold_start(self, log: int) -> None:
-        """One verified streaming pass over the log as it is now; the tailer then follows on
-        from where it ended. Damage ends the pass: what was read stays, the problem shows."""
+        """One verified streaming pass over the log as it is now (a large one on two cores,
+        `split_fold`); the tailer then follows on from where it ended. Damage ends the pass:
+        what was read stays, the problem shows."""
         state = self.logs[log]
+        if state.path.stat().st_size >= split_fold.SPLIT_FROM and self._cold_split(state):
+            return
         chain = ChainState()
         scanner = Scanner(state.path, chain)
         batch: list[Record] = []
@@ -178,6 +178,28 @@ class LogModel:
             if state.judged_seq >= state.last_seq or state.problem:
                 state.judged = True
             return state.judged
+
+    def _cold_split(self, state: LogState) -> bool:
+        found = split_fold.fold_split(state.path, lambda batch: self._fold_quietly(state, batch), [p.name for p in ROWS])
+        if found is None:
+            with self.lock:
+                state.reset()
+            return False
+        split, chain = found
+        carried = split_fold.carried_records(split.second)
+        with self.lock:
+            for projection in ROWS:
+                other = msgspec.msgpack.decode(split.second.states[projection.name], type=projection.state_type)
+                _merge(state.states[projection.name], other)
+            state.last_ts.update(split.second.last_ts)
+            for record in carried:  # streams that began in the first half, continued in the second
+                state.fold(record)
+                state.last_ts[record.stream] = record.ts
+            state.events += split.second.events - len(carried)
+            state.last_seq = chain.last_seq
+        state.tailer.chain, state.tailer.offset = chain, split.end
+        state.ready = True
+        return True
 
     def _fold_quietly(self, state: LogState, records: list[Record]) -> None:
         with self.lock:
@@ -407,6 +429,16 @@ class LogModel:
             else "other"
         )
         return {"path": str(resolved.relative_to(root)), "exists": True, "kind": kind, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _merge(into: Any, other: Any) -> None:
+    """A row fold's state from the second half added to the first's: every field is a map
+    by stream, and no stream is in both (one born in the second half has no earlier record)."""
+    for name in into.__struct_fields__:
+        mine, theirs = getattr(into, name), getattr(other, name)
+        if not isinstance(mine, dict):
+            raise TypeError(f"{type(into).__name__}.{name} is not a map by stream: it cannot be folded in halves")
+        mine.update(theirs)
 
 
 def _is_stale(view: TransferView) -> bool:
