@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from events.errors import AsupError
+from events.record import Record
 from events.scan import read_records
 from events.vocabulary import ReasonCode, State
 from runbook.console.model import OPS_LOG, LogModel
@@ -213,7 +214,11 @@ def test_a_large_log_folded_in_two_halves_equals_one_pass(log: Path, monkeypatch
     one.cold_start(0)
     carried: list[int] = []
     original = split_fold.carried_records
-    monkeypatch.setattr(split_fold, "carried_records", lambda half: carried.append(len(half.carried)) or original(half))
+    def counted(half: split_fold.Half) -> list[Record]:
+        carried.append(len(half.carried))
+        return original(half)
+
+    monkeypatch.setattr(split_fold, "carried_records", counted)
     monkeypatch.setattr(split_fold, "SPLIT_FROM", 0)
     two = LogModel([str(log)])
     two.cold_start(0)
