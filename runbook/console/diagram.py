@@ -1,7 +1,8 @@
 """The contract's state machine drawn as SVG, with one transfer's path on it.
 
-States sit on a fixed grid (the happy path left to right, `failed_closed` below it), so the
-same transfer always draws the same bytes. Every label is escaped; the SVG has no script.
+States sit on a grid derived from the contract: each state's column is its distance from
+the initial state, the failure state (the invalid-trigger policy's) on a row of its own
+below, under the middle column; so the same transfer always draws the same bytes. Every label is escaped; the SVG has no script.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from html import escape
 from engine.rules import default_rules
 from runbook.console.views import Diagram, DiagramEdge
 
-_COLUMNS = {"idle": 0, "capability_check": 1, "syncing": 2, "verifying_checksum": 3, "completed": 4, "failed_closed": 2}
-_ROW = {"failed_closed": 1}
 _W, _H, _BOX_W, _BOX_H = 170, 120, 140, 36
 
 
@@ -31,23 +30,40 @@ def diagram(transitions: list[tuple[str, str, str]]) -> Diagram:
     path += [b for _a, _t, b in transitions]
     current = path[-1] if path else rules.initial.value
     terminal = sorted(s.value for s in rules.terminal)
-    return Diagram(states, terminal, out, path, current, _svg(states, out, set(path), current))
+    where = _layout(states, out, rules.initial.value, rules.failed.value)
+    return Diagram(states, terminal, out, path, current, _svg(states, out, where, set(path), current))
 
 
-def _xy(state: str, index: int) -> tuple[int, int]:
-    column = _COLUMNS.get(state, index)
-    return 10 + column * _W, 40 + _ROW.get(state, 0) * _H  # room above for the self-loops and their counts
+def _layout(states: list[str], edges: list[DiagramEdge], initial: str, failed: str) -> dict[str, tuple[int, int]]:
+    """(x, y) of each state's box: breadth-first columns from `initial`, `failed` below."""
+    column = {initial: 0}
+    frontier = [initial]
+    while frontier:
+        nxt = []
+        for state in frontier:
+            for edge in edges:
+                if edge.source == state and edge.target not in column and edge.target != failed:
+                    column[edge.target] = column[state] + 1
+                    nxt.append(edge.target)
+        frontier = sorted(nxt)
+    last = max(column.values(), default=0)
+    for state in states:  # one the walk never reached still gets a place
+        if state not in column and state != failed:
+            last += 1
+            column[state] = last
+    where = {state: (10 + c * _W, 40) for state, c in column.items()}  # room above for the self-loops' counts
+    where[failed] = (10 + (last // 2) * _W, 40 + _H)
+    return where
 
 
-def _svg(states: list[str], edges: list[DiagramEdge], visited: set[str], current: str) -> str:
-    width = 10 + (max(_COLUMNS.values()) + 1) * _W
+def _svg(states: list[str], edges: list[DiagramEdge], where: dict[str, tuple[int, int]], visited: set[str], current: str) -> str:
+    width = max(x for x, _ in where.values()) + _W
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {60 + _H + _BOX_H}" role="img" '
         'aria-label="state machine with this transfer\'s path">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
         '<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>',
     ]
-    where = {s: _xy(s, i) for i, s in enumerate(states)}
     pairs: dict[tuple[str, str], list[DiagramEdge]] = {}
     for edge in edges:
         pairs.setdefault((edge.source, edge.target), []).append(edge)
