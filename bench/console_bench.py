@@ -1,5 +1,6 @@
-"""The console on a large log: `asup ui` started on 10^6 events until its first page shows
-every event folded (process start-up included), then requests timed over HTTP: the first
+"""The console on a large log: `asup ui` started on 10^6 events until its list holds every
+event (process start-up included; polled on /api/progress, which takes no lock), then
+requests timed over HTTP while the escalation folds still catch up: the first
 page, a page deep in the list, a filtered page, one transfer's page. Peak RSS of the server.
 Prints the machine first.
 
@@ -59,22 +60,27 @@ def get(url: str) -> tuple[float, bytes]:
     return time.perf_counter() - start, body
 
 
-def open_console(log: Path, events: int) -> tuple[subprocess.Popen[bytes], str, float]:
-    """`asup ui` started; seconds until /api/transfers reports every event folded."""
+def open_console(log: Path, events: int) -> tuple[subprocess.Popen[bytes], str, float, float]:
+    """`asup ui` started; seconds until its list holds every event, and until the
+    escalation folds have caught up too."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     proc = subprocess.Popen([str(ASUP), "ui", str(log), "--port", str(port)], stderr=subprocess.DEVNULL)
+    opened: float | None = None
     while True:
         try:
-            _, body = get(base + "/api/transfers?size=1")
-            if json.loads(body)["events"] >= events:
-                return proc, base, time.perf_counter() - start
+            _, body = get(base + "/api/progress")
+            progress = json.loads(body)
+            if progress["ready"] and progress["events"] >= events and opened is None:
+                opened = time.perf_counter() - start
+            if opened is not None and progress["judged"]:
+                return proc, base, opened, time.perf_counter() - start
         except OSError:
             pass
         if proc.poll() is not None:
             raise SystemExit(f"asup ui exited {proc.returncode}")
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 def timed(url: str, repeats: int) -> list[float]:
@@ -90,7 +96,7 @@ def rss_mib(pid: int) -> float:
 
 
 def measure(log: Path, events: int, repeats: int) -> dict[str, Any]:
-    proc, base, opened = open_console(log, events)
+    proc, base, opened, judged = open_console(log, events)
     try:
         page = json.loads(get(base + "/api/transfers?size=50")[1])
         deep = max(1, page["pages"] // 2)
@@ -102,7 +108,8 @@ def measure(log: Path, events: int, repeats: int) -> dict[str, Any]:
             "one transfer (HTML)": base + f"/transfer/{key}",
         }
         times = {name: timed(url, repeats) for name, url in urls.items()}
-        return {"open_s": opened, "events": events, "transfers": page["total"], "rss_mib": rss_mib(proc.pid), "requests_ms": times}
+        row = {"open_s": opened, "judged_s": judged, "events": events, "transfers": page["total"]}
+        return {**row, "rss_mib": rss_mib(proc.pid), "requests_ms": times}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -120,8 +127,19 @@ def figures(row: dict[str, Any]) -> list[dict[str, Any]]:
             "runs": [row["open_s"]],
             "peers": {},
             "floors": [{"max": OPEN_FLOOR_S}],
-            "note": note + "; process start-up and the cold start's one verified pass included",
-        }
+            "note": note + "; process start-up and the cold start's verified pass (two processes) included",
+        },
+        {
+            "section": "console",
+            "name": f"asup ui on {row['events']:,} events: start to the escalation folds caught up",
+            "unit": "s",
+            "higher_is_better": False,
+            "value": row["judged_s"],
+            "runs": [row["judged_s"]],
+            "peers": {},
+            "floors": [],
+            "note": "the second pass (audit, metrics, violations) behind the rows; /health says so until then",
+        },
     ]
     for name, runs in row["requests_ms"].items():
         out.append(
@@ -134,7 +152,7 @@ def figures(row: dict[str, Any]) -> list[dict[str, Any]]:
                 "runs": runs,
                 "peers": {},
                 "floors": [],
-                "note": "one HTTP request on loopback, rendered on the server; 50 rows a page",
+                "note": "one HTTP request on loopback once every fold has caught up, rendered on the server; 50 rows a page",
             }
         )
     return out
@@ -165,6 +183,7 @@ def main() -> None:
     verdict = "PASS" if row["open_s"] <= OPEN_FLOOR_S else "FAIL"
     print(f"\n== console: {row['events']:,} events, {row['transfers']:,} transfers ==")
     print(f"asup ui start to every event folded: {row['open_s']:.2f} s (floor <= {OPEN_FLOOR_S:g} s: {verdict})")
+    print(f"asup ui start to the escalation folds caught up: {row['judged_s']:.2f} s")
     print(f"server peak RSS: {row['rss_mib']:.0f} MiB")
     for name, runs in row["requests_ms"].items():
         print(f"{name:>44}: median {statistics.median(runs):8.1f} ms (max {max(runs):.1f})")

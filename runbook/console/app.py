@@ -59,6 +59,7 @@ def build_app(model: LogModel, hub: Hub, settings: Settings, followers: Follower
         Route("/api/transfers", views.api_transfers),
         Route("/api/transfer/{key:path}", views.api_transfer),
         Route("/api/health", views.api_health),
+        Route("/api/progress", views.api_progress),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(Guard, settings=settings)], lifespan=lifespan)
@@ -121,6 +122,9 @@ class _Views:
 
     async def health(self, request: Request) -> Response:
         return self._page("health.html", health=self.model.health())
+
+    async def api_progress(self, request: Request) -> Response:
+        return _json(self.model.progress())
 
     async def api_health(self, request: Request) -> Response:
         return _json(self.model.health())

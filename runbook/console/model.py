@@ -122,6 +122,8 @@ class LogModel:
         self.root = root
         self.lock = threading.RLock()
         self._stale = stale or _is_stale
+        self._sorted: dict[tuple[Any, ...], list[tuple[LogState, TransferView]]] = {}
+        self._counts_at: tuple[int, tuple[dict[str, int], dict[str, int], list[str]]] | None = None
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -230,20 +232,39 @@ class LogModel:
         return all(state.ready for state in self.logs)
 
     def progress(self) -> dict[str, Any]:
-        with self.lock:
-            return {"ready": self.ready, "events": sum(s.events for s in self.logs), "logs": len(self.logs)}
+        """How far the folds are: cheap (no lock), for the header and a poller."""
+        judged = all(s.judged for s in self.logs)
+        return {"ready": self.ready, "judged": judged, "events": sum(s.events for s in self.logs), "logs": len(self.logs)}
 
     # --- reading -------------------------------------------------------------------------
 
     def transfers(self, query: Query) -> Page:
         size = max(1, min(query.size, MAX_PAGE))
         with self.lock:
-            found = [(state, view) for state in self.logs for view in state.transfers.values() if self._matches(state, view, query)]
-            found.sort(key=_sort_key(query.sort), reverse=query.descending)
+            events = sum(s.events for s in self.logs)
+            found = self._found(query, events)
             pages = max(1, -(-len(found) // size))
             page = max(1, min(query.page, pages))
             rows = [self._row(state, view) for state, view in found[(page - 1) * size : page * size]]
-            return Page(rows, len(found), page, pages, *self._counts(), sum(s.events for s in self.logs), [s.text for s in self.logs])
+            return Page(rows, len(found), page, pages, *self._counted(events), events, [s.text for s in self.logs])
+
+    def _found(self, query: Query, events: int) -> list[tuple[LogState, TransferView]]:
+        """The matching transfers in order; kept until a record is folded (paging through a
+        large log sorts once, not on every page)."""
+        key = (query.state, query.reason, query.artifact_class, query.text, query.sort, query.descending, events)
+        found = self._sorted.get(key)
+        if found is None:
+            found = [(state, view) for state in self.logs for view in state.transfers.values() if self._matches(state, view, query)]
+            found.sort(key=_sort_key(query.sort), reverse=query.descending)
+            if len(self._sorted) >= 16:
+                self._sorted.pop(next(iter(self._sorted)))
+            self._sorted[key] = found
+        return found
+
+    def _counted(self, events: int) -> tuple[dict[str, int], dict[str, int], list[str]]:
+        if self._counts_at is None or self._counts_at[0] != events:
+            self._counts_at = (events, self._counts())
+        return self._counts_at[1]
 
     def _counts(self) -> tuple[dict[str, int], dict[str, int], list[str]]:
         by_state: dict[str, int] = {}
