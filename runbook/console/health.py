@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 from engine import liveness
 from events.errors import AsupError
 from projections import checklist as checklist_mod
@@ -26,23 +28,39 @@ _PATH_KEYS = ("path", "pack_path", "artifact", "manifest")
 Folded = tuple[int, str, dict[str, Any], str]  # (log index, log as given, fold states, problem)
 
 
-def health(logs: list[Folded], root: Path | None) -> Health:
+class RootPart(msgspec.Struct):
+    """What the artifacts root says: read without holding the model (it re-reads files)."""
+
+    items: list[checklist_mod.Item] = msgspec.field(default_factory=list)
+    rules: list[Rule] = msgspec.field(default_factory=list)
+    verdict: str = ""
+    problem: str = ""
+
+
+def from_root(root: Path | None) -> RootPart:
+    if root is None:
+        return RootPart()
+    try:
+        items, rules = _root_rules(ArtifactPaths(root))
+    except AsupError as exc:  # an unreadable root is shown, never a traceback or an all-clear
+        return RootPart(problem=exc.one_line())
+    return RootPart(items, rules, checklist_mod.verdict(items).value)
+
+
+def health(logs: list[Folded], root: Path | None, part: RootPart | None = None) -> Health:
+    """`logs`' rules (the folds as they stand: read under the model's lock) with the root's
+    (`part`, read before taking it; read here when not given)."""
+    part = part if part is not None else from_root(root)
     rules: list[tuple[str, Rule]] = []
     problems = []
     for index, text, states, problem in logs:
         if problem:
             problems.append(problem)
         rules += [(str(index), rule) for rule in escalate(_log_inputs(text, states, problem))]
-    items: list[checklist_mod.Item] = []
-    verdict = ""
-    if root is not None:
-        try:
-            items, more = _root_rules(ArtifactPaths(root))
-        except AsupError as exc:  # an unreadable root is shown, never a traceback or an all-clear
-            problems.append(exc.one_line())
-        else:
-            rules += [(OPS, rule) for rule in more]
-            verdict = checklist_mod.verdict(items).value
+    if part.problem:
+        problems.append(part.problem)
+    rules += [(OPS, rule) for rule in part.rules]
+    items, verdict = part.items, part.verdict
     ordered = sort_rules([rule for _, rule in rules])
     where = {id(rule): log for log, rule in rules}
     level = level_of(ordered)
