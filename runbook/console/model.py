@@ -16,6 +16,7 @@ import gc
 import shlex
 import stat
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -68,6 +69,7 @@ class LogState:
         self.path = Path(text)
         self.states: dict[str, Any] = {p.name: p.initial() for p in PROJECTIONS}
         self.last_ts: dict[str, str] = {}  # each stream's latest ts: the next record's duration
+        self.seqs: dict[str, array[int]] = {}  # each stream's seqs: its records found again in the file
         self.events = 0
         self.last_seq = 0
         self.judged_seq = 0  # the last record the JUDGED folds have seen
@@ -79,7 +81,7 @@ class LogState:
     def reset(self) -> None:
         """Back to nothing folded (a split cold start that could not be stitched)."""
         self.states = {p.name: p.initial() for p in PROJECTIONS}
-        self.last_ts, self.events, self.last_seq = {}, 0, 0
+        self.last_ts, self.events, self.last_seq, self.seqs = {}, 0, 0, {}
 
     @property
     def transfers(self) -> dict[str, TransferView]:
@@ -90,6 +92,10 @@ class LogState:
         states = self.states
         for projection in ROWS:
             states[projection.name] = projection.apply(states[projection.name], record)
+        try:
+            self.seqs[record.stream].append(record.seq)
+        except KeyError:
+            self.seqs[record.stream] = array("q", (record.seq,))
         self.events += 1
         self.last_seq = record.seq
         if self.judged:
@@ -206,6 +212,7 @@ class LogModel:
                 other = msgspec.msgpack.decode(split.second.states[projection.name], type=projection.state_type)
                 _merge(state.states[projection.name], other)
             state.last_ts.update(split.second.last_ts)
+            state.seqs.update(split_fold.seqs_of(split.second))
             for record in carried:  # streams that began in the first half, continued in the second
                 state.fold(record)
                 state.last_ts[record.stream] = record.ts
@@ -348,7 +355,12 @@ class LogModel:
             state, view = found
             row = self._row(state, view)
             first, last = view.first_seq, view.last_seq
-        records = list(timeline.stream_records(state.path, view.transfer_id, first, last))
+            seqs = state.seqs.get(view.transfer_id)
+            seqs = array("q", seqs) if seqs is not None else None  # a copy: the follower appends
+        if seqs is not None:
+            records = list(timeline.records_at(state.path, view.transfer_id, seqs))
+        else:  # not indexed (cannot happen for a stream the model folded): read its span
+            records = list(timeline.stream_records(state.path, view.transfer_id, first, last))
         entries, previous = [], ""
         for record in records:
             entries.append(timeline.entry(record, previous))

@@ -14,6 +14,7 @@ exactly as every reader does.
 from __future__ import annotations
 
 import multiprocessing
+from array import array
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -37,6 +38,7 @@ class Half(msgspec.Struct):
     last_ts: dict[str, str]
     carried: list[bytes]  # records of streams that began before this half, as JSON lines
     events: int
+    seqs: dict[str, bytes] = {}  # each stream born here: its seqs, array('q') bytes
 
 
 def fold_half(path: str, start: int, end: int, log_id: str, rows: list[str]) -> Half:
@@ -48,6 +50,7 @@ def fold_half(path: str, start: int, end: int, log_id: str, rows: list[str]) -> 
     born: set[str] = set()
     carried: list[bytes] = []
     last_ts: dict[str, str] = {}
+    seqs: dict[str, array[int]] = {}
     events = 0
     for record in scanner:
         stream = record.stream
@@ -57,6 +60,10 @@ def fold_half(path: str, start: int, end: int, log_id: str, rows: list[str]) -> 
             for projection in projections:
                 states[projection.name] = projection.apply(states[projection.name], record)
             last_ts[stream] = record.ts
+            try:
+                seqs[stream].append(record.seq)
+            except KeyError:
+                seqs[stream] = array("q", (record.seq,))
         else:
             carried.append(msgspec.json.encode(record))
         events += 1
@@ -70,7 +77,7 @@ def fold_half(path: str, start: int, end: int, log_id: str, rows: list[str]) -> 
         heads={name: (head.sv, head.h) for name, head in chain.streams.items()},
     )
     encoded = {name: msgspec.msgpack.encode(state) for name, state in states.items()}
-    return Half(segment, encoded, last_ts, carried, events)
+    return Half(segment, encoded, last_ts, carried, events, {name: a.tobytes() for name, a in seqs.items()})
 
 
 class Split(msgspec.Struct):
@@ -127,6 +134,16 @@ def _first_half(path: Path, end: int, fold: Any) -> tuple[Segment, ChainState]:
         log_id=chain.log_id,
     )
     return segment, chain
+
+
+def seqs_of(half: Half) -> dict[str, array[int]]:
+    """The seqs of the streams born in the half, as the model keeps them."""
+    out = {}
+    for name, data in half.seqs.items():
+        seqs = array("q")
+        seqs.frombytes(data)
+        out[name] = seqs
+    return out
 
 
 def carried_records(half: Half) -> list[Record]:

@@ -4,12 +4,16 @@ The model keeps no record objects: a stream's records are found again by binary 
 `seq` (a line's seq sits in its first bytes, and seqs rise with the offset), then read from
 there with the same verified scanner every reader uses, checked as a window the way
 `asup tail -n` checks one (each record's digest and framing, the chain within the window).
+
+`records_at` reads one stream by the seqs the model keeps for it (an `array('q')` per
+stream, 8 bytes a record): each found by the same binary search, so a transfer costs its
+own records however interleaved or long-lived it is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,12 @@ from typing import Any
 import msgspec
 
 from events.chain import ChainState
+from events.digest import open_regular
+from events.errors import AsupError, ErrorCode
 from events.payloads import LogCreated, LogRepaired, Transition
-from events.record import Record
-from events.scan import Scanner
+from events.record import LineFault, Record
+from events.scan import Line, Scanner, iter_lines
+from events.schema import decode_line
 from events.segments import SegmentChain, header_log_id, line_start
 from runbook.console.views import TimelineEntry
 
@@ -102,3 +109,49 @@ def stream_records(path: Path, stream: str, first_seq: int, last_seq: int) -> It
             return
         if record.seq >= first_seq and record.stream == stream:
             yield record
+
+
+_GAP = 256  # records between two of a stream's read through rather than searched for
+
+
+def records_at(path: Path, stream: str, seqs: Sequence[int]) -> Iterator[Record]:
+    """The records of `stream` at `seqs` (its seqs, rising): each found by binary search on
+    seq over the file (a run of records close together read in one forward pass), each line
+    checked on its own (framing, digest, typed decode) and the stream's chain across them
+    (each record's `prev` is the `h` of the one before it). An interleaved or long-lived
+    transfer costs its own records, not the log between its first and last."""
+    size = path.stat().st_size
+    previous: Record | None = None
+    i = 0
+    with open_regular(path, follow=True) as fh:
+        while i < len(seqs):
+            for line in iter_lines(fh, offset_of(path, seqs[i], size), 0):
+                record = _decoded(path, line)
+                if record.seq < seqs[i]:
+                    continue
+                if record.seq > seqs[i]:
+                    raise _gone(path, seqs[i])
+                _check_link(path, stream, previous, record)
+                previous = record
+                yield record
+                i += 1
+                if i == len(seqs) or seqs[i] - record.seq > _GAP:
+                    break
+            else:
+                raise _gone(path, seqs[i])
+
+
+def _gone(path: Path, seq: int) -> AsupError:
+    return AsupError(ErrorCode.CORRUPT_RECORD, f"seq {seq} is no longer where it was read (log replaced or cut?)", file=str(path), seq=seq)
+
+
+def _decoded(path: Path, line: Line) -> Record:
+    outcome = decode_line(line.body, line.complete)
+    if isinstance(outcome, LineFault):
+        raise AsupError(ErrorCode.CORRUPT_RECORD, f"byte {line.offset}: {outcome.message}", file=str(path), field=outcome.field)
+    return outcome
+
+
+def _check_link(path: Path, stream: str, previous: Record | None, record: Record) -> None:
+    if record.stream != stream or (previous is not None and record.prev != previous.h):
+        raise AsupError(ErrorCode.CORRUPT_RECORD, f"seq {record.seq} does not continue stream {stream}", file=str(path), seq=record.seq)

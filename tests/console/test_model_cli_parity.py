@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import gc
 import json
+from array import array
 from pathlib import Path
+
+import msgspec
+import pytest
 
 from events.jsonl_log import JsonlLog
 from events.observations import IntentRecorded
 from events.record import Record
+from runbook.console import split_fold
 from runbook.console.model import LogModel
 from runbook.console.views import Query
-from tests.projections.helpers import intent, invoke, payload
+from tests.projections.helpers import intent, invoke, payload, streams_of, write_log
 
 
 def cold(log: Path, root: Path | None = None) -> LogModel:
@@ -83,3 +88,41 @@ def test_the_collector_is_back_as_it_was_after_a_cold_start(log: Path) -> None:
         assert not gc.isenabled()  # a caller's choice is kept
     finally:
         gc.enable()
+
+
+# --- a transfer's records found again by its seqs ----------------------------------------------
+
+
+def interleaved(path: Path, streams: int, rounds: int) -> Path:
+    """`streams` transfers whose records alternate (as a runner's concurrent transfers do)."""
+    entries = [(f"t-{s:03d}", IntentRecorded(intent=intent(f"t-{s:03d}"))) for s in range(streams)]
+    entries += [(f"t-{s:03d}", IntentRecorded(intent=intent(f"t-{s:03d}"))) for _ in range(rounds) for s in range(streams)]
+    return write_log(path, entries)
+
+
+@pytest.mark.parametrize("streams", [3, 400])  # gaps below and above what is read through
+def test_interleaved_transfers_read_back_whole_and_in_order(tmp_path: Path, streams: int) -> None:
+    log = interleaved(tmp_path / "interleaved.jsonl", streams, 4)
+    model = cold(log)
+    for name in ("t-000", f"t-{streams // 2:03d}", f"t-{streams - 1:03d}"):
+        detail = model.transfer(f"0:{name}")
+        assert detail is not None
+        assert [e.digest for e in detail.timeline] == [r.h for r in streams_of(log)[name]]
+
+
+def test_a_split_cold_start_indexes_every_stream_as_one_pass_does(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one = cold(log)
+    monkeypatch.setattr(split_fold, "SPLIT_FROM", 0)
+    born: list[int] = []
+    seqs_of = split_fold.seqs_of
+
+    def counted(half: split_fold.Half) -> dict[str, array[int]]:
+        born.append(len(half.seqs))
+        return seqs_of(half)
+
+    monkeypatch.setattr(split_fold, "seqs_of", counted)
+    split = cold(log)
+    assert born and born[0] > 0  # the second half's worker did fold streams born there
+    assert split.logs[0].seqs == one.logs[0].seqs
+    for row in one.transfers(Query(size=500)).rows:
+        assert msgspec.json.encode(split.transfer(row.key)) == msgspec.json.encode(one.transfer(row.key))
