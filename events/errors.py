@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     BUSY = 3
     UNAVAILABLE = 4
+    MISSING_EXTRA = 5
     INTERRUPTED = 130
     PIPE_CLOSED = 141
 
@@ -36,6 +37,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage or unreadable input",
     ExitCode.BUSY: "the log is held by another writer (or, for asup ui, the port is taken)",
     ExitCode.UNAVAILABLE: "a nats:// server (the log's, or an object-store target's) could not be reached in time",
+    ExitCode.MISSING_EXTRA: "an optional extra the command needs is not installed (asup ui without 'asupersync[ui]')",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
     ExitCode.PIPE_CLOSED: "the reader of the output went away (a closed pipe): ended quietly, as a Unix tool ends on SIGPIPE",
 }
@@ -62,6 +64,7 @@ class ErrorCode(StrEnum):
     USAGE = "usage"
     LOG_UNREACHABLE = "log_unreachable"  # a nats:// log's (or object store's) server did not answer in time
     PORT_IN_USE = "port_in_use"  # `asup ui`: something else listens on the address asked for
+    EXTRA_MISSING = "extra_missing"  # `asup ui` without starlette, uvicorn or jinja2 installed
 
 
 EXIT_CODES: dict[ErrorCode, ExitCode] = {
@@ -80,6 +83,7 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.USAGE: ExitCode.USAGE,
     ErrorCode.LOG_UNREACHABLE: ExitCode.UNAVAILABLE,
     ErrorCode.PORT_IN_USE: ExitCode.BUSY,
+    ErrorCode.EXTRA_MISSING: ExitCode.MISSING_EXTRA,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -62,9 +64,24 @@ def test_a_taken_port_is_one_line_and_exit_3(log: Path) -> None:
     assert f"port {port} is in use" in one_line(done)
 
 
+def test_without_the_extra_it_says_what_to_install_and_exits_5(log: Path, tmp_path: Path) -> None:
+    # a starlette that cannot be imported, first on the path: as in an install without the ui extra
+    shadow = tmp_path / "shadow" / "starlette"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("not installed", name="starlette")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
+    argv = asup_argv("ui", str(log), "--port", str(free_port()))
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 5, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'asupersync[ui]'" in one_line(done) and "starlette" in one_line(done)
+
+
 def _start(log: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    proc = subprocess.Popen(asup_argv("ui", str(log), "--port", str(port), *extra), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        asup_argv("ui", str(log), "--port", str(port), *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -94,3 +111,33 @@ def test_a_remote_console_prints_its_token_url(log: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/?token=" in err
+
+
+def test_json_says_where_it_listens_in_one_line(log: Path) -> None:
+    proc, port = _start(log, "--json")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    said = json.loads(out)
+    assert said == {"schema": "asup.cli/1", "command": "ui", "url": f"http://127.0.0.1:{port}/", "token_url": "", "pid": proc.pid}
+
+
+def test_json_of_a_remote_console_carries_the_token_url(log: Path) -> None:
+    proc, port = _start(log, "--allow-remote", "--json")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    token_url = json.loads(out)["token_url"]
+    assert token_url.startswith(f"http://127.0.0.1:{port}/?token=") and len(token_url) > len(f"http://127.0.0.1:{port}/?token=") + 20
+
+
+@pytest.mark.parametrize(("extra", "name"), [((), "127.0.0.1"), (("--allowed-host", "localhost"), "localhost")])
+def test_a_wildcard_bind_prints_a_url_its_host_check_serves(log: Path, extra: tuple[str, ...], name: str) -> None:
+    proc, port = _start(log, "--host", "0.0.0.0", "--allow-remote", *extra, "--json")
+    try:
+        token_url = json.loads(proc.stdout.readline() if proc.stdout else "{}")["token_url"]
+        assert token_url.startswith(f"http://{name}:{port}/?token=")
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(token_url, timeout=5) as reply:  # the redirect, the cookie, then the page
+            assert reply.status == 200 and reply.url == f"http://{name}:{port}/"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
