@@ -16,6 +16,7 @@ from events.errors import AsupError, ErrorCode, ExitCode
 from runbook.output import console, emit_json, reports_errors
 
 if TYPE_CHECKING:
+    from runbook.console.model import LogModel
     from runbook.console.security import Settings
 
 EXTRA = "asup ui needs the console extra: pip install 'asupersync[ui]'"
@@ -52,6 +53,11 @@ def ui(
         from runbook.console.model import LogModel
 
         model = LogModel(logs, root)
+        try:
+            _probe(model)
+        except BaseException:
+            model.close()
+            raise
         url = f"http://{_url_host(host, tuple(allowed_host))}:{port}/"
         token_url = f"{url}?token={settings.token}" if settings.token else ""
         out = console(stderr=True)
@@ -60,9 +66,22 @@ def ui(
             out.print(f"open {token_url} (the token is kept in a cookie, then dropped from the URL)", markup=False, soft_wrap=True)
         if as_json:  # a script starting the console learns its address (and token) without parsing prose
             emit_json({"command": "ui", "url": url, "token_url": token_url, "pid": os.getpid()})
-        stopped = serve(model, settings, sock)
+        try:
+            stopped = serve(model, settings, sock)
+        finally:
+            model.close()  # the local copies of nats:// logs
     if stopped:
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _probe(model: LogModel) -> None:
+    """Each nats:// log's server answers before the console is served (exit 4, one line,
+    as every command on an unreachable log)."""
+    for state in model.logs:
+        if state.url is not None:
+            from events.jetstream.log import JetStreamLog  # nats-py only for a URL
+
+            JetStreamLog.open(state.url, reader=True).close()
 
 
 def _settings(host: str, port: int, allowed: tuple[str, ...], remote: bool) -> Settings:

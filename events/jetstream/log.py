@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from events.batch import Batch, plan
@@ -210,6 +210,12 @@ class JetStreamLog(ChainHeads):
         return self._read_stream(stream)
 
     async def follow(self, from_seq: int = 1) -> AsyncIterator[Record]:
+        async with contextlib.aclosing(self.follow_lines(from_seq)) as lines:  # closing this closes the subscription at once
+            async for record, _line in lines:
+                yield record
+
+    async def follow_lines(self, from_seq: int = 1) -> AsyncGenerator[tuple[Record, bytes], None]:
+        """`follow`, each record with its line as stored (a reader keeping a local copy)."""
         self._check_open()
         chain = ChainState()
         last_of: dict[str, int] = {}
@@ -221,7 +227,7 @@ class JetStreamLog(ChainHeads):
                 for seq, payload in chunk:
                     record = self._verified(chain, last_of, seq, payload)
                     if record.seq >= from_seq:
-                        yield record
+                        yield record, payload
                 # a quiet consumer may be a lost server: nats-py reconnects in the background,
                 # so a connection down for longer than the URL's timeout ends the follow
                 if chunk or self._conn.connected:

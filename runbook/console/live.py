@@ -11,6 +11,7 @@ page never holds a follower back.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -115,10 +116,31 @@ async def _follow_one(model: LogModel, hub: Hub, index: int, stop: anyio.Event) 
         if state.problem:
             return  # damage: what was read stays shown, with the problem; nothing after it is trusted
         try:
+            if state.url is not None:
+                await _follow_stream(model, hub, index)
+                return
             async for record in follow(state.path, start=state.tailer, stop=stop):
                 hub.publish(model.apply(index, [record]))
         except AsupError as exc:
             model.fail(index, exc.one_line())
+
+
+async def _follow_stream(model: LogModel, hub: Hub, index: int) -> None:
+    """A nats:// log: the records after its local copy, through an ordered consumer (as
+    `asup tail -f` follows one), each written to the copy and then folded."""
+    from events.jetstream.log import JetStreamLog  # nats-py only for a URL
+
+    state = model.logs[index]
+    url = state.url
+    assert url is not None
+    stream = await anyio.to_thread.run_sync(lambda: JetStreamLog.open(url, reader=True))
+    try:
+        async with contextlib.aclosing(stream.follow_lines(state.last_seq + 1)) as lines:
+            async for record, line in lines:
+                model.mirror(index, line)
+                hub.publish(model.apply(index, [record]))
+    finally:
+        await anyio.to_thread.run_sync(stream.close)
 
 
 async def _catch_up(model: LogModel, index: int) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gc
 import shlex
+import shutil
 import stat
+import tempfile
 import threading
 from array import array
 from collections import Counter
@@ -27,9 +29,10 @@ import msgspec
 
 from engine import liveness
 from events.chain import ChainState
-from events.errors import AsupError, ErrorCode
+from events.errors import AsupError, ErrorCode, os_error
 from events.follow import Tailer
-from events.jetstream.url import is_url
+from events.jetstream.url import LogUrl, is_url
+from events.log_ref import log_ref, write_snapshot
 from events.payloads import Transition
 from events.record import Record
 from events.scan import Scanner
@@ -63,10 +66,14 @@ COLD_BATCH = 2_000  # records folded per hold of the lock during the cold start
 class LogState:
     """One log's folds and where its follower stands."""
 
-    def __init__(self, index: int, text: str) -> None:
+    def __init__(self, index: int, text: str, url: LogUrl | None = None) -> None:
         self.index = index
         self.text = text
-        self.path = Path(text)
+        self.url = url
+        # a nats:// log is read into a private local copy (a 0700 directory of its own,
+        # removed by `LogModel.close`): the same verified lines, so every page reads a file
+        self.mirror_dir = Path(tempfile.mkdtemp(prefix="asup-console-")) if url is not None else None
+        self.path = self.mirror_dir / f"{url.stream}.jsonl" if url is not None and self.mirror_dir is not None else Path(text)
         self.states: dict[str, Any] = {p.name: p.initial() for p in PROJECTIONS}
         self.last_ts: dict[str, str] = {}  # each stream's latest ts: the next record's duration
         self.seqs: dict[str, array[int]] = {}  # each stream's seqs: its records found again in the file
@@ -110,11 +117,13 @@ class LogState:
 
 
 def open_logs(texts: Sequence[str]) -> list[LogState]:
-    """Each log argument checked before anything is served: a file that exists."""
+    """Each log argument checked before anything is served: a file that exists, or a
+    well-formed nats:// URL (its server is asked when the cold start reads it)."""
     logs = []
     for index, text in enumerate(texts):
         if is_url(text):
-            raise AsupError(ErrorCode.USAGE, "the console reads log files: copy a nats:// log with `asup log export URL FILE`", file=text)
+            logs.append(LogState(index, text, log_ref(text).url))  # a malformed URL: a usage error here
+            continue
         path = Path(text)
         if not path.exists():
             raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=text)
@@ -146,6 +155,8 @@ class LogModel:
 
     def _cold_start(self, log: int) -> None:
         state = self.logs[log]
+        if state.url is not None and not self._mirrored(state):
+            return
         if state.path.stat().st_size >= split_fold.SPLIT_FROM and self._cold_split(state):
             return
         chain = ChainState()
@@ -173,6 +184,9 @@ class LogModel:
 
     def _catch_up(self, log: int, pause: Callable[[], None]) -> None:
         state = self.logs[log]
+        if state.judged or not state.path.exists():  # nothing to read (a stream that could not be copied)
+            state.judged = True
+            return
         chain = ChainState()
         scanner = Scanner(state.path, chain)
         batch: list[Record] = []
@@ -198,6 +212,33 @@ class LogModel:
             if state.judged_seq >= state.last_seq or state.problem:
                 state.judged = True
             return state.judged
+
+    def _mirrored(self, state: LogState) -> bool:
+        """A nats:// log's verified lines copied to its local file; False (the problem
+        shown) when the server cannot be read."""
+        assert state.url is not None
+        try:
+            write_snapshot(state.url, state.path)
+        except AsupError as exc:
+            state.problem = exc.one_line()
+            state.ready = state.judged = True
+            return False
+        return True
+
+    def mirror(self, log: int, line: bytes) -> None:
+        """A live record of a nats:// log added to its local copy (before it is folded)."""
+        path = self.logs[log].path
+        try:
+            with path.open("ab") as fh:
+                fh.write(line + b"\n")
+        except OSError as exc:  # a full /tmp: the follower stops with the problem shown
+            raise os_error(exc, "copying the stream to", path) from exc
+
+    def close(self) -> None:
+        """Remove the local copies of nats:// logs."""
+        for state in self.logs:
+            if state.mirror_dir is not None:
+                shutil.rmtree(state.mirror_dir, ignore_errors=True)
 
     def _cold_split(self, state: LogState) -> bool:
         found = split_fold.fold_split(state.path, lambda batch: self._fold_quietly(state, batch), [p.name for p in ROWS])

@@ -178,11 +178,22 @@ def test_a_damaged_log_shows_what_was_read_and_the_problem(log: Path) -> None:
     assert model.health().pending == ""
 
 
-@pytest.mark.parametrize("given", ["nats://127.0.0.1:4222/LOG", "missing.jsonl"])
+@pytest.mark.parametrize("given", ["nats://127.0.0.1:4222/LOG?replicas=0", "missing.jsonl", "nats://[bad/LOG"])
 def test_a_log_that_cannot_be_shown_is_refused_before_serving(given: str, tmp_path: Path) -> None:
     with pytest.raises(AsupError) as caught:
         LogModel([str(tmp_path / given) if "://" not in given else given])
     assert caught.value.code in ("usage", "log_not_found")
+
+
+def test_an_unreachable_stream_is_a_problem_shown_and_its_copy_removed() -> None:
+    model = LogModel(["nats://127.0.0.1:1/GONE?timeout=1"])
+    copy = model.logs[0].mirror_dir
+    assert copy is not None and copy.is_dir() and oct(copy.stat().st_mode & 0o777) == "0o700"
+    model.cold_start(0)
+    assert model.ready and "log_unreachable" in model.logs[0].problem
+    assert model.transfers(Query()).total == 0
+    model.close()
+    assert not copy.exists()
 
 
 def test_the_escalation_folds_catch_up_behind_the_rows_and_agree_with_one_pass(log: Path) -> None:
