@@ -6,7 +6,6 @@ from __future__ import annotations
 import platform
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import msgspec
@@ -20,6 +19,7 @@ from events import strict_json
 from events.errors import AsupError, ErrorCode
 from events.observations import Intent, PrimitiveRequest
 from events.strict_json import JsonInt
+from events.version import VERSION
 from events.vocabulary import Mode
 
 DEFAULT_CHUNK = 4 << 20  # large enough that the per-chunk log fsync stays in the noise
@@ -27,11 +27,7 @@ DEFAULT_CHUNK = 4 << 20  # large enough that the per-chunk log fsync stays in th
 
 def env_fingerprint() -> str:
     """Where a run happened (ignored by every comparison): Python, platform, asup."""
-    try:
-        asup = version("asupersync")
-    except PackageNotFoundError:
-        asup = "dev"
-    text = f"{sys.version}|{platform.platform()}|asup {asup}"
+    text = f"{sys.version}|{platform.platform()}|asup {VERSION}"
     return "env:" + blake3(text.encode()).hexdigest()[:16]
 
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from engine import checkpoint as ckpt
 from engine.adapter import TransferResult
@@ -118,6 +117,8 @@ def sync_batch(
 
     Example: asup sync-batch intents.jsonl --artifact-class conformance_fixture_bundle --mode hardened --concurrency 16
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # imported by the verb that draws it
+
     ref = default_log_ref(root, log_path)  # a malformed URL: a usage error before the batch is read
     with shared_stores() as stores:  # open while the transfers run, closed however they end
         planned = _jobs(batch, artifact_class, mode, stores)

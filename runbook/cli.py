@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from importlib.metadata import version
 
 import typer
 import typer.main
@@ -14,6 +13,7 @@ from typer._click.exceptions import UsageError  # typer vendors click; the lock 
 from engine.contracts import default_matrix, default_state_machine
 from events.errors import AsupError, ExitCode, exit_codes_help
 from events.record import LOG_SCHEMA, SCHEMA_VERSION
+from events.version import VERSION
 from runbook import (
     batch_commands,
     clean_commands,
@@ -64,7 +64,7 @@ app.add_typer(evidence_commands.durability_app, name="durability")
 def _version(value: bool) -> None:
     if value:
         contracts = f"capability matrix {default_matrix().schema_version}, state machine {default_state_machine().schema_version}"
-        typer.echo(f"asup {version('asupersync')} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION}; contracts: {contracts})")
+        typer.echo(f"asup {VERSION} (log schema {LOG_SCHEMA}, record v{SCHEMA_VERSION}; contracts: {contracts})")
         raise typer.Exit()
 
 
@@ -93,15 +93,16 @@ def _asks_for_help(args: list[str]) -> bool:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    command = typer.main.get_command(app)  # built once: the config's defaults and the run share it
     try:
-        defaults = config.default_map(typer.main.get_command(app), config.load())
+        defaults = config.default_map(command, config.load())
     except AsupError as error:
         sys.stderr.write(f"asup: {error.one_line()}\n")
         if not _asks_for_help(sys.argv[1:]):
             sys.exit(int(error.exit_code))
         defaults = {}  # a broken asup.toml must not hide the help that explains it
     try:
-        code = app(standalone_mode=False, default_map=defaults, prog_name="asup")  # also under `python -m runbook`
+        code = command(standalone_mode=False, default_map=defaults, prog_name="asup")  # also under `python -m runbook`
     except UsageError as exc:  # click would print a multi-line box; asup errors are one line
         where = f" ({exc.ctx.command_path})" if exc.ctx else ""
         if exc.format_message():  # empty when the help was printed for a bare group

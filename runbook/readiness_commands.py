@@ -9,7 +9,6 @@ from typing import Any
 
 import msgspec
 import typer
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
 from events import strict_json
@@ -165,6 +164,8 @@ def readiness(
 
     Example: asup readiness --root artifacts
     """
+    from rich.progress import BarColumn, Progress, TextColumn  # imported by the verb that draws it
+
     paths = ArtifactPaths(root, remote_logs_of(remote_logs))
     results = []
     out = console()

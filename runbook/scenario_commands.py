@@ -6,7 +6,6 @@ from pathlib import Path
 
 import anyio
 import typer
-from rich.progress import Progress
 
 from engine.appender import DirectAppender
 from engine.machine import make_dispatcher
@@ -100,6 +99,8 @@ def run(
 
 
 async def _run_all(chosen: list[Scenario], ref: LogRef, seed: int, workdir: Path | None, lever: bool) -> list[ScenarioOutcome]:
+    from rich.progress import Progress  # imported by the verb that draws it
+
     out = console()
     with (
         open_log(ref, log_id="scenarios", clock=StepClock()) as log,

@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from engine import checkpoint as ckpt
 from engine.adapter import SyncAdapter, TransferResult
@@ -212,6 +211,8 @@ def _bar(intent: Intent, as_json: bool) -> Iterator[Callable[[int], None] | None
     if as_json or not out.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn  # a terminal only
+
     columns = (TextColumn(intent.transfer_id), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=out, transient=True) as bar:
         task = bar.add_task("sync", total=intent.size)
