@@ -233,7 +233,8 @@ def read_file(path: Path, limit: int, fs: FileSystem = OS) -> bytes | str | None
             return f"over the {limit}-byte limit"
         chunks = []
         offset = 0
-        while chunk := fs.pread(fd, min(1 << 24, limit + 1 - offset), offset):
+        want = max(1 << 24, st.st_size + 1)  # the whole file in one read, one buffer (a join of one is no copy)
+        while chunk := fs.pread(fd, min(want, limit + 1 - offset), offset):
             chunks.append(chunk)
             offset += len(chunk)
             if offset > limit:
