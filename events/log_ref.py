@@ -19,7 +19,7 @@ import msgspec
 
 from events.chain import DEFAULT_ID_WINDOW
 from events.clock import Clock
-from events.errors import AsupError, ErrorCode, ExitCode
+from events.errors import AsupError, ErrorCode, ExitCode, os_error
 from events.jetstream.url import LogUrl, is_url, parse
 from events.scan import Problem
 from events.store import LogStore
@@ -113,16 +113,19 @@ def write_snapshot(url: LogUrl, out: Path) -> int:
     (created, never replaced; fsynced); the number of records."""
     from events.jetstream.log import JetStreamLog
 
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    count = 0
     try:
-        with JetStreamLog.open(url, create=False, reader=True) as log, os.fdopen(fd, "wb", closefd=False) as fh:
-            for line in log.verified_lines():
-                fh.write(line)
-                fh.write(b"\n")
-                count += 1
-            fh.flush()
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        count = 0
+        try:
+            with JetStreamLog.open(url, create=False, reader=True) as log, os.fdopen(fd, "wb", closefd=False) as fh:
+                for line in log.verified_lines():
+                    fh.write(line)
+                    fh.write(b"\n")
+                    count += 1
+                fh.flush()
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:  # a full or unwritable $TMPDIR: named, where a bare OSError named nothing
+        raise os_error(exc, f"cannot write the stream's local copy {out}", out) from exc
     return count

@@ -55,18 +55,14 @@ def ui(
         model = LogModel(logs, root)
         try:
             _probe(model)
-        except BaseException:
-            model.close()
-            raise
-        url = f"http://{_url_host(host, tuple(allowed_host))}:{port}/"
-        token_url = f"{url}?token={settings.token}" if settings.token else ""
-        out = console(stderr=True)
-        out.print(f"asup console on {url} (Ctrl-C to stop)", markup=False, soft_wrap=True)
-        if token_url:
-            out.print(f"open {token_url} (the token is kept in a cookie, then dropped from the URL)", markup=False, soft_wrap=True)
-        if as_json:  # a script starting the console learns its address (and token) without parsing prose
-            emit_json({"command": "ui", "url": url, "token_url": token_url, "pid": os.getpid()})
-        try:
+            url = f"http://{_url_host(host, tuple(allowed_host))}:{port}/"
+            token_url = f"{url}?token={settings.token}" if settings.token else ""
+            out = console(stderr=True)
+            out.print(f"asup console on {url} (Ctrl-C to stop)", markup=False, soft_wrap=True)
+            if token_url:
+                out.print(f"open {token_url} (the token is kept in a cookie, then dropped from the URL)", markup=False, soft_wrap=True)
+            if as_json:  # a script starting the console learns its address (and token) without parsing prose
+                emit_json({"command": "ui", "url": url, "token_url": token_url, "pid": os.getpid()})
             stopped = serve(model, settings, sock)
         finally:
             model.close()  # the local copies of nats:// logs

@@ -12,7 +12,9 @@ events"); then the same records `asup tail -f` sees, one batch at a time.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import shlex
 import shutil
 import stat
@@ -28,6 +30,7 @@ from typing import Any
 import msgspec
 
 from engine import liveness
+from events.atomic import write_all
 from events.chain import ChainState
 from events.errors import AsupError, ErrorCode, os_error
 from events.follow import Tailer
@@ -70,10 +73,14 @@ class LogState:
         self.index = index
         self.text = text
         self.url = url
-        # a nats:// log is read into a private local copy (a 0700 directory of its own,
-        # removed by `LogModel.close`): the same verified lines, so every page reads a file
-        self.mirror_dir = Path(tempfile.mkdtemp(prefix="asup-console-")) if url is not None else None
-        self.path = self.mirror_dir / f"{url.stream}.jsonl" if url is not None and self.mirror_dir is not None else Path(text)
+        self.mirror_dir: Path | None = None
+        self.mirror_fd: int | None = None  # the copy's append descriptor, opened by the first live record
+        self.path = Path(text)
+        if url is not None:
+            # a nats:// log is read into a private local copy (a 0700 directory of its own,
+            # removed by `remove_copies`): the same verified lines, so every page reads a file
+            self.mirror_dir = Path(tempfile.mkdtemp(prefix="asup-console-"))
+            self.path = self.mirror_dir / f"{url.stream}.jsonl"
         self.states: dict[str, Any] = {p.name: p.initial() for p in PROJECTIONS}
         self.last_ts: dict[str, str] = {}  # each stream's latest ts: the next record's duration
         self.seqs: dict[str, array[int]] = {}  # each stream's seqs: its records found again in the file
@@ -119,18 +126,37 @@ class LogState:
 def open_logs(texts: Sequence[str]) -> list[LogState]:
     """Each log argument checked before anything is served: a file that exists, or a
     well-formed nats:// URL (its server is asked when the cold start reads it)."""
-    logs = []
-    for index, text in enumerate(texts):
-        if is_url(text):
-            logs.append(LogState(index, text, log_ref(text).url))  # a malformed URL: a usage error here
-            continue
-        path = Path(text)
-        if not path.exists():
-            raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=text)
-        if not path.is_file():
-            raise AsupError(ErrorCode.USAGE, "not a log file", file=text)
-        logs.append(LogState(index, text))
+    checked = [_checked(text) for text in texts]  # every argument first: a refused one leaves no copy behind
+    logs: list[LogState] = []
+    try:
+        for index, (text, url) in enumerate(checked):
+            logs.append(LogState(index, text, url))
+    except BaseException:
+        remove_copies(logs)
+        raise
     return logs
+
+
+def _checked(text: str) -> tuple[str, LogUrl | None]:
+    if is_url(text):
+        return text, log_ref(text).url  # a malformed URL: a usage error here
+    path = Path(text)
+    if not path.exists():
+        raise AsupError(ErrorCode.LOG_NOT_FOUND, "no such log file", file=text)
+    if not path.is_file():
+        raise AsupError(ErrorCode.USAGE, "not a log file", file=text)
+    return text, None
+
+
+def remove_copies(logs: Sequence[LogState]) -> None:
+    """Close and remove the local copies of nats:// logs."""
+    for state in logs:
+        if state.mirror_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(state.mirror_fd)
+            state.mirror_fd = None
+        if state.mirror_dir is not None:
+            shutil.rmtree(state.mirror_dir, ignore_errors=True)
 
 
 class LogModel:
@@ -184,8 +210,7 @@ class LogModel:
 
     def _catch_up(self, log: int, pause: Callable[[], None]) -> None:
         state = self.logs[log]
-        if state.judged or not state.path.exists():  # nothing to read (a stream that could not be copied)
-            state.judged = True
+        if state.judged:  # nothing to read: a stream that could not be copied
             return
         chain = ChainState()
         scanner = Scanner(state.path, chain)
@@ -227,18 +252,16 @@ class LogModel:
 
     def mirror(self, log: int, line: bytes) -> None:
         """A live record of a nats:// log added to its local copy (before it is folded)."""
-        path = self.logs[log].path
+        state = self.logs[log]
         try:
-            with path.open("ab") as fh:
-                fh.write(line + b"\n")
+            if state.mirror_fd is None:
+                state.mirror_fd = os.open(state.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+            write_all(state.mirror_fd, memoryview(line + b"\n"))
         except OSError as exc:  # a full /tmp: the follower stops with the problem shown
-            raise os_error(exc, "copying the stream to", path) from exc
+            raise os_error(exc, "copying the stream to", state.path) from exc
 
     def close(self) -> None:
-        """Remove the local copies of nats:// logs."""
-        for state in self.logs:
-            if state.mirror_dir is not None:
-                shutil.rmtree(state.mirror_dir, ignore_errors=True)
+        remove_copies(self.logs)
 
     def _cold_split(self, state: LogState) -> bool:
         found = split_fold.fold_split(state.path, lambda batch: self._fold_quietly(state, batch), [p.name for p in ROWS])

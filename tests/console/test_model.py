@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import msgspec
@@ -185,6 +186,14 @@ def test_a_log_that_cannot_be_shown_is_refused_before_serving(given: str, tmp_pa
     assert caught.value.code in ("usage", "log_not_found")
 
 
+def test_a_refused_argument_leaves_no_copy_of_a_stream_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(AsupError) as caught:
+        LogModel(["nats://127.0.0.1:1/FIRST?timeout=1", str(tmp_path / "missing.jsonl")])
+    assert caught.value.code == "log_not_found"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unreachable_stream_is_a_problem_shown_and_its_copy_removed() -> None:
     model = LogModel(["nats://127.0.0.1:1/GONE?timeout=1"])
     copy = model.logs[0].mirror_dir
@@ -194,6 +203,16 @@ def test_an_unreachable_stream_is_a_problem_shown_and_its_copy_removed() -> None
     assert model.transfers(Query()).total == 0
     model.close()
     assert not copy.exists()
+
+
+def test_a_copy_that_cannot_be_written_is_a_problem_shown_not_a_crash() -> None:
+    model = LogModel(["nats://127.0.0.1:1/GONE?timeout=1"])
+    state = model.logs[0]
+    assert state.mirror_dir is not None
+    state.mirror_dir.rmdir()  # as a full or unwritable $TMPDIR refuses the copy: before any server is asked
+    model.cold_start(0)
+    assert model.ready and "cannot write the stream's local copy" in state.problem and str(state.path) in state.problem
+    model.close()
 
 
 def test_the_escalation_folds_catch_up_behind_the_rows_and_agree_with_one_pass(log: Path) -> None:
