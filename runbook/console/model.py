@@ -317,7 +317,9 @@ class LogModel:
     def progress(self) -> dict[str, Any]:
         """How far the folds are: cheap (no lock), for the header and a poller."""
         judged = all(s.judged for s in self.logs)
-        return {"ready": self.ready, "judged": judged, "events": sum(s.events for s in self.logs), "logs": len(self.logs)}
+        problems = sum(1 for s in self.logs if s.problem)  # damage, or a stream lost or not copied: said on every page
+        events = sum(s.events for s in self.logs)
+        return {"ready": self.ready, "judged": judged, "events": events, "logs": len(self.logs), "problems": problems}
 
     # --- reading -------------------------------------------------------------------------
 

@@ -177,6 +177,7 @@ def test_a_damaged_log_shows_what_was_read_and_the_problem(log: Path) -> None:
     assert model.logs[0].problem and "corrupt" in model.logs[0].problem
     assert model.health().problems == [model.logs[0].problem]
     assert model.health().pending == ""
+    assert model.progress()["problems"] == 1
 
 
 @pytest.mark.parametrize("given", ["nats://127.0.0.1:4222/LOG?replicas=0", "missing.jsonl", "nats://[bad/LOG"])

@@ -162,3 +162,23 @@ def test_unknown_things_are_a_page_not_an_error(console: tuple[str, Settings]) -
     assert request(base, "GET", "/artifact?path=/etc/passwd").status == 404
     assert request(base, "GET", "/live?log=7").status == 400
     assert request(base, "GET", "/?page=abc&size=-1&sort=nope").status == 200
+
+
+def test_a_log_with_a_problem_is_said_on_every_page(log: Path) -> None:
+    """Damage (or a stream lost or not copied) shows in the header of every page, linked to
+    the health page that names it, not only on that page."""
+    data = bytearray(log.read_bytes())
+    middle = data.index(b"\n", len(data) // 2) + 20
+    data[middle] = ord("#") if data[middle] != ord("#") else ord("$")
+    log.write_bytes(bytes(data))
+    model = LogModel([str(log)])
+    with served(model) as (base, _):
+        wait_ready(model)
+        for path in ("/", "/health", f"/transfer/0:disk_full-{SEED}"):
+            assert 'id="log-problems" href="/health">1 log with a problem' in request(base, "GET", path).body, path
+        assert "corrupt" in request(base, "GET", "/health").body
+
+
+def test_a_sound_log_has_no_problem_said(console: tuple[str, Settings]) -> None:
+    base, _ = console
+    assert 'id="log-problems"' not in request(base, "GET", "/").body
